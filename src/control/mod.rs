@@ -1,0 +1,3 @@
+//! control socket
+pub mod protocol;
+pub mod server;
