@@ -1,0 +1,385 @@
+//! Putting work-tree paths into the (already loaded) index, and nothing else.
+//!
+//! The rules, in order, for each path: never `.git` internals, editor
+//! temporaries or the user's `ignore` globs (the [`PathFilter`]); nothing
+//! inside a nested repository; an untracked path git ignores stays out (a
+//! tracked one stays tracked); a file over the size limit keeps its previous
+//! index entry; a file that changes while it is hashed gets its previous
+//! entry back and is reported for a recheck.
+
+use std::ffi::OsStr;
+use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use git2::{Index, IndexAddOption, IndexEntry, Repository};
+
+use super::error::{git_err, io_err};
+use super::GitError;
+use crate::filter::PathFilter;
+
+/// Stages paths of one notebook into one index, collecting what it left out.
+pub(crate) struct Stager<'a> {
+    /// The repository the index belongs to.
+    repo: &'a Repository,
+    /// Canonical work-tree root.
+    root: &'a Path,
+    /// gitlockd's own exclusions.
+    filter: &'a PathFilter,
+    /// Larger files are skipped.
+    max_file_size: u64,
+    /// Modification time of the index file when it was loaded: an entry
+    /// whose file changed at or after it may be "racily clean" (git's term).
+    index_mtime: Option<(i64, i64)>,
+    /// Files skipped for their size.
+    pub skipped_large: Vec<(PathBuf, u64)>,
+    /// Files that changed while being staged (their entry was restored).
+    pub recheck: Vec<PathBuf>,
+}
+
+/// What identifies one version of a file on disk, cheaply.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Stamp {
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    ino: u64,
+    mode: u32,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            ino: meta.ino(),
+            mode: meta.mode(),
+        }
+    }
+
+    /// True when the index entry was recorded from exactly this file state.
+    fn matches(&self, e: &IndexEntry) -> bool {
+        let mode = if self.mode & 0o170000 == 0o120000 {
+            0o120000
+        } else if self.mode & 0o111 != 0 {
+            0o100755
+        } else {
+            0o100644
+        };
+        // The index keeps 32-bit truncations of these fields.
+        e.mode == mode
+            && e.file_size == self.len as u32
+            && e.ino == self.ino as u32
+            && e.mtime.seconds() == self.mtime.0 as i32
+            && e.mtime.nanoseconds() == self.mtime.1 as u32
+            && e.ctime.seconds() == self.ctime.0 as i32
+            && e.ctime.nanoseconds() == self.ctime.1 as u32
+    }
+
+    /// The stamp of `path` now, `None` when it is gone.
+    fn now(path: &Path) -> Option<Stamp> {
+        std::fs::symlink_metadata(path).ok().map(|m| Stamp::of(&m))
+    }
+}
+
+impl<'a> Stager<'a> {
+    pub fn new(
+        repo: &'a Repository,
+        root: &'a Path,
+        filter: &'a PathFilter,
+        max_file_size: u64,
+        index_mtime: Option<(i64, i64)>,
+    ) -> Stager<'a> {
+        Stager {
+            repo,
+            root,
+            filter,
+            max_file_size,
+            index_mtime,
+            skipped_large: Vec::new(),
+            recheck: Vec::new(),
+        }
+    }
+
+    /// Bring the index entry (or entries, for a directory) of `rel` in line
+    /// with the work tree. `rel` is notebook-relative and normalized; the
+    /// empty path means the whole tree (`git add -A`).
+    pub fn stage(&mut self, index: &mut Index, rel: &Path) -> Result<(), GitError> {
+        if rel.as_os_str().is_empty() {
+            return self.stage_all(index);
+        }
+        if self.filter.is_excluded(rel) || self.in_nested_repo(rel) {
+            return Ok(());
+        }
+        let full = self.root.join(rel);
+        match std::fs::symlink_metadata(&full) {
+            Ok(meta) if meta.is_dir() => {
+                if full.join(".git").exists() || is_gitlink(index, rel) {
+                    tracing::debug!(path = %rel.display(), "not staging a nested repository");
+                    return Ok(());
+                }
+                // A file that became a directory: drop the file's entry.
+                if index.get_path(rel, 0).is_some() {
+                    index
+                        .remove_path(rel)
+                        .map_err(git_err(self.repo, format!("unstaging {}", rel.display())))?;
+                }
+                self.stage_tree(index, rel)
+            }
+            Ok(meta) if meta.is_file() || meta.file_type().is_symlink() => {
+                self.stage_file(index, rel, &full, &meta)
+            }
+            // FIFOs, sockets, devices: git cannot store them.
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => {
+                let ctx = || format!("staging the deletion of {}", rel.display());
+                if index.get_path(rel, 0).is_some() {
+                    index.remove_path(rel).map_err(git_err(self.repo, ctx()))?;
+                }
+                index.remove_dir(rel, 0).map_err(git_err(self.repo, ctx()))
+            }
+            Err(e) => Err(io_err(format!("reading {}", full.display()))(e)),
+        }
+    }
+
+    /// One regular file or symlink.
+    fn stage_file(
+        &mut self,
+        index: &mut Index,
+        rel: &Path,
+        full: &Path,
+        meta: &std::fs::Metadata,
+    ) -> Result<(), GitError> {
+        let previous = index.get_path(rel, 0);
+        if previous.is_none() && self.ignored(rel)? {
+            return Ok(());
+        }
+        if meta.len() > self.max_file_size {
+            self.skipped_large.push((rel.to_path_buf(), meta.len()));
+            return Ok(());
+        }
+        let before = Stamp::of(meta);
+        if previous
+            .as_ref()
+            .is_some_and(|e| before.matches(e) && self.older_than_index(e))
+        {
+            // Unchanged since it was staged (git's own stat check).
+            return Ok(());
+        }
+        // A directory that became a file: drop the entries below it.
+        index
+            .remove_dir(rel, 0)
+            .map_err(git_err(self.repo, format!("staging {}", rel.display())))?;
+        if let Err(e) = index.add_path(rel) {
+            if Stamp::now(full).is_none() {
+                // Deleted while we read it: the deletion's own event follows.
+                self.recheck.push(rel.to_path_buf());
+                return Ok(());
+            }
+            return Err(git_err(self.repo, format!("staging {}", rel.display()))(e));
+        }
+        if Stamp::now(full) != Some(before) {
+            self.restore(index, rel, previous)?;
+            self.recheck.push(rel.to_path_buf());
+        }
+        Ok(())
+    }
+
+    /// A directory, recursively, touching only what is under it: its files
+    /// are walked (skipping ignored untracked directories and nested
+    /// repositories) and its tracked entries that are gone are removed.
+    /// libgit2's `add_all` would diff the whole work tree instead.
+    fn stage_tree(&mut self, index: &mut Index, rel: &Path) -> Result<(), GitError> {
+        let tracked = tracked_under(index, rel);
+        if tracked.is_empty() && self.ignored(rel)? {
+            return Ok(());
+        }
+        let mut dirs = vec![rel.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            let full_dir = self.root.join(&dir);
+            let entries = match std::fs::read_dir(&full_dir) {
+                Ok(entries) => entries,
+                // Removed meanwhile: its tracked files are handled below.
+                Err(e)
+                    if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory =>
+                {
+                    continue
+                }
+                Err(e) => return Err(io_err(format!("listing {}", full_dir.display()))(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_err(format!("listing {}", full_dir.display())))?;
+                let child = dir.join(entry.file_name());
+                if self.filter.is_excluded(&child) {
+                    continue;
+                }
+                let full = entry.path();
+                let Ok(meta) = std::fs::symlink_metadata(&full) else {
+                    // Gone since the listing: handled like any deletion.
+                    continue;
+                };
+                if meta.is_dir() {
+                    if full.join(".git").exists() || is_gitlink(index, &child) {
+                        continue;
+                    }
+                    let has_tracked = tracked.iter().any(|t| t.starts_with(&child));
+                    if !has_tracked && self.ignored(&child)? {
+                        continue;
+                    }
+                    // A tracked file that became a directory.
+                    if index.get_path(&child, 0).is_some() {
+                        index.remove_path(&child).map_err(git_err(
+                            self.repo,
+                            format!("unstaging {}", child.display()),
+                        ))?;
+                    }
+                    dirs.push(child);
+                } else if meta.is_file() || meta.file_type().is_symlink() {
+                    self.stage_file(index, &child, &full, &meta)?;
+                }
+            }
+        }
+        for path in tracked {
+            if self.filter.is_excluded(&path) {
+                continue;
+            }
+            if let Err(e) = std::fs::symlink_metadata(self.root.join(&path)) {
+                if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory {
+                    index.remove_path(&path).map_err(git_err(
+                        self.repo,
+                        format!("staging the deletion of {}", path.display()),
+                    ))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything (`git add -A`), for an explicit commit of all changes.
+    fn stage_all(&mut self, index: &mut Index) -> Result<(), GitError> {
+        let mut seen: Vec<(PathBuf, Stamp)> = Vec::new();
+        let root = self.root;
+        let filter = self.filter;
+        let max = self.max_file_size;
+        let skipped = &mut self.skipped_large;
+        // 0 = stage, 1 = leave as is. Called only for paths that differ.
+        let mut decide = |path: &Path, adding: bool| -> i32 {
+            if filter.is_excluded(path) {
+                return 1;
+            }
+            match std::fs::symlink_metadata(root.join(path)) {
+                // Gone: a deletion (update_all) to stage.
+                Err(_) => i32::from(adding),
+                // A directory here is a nested repository or submodule.
+                Ok(m) if m.is_dir() => 1,
+                Ok(m) if m.len() > max => {
+                    skipped.push((path.to_path_buf(), m.len()));
+                    1
+                }
+                Ok(m) => {
+                    seen.push((path.to_path_buf(), Stamp::of(&m)));
+                    0
+                }
+            }
+        };
+        // "*" matches every path; an empty pathspec would crash git2 0.21's
+        // callback (it reads the NULL "matched pathspec").
+        let all = ["*"];
+        index
+            .add_all(
+                all.iter(),
+                IndexAddOption::DEFAULT,
+                Some(&mut |p: &Path, _: &[u8]| decide(p, true)),
+            )
+            .map_err(git_err(self.repo, "staging all changes"))?;
+        index
+            .update_all(all.iter(), Some(&mut |p: &Path, _: &[u8]| decide(p, false)))
+            .map_err(git_err(self.repo, "staging all changes"))?;
+
+        self.skipped_large.sort();
+        self.skipped_large.dedup();
+        let changed: Vec<PathBuf> = seen
+            .into_iter()
+            .filter(|(p, stamp)| Stamp::now(&root.join(p)) != Some(*stamp))
+            .map(|(p, _)| p)
+            .collect();
+        if !changed.is_empty() {
+            // The entries as they were: the on-disk index is still the old one.
+            let on_disk = Index::open(&self.repo.path().join("index"))
+                .map_err(git_err(self.repo, "reading the index"))?;
+            for p in changed {
+                let previous = on_disk.get_path(&p, 0);
+                self.restore(index, &p, previous)?;
+                self.recheck.push(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether git ignores `rel` (.gitignore, info/exclude, core.excludesFile).
+    fn ignored(&self, rel: &Path) -> Result<bool, GitError> {
+        self.repo.is_path_ignored(rel).map_err(git_err(
+            self.repo,
+            format!("checking ignore rules for {}", rel.display()),
+        ))
+    }
+
+    /// True when `e`'s file time is strictly before the index was written,
+    /// so a later change of the file would show in its stat data.
+    fn older_than_index(&self, e: &IndexEntry) -> bool {
+        self.index_mtime.is_some_and(|(s, ns)| {
+            (
+                i64::from(e.mtime.seconds()),
+                i64::from(e.mtime.nanoseconds()),
+            ) < (s, ns)
+        })
+    }
+
+    /// Put back `rel`'s entry as it was before we staged it.
+    fn restore(
+        &self,
+        index: &mut Index,
+        rel: &Path,
+        previous: Option<IndexEntry>,
+    ) -> Result<(), GitError> {
+        tracing::debug!(path = %rel.display(), "changed while staging; leaving it for a recheck");
+        let ctx = || format!("restoring the index entry of {}", rel.display());
+        match previous {
+            Some(entry) => index.add(&entry).map_err(git_err(self.repo, ctx())),
+            None => index.remove_path(rel).map_err(git_err(self.repo, ctx())),
+        }
+    }
+
+    /// True when an ancestor directory of `rel` is a nested repository.
+    fn in_nested_repo(&self, rel: &Path) -> bool {
+        rel.ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+            .any(|a| self.root.join(a).join(".git").exists())
+    }
+}
+
+/// The tracked paths strictly below directory `rel`, from the sorted index.
+fn tracked_under(index: &Index, rel: &Path) -> Vec<PathBuf> {
+    let mut prefix = rel.as_os_str().as_bytes().to_vec();
+    prefix.push(b'/');
+    let Ok(start) = index.find_prefix(prefix.as_slice()) else {
+        return Vec::new();
+    };
+    (start..index.len())
+        .map_while(|i| index.get(i))
+        .take_while(|e| e.path.starts_with(&prefix))
+        .filter(|e| e.flags & STAGE_MASK == 0)
+        .map(|e| PathBuf::from(OsStr::from_bytes(&e.path)))
+        .collect()
+}
+
+/// The stage bits of an index entry's flags (0 = a normal entry).
+const STAGE_MASK: u16 = 0x3000;
+
+/// True when the index records `rel` as a submodule (gitlink).
+fn is_gitlink(index: &Index, rel: &Path) -> bool {
+    index.get_path(rel, 0).is_some_and(|e| e.mode == 0o160000)
+}

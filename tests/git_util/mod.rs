@@ -1,0 +1,127 @@
+//! Shared helpers for the GitManager tests: isolated git config for both
+//! libgit2 (in this process) and the `git` CLI (the referee).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use gitlockd::git::GitManager;
+use tempfile::TempDir;
+
+/// A HOME with a `.gitconfig` (user.name/email), shared by every test of
+/// this binary; libgit2's search paths point here too, once.
+pub fn home() -> &'static Path {
+    static HOME: OnceLock<TempDir> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("glhome")
+            .tempdir()
+            .expect("temp home");
+        std::fs::write(
+            dir.path().join(".gitconfig"),
+            "[user]\n\tname = Test User\n\temail = test@example.com\n\
+             [advice]\n\tdetachedHead = false\n[init]\n\tdefaultBranch = main\n",
+        )
+        .expect("write gitconfig");
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).expect("mkdir");
+        // SAFETY: runs once, before any test of this binary uses libgit2
+        // (every test calls home() first, and OnceLock blocks the others).
+        unsafe {
+            git2::opts::set_search_path(git2::ConfigLevel::Global, dir.path())
+                .expect("global search path");
+            git2::opts::set_search_path(git2::ConfigLevel::XDG, empty.as_path())
+                .expect("xdg search path");
+            git2::opts::set_search_path(git2::ConfigLevel::System, empty.as_path())
+                .expect("system search path");
+        }
+        dir
+    })
+    .path()
+}
+
+/// A `git` command for `dir` with the isolated environment.
+pub fn git_cmd(dir: &Path) -> Command {
+    let home = home();
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .env("HOME", home)
+        .env("GIT_CONFIG_GLOBAL", home.join(".gitconfig"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE");
+    cmd
+}
+
+/// Run git, return its output whatever the exit status.
+pub fn git_try(dir: &Path, args: &[&str]) -> Output {
+    git_cmd(dir).args(args).output().expect("run git")
+}
+
+/// Run git, which must succeed; its stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_try(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?} in {} failed: {}\nstdout: {}\nstderr: {}\nstatus:\n{}",
+        dir.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&git_try(dir, &["status"]).stdout),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fresh temp dir (short name: socket paths elsewhere in the suite).
+pub fn tempdir() -> TempDir {
+    home();
+    tempfile::Builder::new()
+        .prefix("gl")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// A new notebook: a temp dir with a repository created by GitManager.
+pub fn notebook() -> (TempDir, GitManager) {
+    let dir = tempdir();
+    let gm = GitManager::new(dir.path()).expect("manager");
+    assert!(gm.init_or_get_repo(true).expect("init"));
+    (dir, gm)
+}
+
+/// Write `content` to `rel` under `root`, creating parent directories.
+pub fn write(root: &Path, rel: &str, content: &str) -> PathBuf {
+    let p = root.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(&p, content).expect("write");
+    PathBuf::from(rel)
+}
+
+/// `git fsck --strict` reports no error (notices such as "HEAD points to an
+/// unborn branch" and dangling objects are not corruption).
+pub fn assert_fsck_clean(dir: &Path) {
+    let out = git_try(dir, &["fsck", "--strict", "--no-progress"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.lines().all(|l| l.starts_with("notice:")),
+        "fsck: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `git status --porcelain` is empty.
+pub fn assert_status_clean(dir: &Path) {
+    let status = git(dir, &["status", "--porcelain", "--untracked-files=all"]);
+    assert_eq!(status, "", "git status in {}", dir.display());
+}
+
+/// Lines of `git` output, trimmed.
+pub fn lines(s: &str) -> Vec<String> {
+    s.lines().map(str::to_string).collect()
+}
