@@ -311,13 +311,46 @@ fn external_git_add_survives_our_auto_commit() {
     auto(&gm, &["a.md"]);
     write(dir.path(), "ext.md", "external\n");
     git(dir.path(), &["add", "ext.md"]);
+    git(dir.path(), &["rm", "-q", "--cached", "a.md"]);
     write(dir.path(), "ours.md", "ours\n");
     let out = auto(&gm, &["ours.md"]);
-    assert!(out.commit.is_some());
-    // The user's staged file is not unstaged: it is in the commit.
-    assert_eq!(git(dir.path(), &["show", "HEAD:ext.md"]), "external\n");
+    assert_eq!(out.paths, vec![PathBuf::from("ours.md")]);
+    // Our commit holds exactly our path; the user's staging is intact.
     assert_eq!(git(dir.path(), &["show", "HEAD:ours.md"]), "ours\n");
+    assert_eq!(
+        git(dir.path(), &["ls-tree", "--name-only", "HEAD"]),
+        "a.md\nours.md\n"
+    );
+    assert_eq!(
+        git(dir.path(), &["status", "--porcelain"]),
+        "D  a.md\nA  ext.md\n?? a.md\n"
+    );
+    // An explicit commit of everything takes them.
+    gm.commit("all", None).unwrap().unwrap();
+    assert_eq!(
+        git(dir.path(), &["ls-tree", "--name-only", "HEAD"]),
+        "a.md\next.md\nours.md\n"
+    );
     assert_status_clean(dir.path());
+}
+
+#[test]
+fn commit_with_paths_commits_only_those() {
+    let (dir, gm) = notebook();
+    write(dir.path(), "a.md", "a\n");
+    write(dir.path(), "b.md", "b\n");
+    gm.add_file(Path::new("b.md")).unwrap();
+    let id = gm.commit("just a", Some(&[PathBuf::from("a.md")])).unwrap();
+    assert!(id.is_some());
+    assert_eq!(
+        git(dir.path(), &["ls-tree", "--name-only", "HEAD"]),
+        "a.md\n"
+    );
+    assert_eq!(
+        git(dir.path(), &["diff", "--cached", "--name-only"]),
+        "b.md\n"
+    );
+    assert_eq!(gm.commit("none", Some(&[])).unwrap(), None);
 }
 
 fn conflicting_merge(dir: &Path) {

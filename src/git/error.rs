@@ -61,10 +61,14 @@ pub enum GitError {
 
 impl GitError {
     /// True when the same operation may succeed later unchanged: a busy
-    /// repository, a foreign lock file, a lock wait that timed out.
+    /// repository, a foreign lock file, a lock wait that timed out, HEAD
+    /// moved by another process too often in a row.
     pub fn is_retryable(&self) -> bool {
         match self {
             GitError::Busy { .. } | GitError::IndexLocked { .. } => true,
+            GitError::Git { source, .. } => {
+                matches!(source.code(), ErrorCode::Modified | ErrorCode::Locked)
+            }
             GitError::Lock(e) => !matches!(e, LockError::UpgradeWouldDeadlock),
             _ => false,
         }

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use git2::{
-    Commit, Delta, DiffFindOptions, DiffFormat, DiffOptions, ErrorCode, Oid, Repository, Sort, Tree,
+    Commit, Delta, DiffFindOptions, DiffFormat, DiffOptions, ErrorClass, ErrorCode, Oid,
+    Repository, Sort, Tree,
 };
 
 use super::error::git_err;
@@ -125,33 +126,52 @@ impl GitManager {
         if let Some(rel) = &rel {
             opts.pathspec(rel).disable_pathspec_match(true);
         }
-        let ctx = "computing the diff";
-        let mut diff = match to {
-            Some(rev) => {
-                let new_tree = tree_of(&repo, rev)?;
-                repo.diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), Some(&mut opts))
-            }
-            None => {
-                opts.include_untracked(true)
-                    .recurse_untracked_dirs(true)
-                    .show_untracked_content(true)
-                    .update_index(false);
-                repo.diff_tree_to_workdir_with_index(old_tree.as_ref(), Some(&mut opts))
+        let new_tree = to.map(|rev| tree_of(&repo, rev)).transpose()?;
+        if new_tree.is_none() {
+            opts.include_untracked(true)
+                .recurse_untracked_dirs(true)
+                .show_untracked_content(true)
+                .update_index(false);
+        }
+        let render = |opts: &mut DiffOptions| -> Result<Vec<u8>, git2::Error> {
+            let mut diff = match &new_tree {
+                Some(new_tree) => {
+                    repo.diff_tree_to_tree(old_tree.as_ref(), Some(new_tree), Some(opts))?
+                }
+                None => repo.diff_tree_to_workdir_with_index(old_tree.as_ref(), Some(opts))?,
+            };
+            diff.find_similar(None)?;
+            let mut patch = Vec::new();
+            diff.print(DiffFormat::Patch, |_delta, _hunk, line| {
+                if matches!(line.origin(), '+' | '-' | ' ') {
+                    patch.push(line.origin() as u8);
+                }
+                patch.extend_from_slice(line.content());
+                true
+            })?;
+            Ok(patch)
+        };
+        let mut attempt = 1;
+        loop {
+            match render(&mut opts) {
+                Ok(patch) => return Ok(String::from_utf8_lossy(&patch).into_owned()),
+                // A file changed while libgit2 read it: read the tree again.
+                Err(e) if new_tree.is_none() && attempt < READ_ATTEMPTS && is_fs_race(&e) => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(git_err(&repo, "computing the diff")(e)),
             }
         }
-        .map_err(git_err(&repo, ctx))?;
-        diff.find_similar(None).map_err(git_err(&repo, ctx))?;
-        let mut patch = Vec::new();
-        diff.print(DiffFormat::Patch, |_delta, _hunk, line| {
-            if matches!(line.origin(), '+' | '-' | ' ') {
-                patch.push(line.origin() as u8);
-            }
-            patch.extend_from_slice(line.content());
-            true
-        })
-        .map_err(git_err(&repo, ctx))?;
-        Ok(String::from_utf8_lossy(&patch).into_owned())
     }
+}
+
+/// How often a read of the work tree is tried while files change under it.
+pub(crate) const READ_ATTEMPTS: u32 = 5;
+
+/// True for libgit2 failures caused by a work-tree file changing or
+/// vanishing while it was read ("file changed before we could read it").
+pub(crate) fn is_fs_race(e: &git2::Error) -> bool {
+    matches!(e.class(), ErrorClass::Filesystem | ErrorClass::Os)
 }
 
 /// The commit `rev` names; `NotFound` when it names none.

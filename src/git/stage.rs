@@ -12,10 +12,12 @@ use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use git2::{Index, IndexAddOption, IndexEntry, Repository};
 
 use super::error::{git_err, io_err};
+use super::read::{is_fs_race, READ_ATTEMPTS};
 use super::GitError;
 use crate::filter::PathFilter;
 
@@ -82,6 +84,54 @@ impl Stamp {
     fn now(path: &Path) -> Option<Stamp> {
         std::fs::symlink_metadata(path).ok().map(|m| Stamp::of(&m))
     }
+}
+
+/// Wait until a write to the file would be visible in its stat data, i.e.
+/// until the file's mtime is older than the filesystem clock's current tick
+/// (timestamps come from a coarse clock: two writes within one tick share an
+/// mtime). Only a file written in the last few milliseconds waits (a second
+/// on filesystems with whole-second times). `None` when the file changes
+/// meanwhile: it is still being written.
+fn settle(full: &Path, stamp: Stamp) -> Option<Stamp> {
+    let deadline = Instant::now() + SETTLE_MAX;
+    loop {
+        let (now_s, now_ns) = coarse_now();
+        let (s, ns) = stamp.mtime;
+        let settled = if ns == 0 {
+            // Possibly a whole-second filesystem: the second must be over.
+            s < now_s
+        } else {
+            (s, ns) < (now_s, now_ns)
+        };
+        if settled {
+            return Some(stamp);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        if Stamp::now(full) != Some(stamp) {
+            return None;
+        }
+    }
+}
+
+/// Longest wait in [`settle`].
+const SETTLE_MAX: Duration = Duration::from_millis(1500);
+
+/// The clock file timestamps are taken from (`CLOCK_REALTIME_COARSE`).
+fn coarse_now() -> (i64, i64) {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    if rc != 0 {
+        // Not on Linux. The epoch makes nothing settle: files are rechecked.
+        return (0, 0);
+    }
+    (ts.tv_sec, ts.tv_nsec)
 }
 
 impl<'a> Stager<'a> {
@@ -168,13 +218,19 @@ impl<'a> Stager<'a> {
             // Unchanged since it was staged (git's own stat check).
             return Ok(());
         }
+        let Some(before) = settle(full, before) else {
+            self.recheck.push(rel.to_path_buf());
+            return Ok(());
+        };
         // A directory that became a file: drop the entries below it.
         index
             .remove_dir(rel, 0)
             .map_err(git_err(self.repo, format!("staging {}", rel.display())))?;
         if let Err(e) = index.add_path(rel) {
-            if Stamp::now(full).is_none() {
-                // Deleted while we read it: the deletion's own event follows.
+            if Stamp::now(full) != Some(before) {
+                // Changed or deleted while we read it (libgit2 fails when the
+                // size moves under it): look again later.
+                self.restore(index, rel, previous)?;
                 self.recheck.push(rel.to_path_buf());
                 return Ok(());
             }
@@ -264,6 +320,7 @@ impl<'a> Stager<'a> {
         let filter = self.filter;
         let max = self.max_file_size;
         let skipped = &mut self.skipped_large;
+        let mut unsettled = Vec::new();
         // 0 = stage, 1 = leave as is. Called only for paths that differ.
         let mut decide = |path: &Path, adding: bool| -> i32 {
             if filter.is_excluded(path) {
@@ -278,33 +335,51 @@ impl<'a> Stager<'a> {
                     skipped.push((path.to_path_buf(), m.len()));
                     1
                 }
-                Ok(m) => {
-                    seen.push((path.to_path_buf(), Stamp::of(&m)));
-                    0
-                }
+                Ok(m) => match settle(&root.join(path), Stamp::of(&m)) {
+                    Some(stamp) => {
+                        seen.push((path.to_path_buf(), stamp));
+                        0
+                    }
+                    None => {
+                        unsettled.push(path.to_path_buf());
+                        1
+                    }
+                },
             }
         };
         // "*" matches every path; an empty pathspec would crash git2 0.21's
         // callback (it reads the NULL "matched pathspec").
         let all = ["*"];
-        index
-            .add_all(
-                all.iter(),
-                IndexAddOption::DEFAULT,
-                Some(&mut |p: &Path, _: &[u8]| decide(p, true)),
-            )
-            .map_err(git_err(self.repo, "staging all changes"))?;
-        index
-            .update_all(all.iter(), Some(&mut |p: &Path, _: &[u8]| decide(p, false)))
-            .map_err(git_err(self.repo, "staging all changes"))?;
+        let mut attempt = 1;
+        loop {
+            // Both are idempotent: after a failure, run them again.
+            let result = index
+                .add_all(
+                    all.iter(),
+                    IndexAddOption::DEFAULT,
+                    Some(&mut |p: &Path, _: &[u8]| decide(p, true)),
+                )
+                .and_then(|()| {
+                    index.update_all(all.iter(), Some(&mut |p: &Path, _: &[u8]| decide(p, false)))
+                });
+            match result {
+                Ok(()) => break,
+                // A file changed size while libgit2 read it.
+                Err(e) if attempt < READ_ATTEMPTS && is_fs_race(&e) => attempt += 1,
+                Err(e) => return Err(git_err(self.repo, "staging all changes")(e)),
+            }
+        }
 
+        self.recheck.extend(unsettled);
         self.skipped_large.sort();
         self.skipped_large.dedup();
-        let changed: Vec<PathBuf> = seen
+        let mut changed: Vec<PathBuf> = seen
             .into_iter()
             .filter(|(p, stamp)| Stamp::now(&root.join(p)) != Some(*stamp))
             .map(|(p, _)| p)
             .collect();
+        changed.sort();
+        changed.dedup();
         if !changed.is_empty() {
             // The entries as they were: the on-disk index is still the old one.
             let on_disk = Index::open(&self.repo.path().join("index"))

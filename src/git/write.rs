@@ -7,14 +7,17 @@ use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use git2::build::TreeUpdateBuilder;
 use git2::{
-    Commit, Delta, DiffFindOptions, ErrorCode, Index, Oid, Repository, Signature, Status,
-    StatusOptions, Tree,
+    Commit, Delta, Diff, DiffFindOptions, ErrorCode, FileMode, Index, Oid, Repository, Signature,
+    Status, StatusOptions, Tree,
 };
 
 use super::error::git_err;
 use super::message::{render_changes_message, ChangeKind, FileChange};
+use super::read::{is_fs_race, READ_ATTEMPTS};
 use super::stage::Stager;
 use super::{
     busy_state, AutoCommitOptions, AutoCommitOutcome, GitError, GitManager,
@@ -24,7 +27,7 @@ use crate::filter::PathFilter;
 use crate::lock::LockMode;
 
 /// How often a commit is redone from the top when HEAD moved under it.
-const MAX_ATTEMPTS: usize = 5;
+const MAX_ATTEMPTS: u32 = 10;
 
 /// Where a commit's message comes from.
 enum MessageSpec<'a> {
@@ -65,17 +68,19 @@ impl GitManager {
     pub fn add_file(&self, rel: &Path) -> Result<(), GitError> {
         let _hold = self.hold(LockMode::Exclusive)?;
         let rel = self.resolve_path(rel)?;
-        let repo = self.open()?;
-        let (mut index, index_mtime) = writable_index(&repo)?;
-        let mut stager = Stager::new(
-            &repo,
-            &self.root,
-            &self.filter,
-            self.max_file_size,
-            index_mtime,
-        );
-        stager.stage(&mut index, &rel)?;
-        write_index(&repo, &mut index)
+        self.with_retries(|| {
+            let repo = self.open()?;
+            let mut loaded = writable_index(&repo)?;
+            let mut stager = Stager::new(
+                &repo,
+                &self.root,
+                &self.filter,
+                self.max_file_size,
+                loaded.stamp.mtime(),
+            );
+            stager.stage(&mut loaded.index, &rel)?;
+            write_index(&repo, &mut loaded)
+        })
     }
 
     /// Make one commit on the current branch: of `paths` (staged first), or,
@@ -180,9 +185,15 @@ impl GitManager {
             .include_unmodified(false)
             .exclude_submodules(true)
             .update_index(false);
-        let statuses = repo
-            .statuses(Some(&mut so))
-            .map_err(git_err(&repo, "listing changed files"))?;
+        let mut attempt = 1;
+        let statuses = loop {
+            match repo.statuses(Some(&mut so)) {
+                Ok(statuses) => break statuses,
+                // A file changed while libgit2 read it: look again.
+                Err(e) if attempt < READ_ATTEMPTS && is_fs_race(&e) => attempt += 1,
+                Err(e) => return Err(git_err(&repo, "listing changed files")(e)),
+            }
+        };
         let mut out = BTreeSet::new();
         for entry in statuses.iter() {
             let status = entry.status();
@@ -212,39 +223,62 @@ impl GitManager {
     ) -> Result<Batch, GitError> {
         // Nested in the caller's hold: re-entered by owner, never queued.
         let _hold = self.hold(LockMode::Exclusive)?;
-        let mut attempt = 1;
-        loop {
+        // The empty path is the whole tree: then everything staged goes in.
+        let scope = (!rels.iter().any(|r| r.as_os_str().is_empty())).then_some(rels);
+        self.with_retries(|| {
             let repo = self.open()?;
-            let (mut index, index_mtime) = writable_index(&repo)?;
+            // HEAD before the index: if it moves before we commit, libgit2
+            // refuses the commit (stale parent) and we start again.
+            let parent = head_commit(&repo)?;
+            let mut loaded = writable_index(&repo)?;
             let mut stager = Stager::new(
                 &repo,
                 &self.root,
                 settings.filter,
                 settings.max_file_size,
-                index_mtime,
+                loaded.stamp.mtime(),
             );
             for rel in rels {
-                stager.stage(&mut index, rel)?;
+                stager.stage(&mut loaded.index, rel)?;
             }
-            write_index(&repo, &mut index)?;
-            match commit_index(&repo, &mut index, message, settings) {
-                Err(e) if e.is_stale_parent() && attempt < MAX_ATTEMPTS => {
-                    tracing::debug!(root = %self.root.display(), attempt, "HEAD moved while committing; again");
-                    attempt += 1;
+            if let Attempt::Again(lock) = write_index(&repo, &mut loaded)? {
+                return Ok(Attempt::Again(lock));
+            }
+            let (id, changes) =
+                commit_index(&repo, &mut loaded.index, parent, scope, message, settings)?;
+            if let Some(id) = id {
+                tracing::debug!(root = %self.root.display(), commit = %id, files = changes.len(), "committed");
+            }
+            Ok(Attempt::Done(Batch {
+                id,
+                changes,
+                skipped_large: stager.skipped_large,
+                recheck: stager.recheck,
+            }))
+        })
+    }
+
+    /// Run `f` until it is done, again (bounded, with a short backoff) while
+    /// another process moves HEAD or rewrites the index under it.
+    fn with_retries<T>(
+        &self,
+        mut f: impl FnMut() -> Result<Attempt<T>, GitError>,
+    ) -> Result<T, GitError> {
+        let mut attempt: u32 = 1;
+        loop {
+            let why = match f() {
+                Ok(Attempt::Done(t)) => return Ok(t),
+                // Someone keeps writing the index: report it like a held lock.
+                Ok(Attempt::Again(lock)) if attempt >= MAX_ATTEMPTS => {
+                    return Err(GitError::IndexLocked { path: lock });
                 }
+                Ok(Attempt::Again(_)) => "the index was rewritten",
+                Err(e) if e.is_stale_parent() && attempt < MAX_ATTEMPTS => "HEAD moved",
                 Err(e) => return Err(e),
-                Ok((id, changes)) => {
-                    if let Some(id) = id {
-                        tracing::debug!(root = %self.root.display(), commit = %id, files = changes.len(), "committed");
-                    }
-                    return Ok(Batch {
-                        id,
-                        changes,
-                        skipped_large: stager.skipped_large,
-                        recheck: stager.recheck,
-                    });
-                }
-            }
+            };
+            tracing::debug!(root = %self.root.display(), attempt, why, "another git process interfered; again");
+            std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 2));
+            attempt += 1;
         }
     }
 
@@ -257,10 +291,45 @@ impl GitManager {
     }
 }
 
+/// One pass of a retried operation.
+enum Attempt<T> {
+    /// Finished.
+    Done(T),
+    /// Another process rewrote the index (whose lock file this is) while we
+    /// worked: start again from a fresh read.
+    Again(PathBuf),
+}
+
+/// Identity of the index file: git and libgit2 write a new file and rename
+/// it into place, so any rewrite changes it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct IndexFileStamp(Option<(u64, u64, i64, i64)>);
+
+impl IndexFileStamp {
+    fn of(repo: &Repository) -> IndexFileStamp {
+        IndexFileStamp(
+            std::fs::metadata(repo.path().join("index"))
+                .ok()
+                .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec())),
+        )
+    }
+
+    /// When the index file was written.
+    fn mtime(&self) -> Option<(i64, i64)> {
+        self.0.map(|(_, _, s, ns)| (s, ns))
+    }
+}
+
+/// The index as loaded, and the file's stamp from just before loading it.
+struct LoadedIndex {
+    index: Index,
+    stamp: IndexFileStamp,
+}
+
 /// The index, fresh from disk, when committing is allowed now: no operation
 /// in progress, no conflicts, no foreign `index.lock`. Checked before anything
 /// is written.
-pub(crate) fn writable_index(repo: &Repository) -> Result<(Index, Option<(i64, i64)>), GitError> {
+fn writable_index(repo: &Repository) -> Result<LoadedIndex, GitError> {
     if let Some(state) = busy_state(repo.state()) {
         return Err(GitError::Busy {
             state: state.to_string(),
@@ -270,10 +339,9 @@ pub(crate) fn writable_index(repo: &Repository) -> Result<(Index, Option<(i64, i
     if lock.exists() {
         return Err(GitError::IndexLocked { path: lock });
     }
-    // Taken before loading: the conservative side for the racy-clean check.
-    let index_mtime = std::fs::metadata(repo.path().join("index"))
-        .ok()
-        .map(|m| (m.mtime(), m.mtime_nsec()));
+    // Before loading: a rewrite after this is caught by `write_index`, and
+    // it is the conservative side for the racy-clean check.
+    let stamp = IndexFileStamp::of(repo);
     let mut index = repo.index().map_err(git_err(repo, "reading the index"))?;
     // libgit2 caches the index: reload it if someone else wrote it meanwhile.
     index
@@ -284,39 +352,77 @@ pub(crate) fn writable_index(repo: &Repository) -> Result<(Index, Option<(i64, i
             state: "conflicts".to_string(),
         });
     }
-    Ok((index, index_mtime))
+    Ok(LoadedIndex { index, stamp })
 }
 
-fn write_index(repo: &Repository, index: &mut Index) -> Result<(), GitError> {
-    index.write().map_err(git_err(repo, "writing the index"))
+/// Write the index back, unless another process rewrote it since we loaded
+/// it: writing ours would undo their staging (libgit2, unlike git, does not
+/// hold `index.lock` from read to write), so the caller starts again.
+fn write_index(repo: &Repository, loaded: &mut LoadedIndex) -> Result<Attempt<()>, GitError> {
+    if IndexFileStamp::of(repo) != loaded.stamp {
+        return Ok(Attempt::Again(repo.path().join("index.lock")));
+    }
+    loaded
+        .index
+        .write()
+        .map_err(git_err(repo, "writing the index"))?;
+    Ok(Attempt::Done(()))
 }
 
-/// Commit the index on HEAD unless its tree equals the parent's.
+/// Commit on HEAD (expected to be `parent`) the index's state of the paths
+/// in `scope` (`None`: of everything), unless the tree equals the parent's.
+///
+/// Paths outside the scope keep the parent's version even when the index
+/// differs there: a user's own `git add` stays staged for their own commit,
+/// and an index that another process left behind HEAD (git's `commit` reads
+/// the index before locking it) can never make us revert a committed file.
 fn commit_index(
     repo: &Repository,
     index: &mut Index,
+    parent: Option<Commit<'_>>,
+    scope: Option<&[PathBuf]>,
     message: &MessageSpec<'_>,
     settings: &StageSettings<'_>,
 ) -> Result<(Option<Oid>, Vec<FileChange>), GitError> {
-    let tree_id = index
+    let index_tree = index
         .write_tree()
         .map_err(git_err(repo, "writing the tree"))?;
-    let parent = head_commit(repo)?;
     let parent_tree = parent
         .as_ref()
         .map(Commit::tree)
         .transpose()
         .map_err(git_err(repo, "reading HEAD's tree"))?;
-    if parent_tree.as_ref().map(Tree::id) == Some(tree_id) {
+    if parent_tree.as_ref().map(Tree::id) == Some(index_tree) {
         return Ok((None, Vec::new()));
     }
-    let tree = repo
-        .find_tree(tree_id)
+    let mut tree = repo
+        .find_tree(index_tree)
         .map_err(git_err(repo, "reading the new tree"))?;
+    let mut diff = repo
+        .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
+        .map_err(git_err(repo, "listing the commit's changes"))?;
+    if let Some(scope) = scope {
+        let foreign: BTreeSet<PathBuf> = diff
+            .deltas()
+            .flat_map(|d| [d.old_file().path(), d.new_file().path()])
+            .flatten()
+            .filter(|p| !scope.iter().any(|r| p.starts_with(r)))
+            .map(Path::to_path_buf)
+            .collect();
+        if !foreign.is_empty() {
+            tree = keep_parent_version(repo, &tree, parent_tree.as_ref(), &foreign)?;
+            if parent_tree.as_ref().map(Tree::id) == Some(tree.id()) {
+                return Ok((None, Vec::new()));
+            }
+            diff = repo
+                .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
+                .map_err(git_err(repo, "listing the commit's changes"))?;
+        }
+    }
     if parent.is_none() && tree.is_empty() {
         return Ok((None, Vec::new()));
     }
-    let changes = tree_changes(repo, parent_tree.as_ref(), &tree)?;
+    let changes = tree_changes(repo, &mut diff)?;
     let text = match message {
         MessageSpec::Literal(text) => (*text).to_string(),
         MessageSpec::Template { template, notebook } => {
@@ -331,6 +437,44 @@ fn commit_index(
     Ok((Some(id), changes))
 }
 
+/// `tree` with `paths` put back to their state in `parent` (removed when
+/// the parent has none).
+fn keep_parent_version<'r>(
+    repo: &'r Repository,
+    tree: &Tree<'r>,
+    parent: Option<&Tree<'r>>,
+    paths: &BTreeSet<PathBuf>,
+) -> Result<Tree<'r>, GitError> {
+    tracing::debug!(
+        ?paths,
+        "leaving changes outside the batch out of the commit"
+    );
+    let mut update = TreeUpdateBuilder::new();
+    for p in paths {
+        match parent.and_then(|t| t.get_path(p).ok()) {
+            Some(entry) => update.upsert(p, entry.id(), file_mode(entry.filemode())),
+            None => update.remove(p),
+        };
+    }
+    let id = update.create_updated(repo, tree).map_err(git_err(
+        repo,
+        "leaving other staged changes out of the commit",
+    ))?;
+    repo.find_tree(id)
+        .map_err(git_err(repo, "reading the new tree"))
+}
+
+fn file_mode(mode: i32) -> FileMode {
+    match mode {
+        0o040000 => FileMode::Tree,
+        0o100755 => FileMode::BlobExecutable,
+        0o100664 => FileMode::BlobGroupWritable,
+        0o120000 => FileMode::Link,
+        0o160000 => FileMode::Commit,
+        _ => FileMode::Blob,
+    }
+}
+
 /// The commit HEAD points to; `None` on an unborn branch.
 pub(crate) fn head_commit(repo: &Repository) -> Result<Option<Commit<'_>>, GitError> {
     match repo.head() {
@@ -343,16 +487,9 @@ pub(crate) fn head_commit(repo: &Repository) -> Result<Option<Commit<'_>>, GitEr
     }
 }
 
-/// What changed from `old` to `new`, renames detected. Cheap: unchanged
+/// The changes of a tree-to-tree diff, renames detected. Cheap: unchanged
 /// subtrees have equal ids and are not descended into.
-fn tree_changes(
-    repo: &Repository,
-    old: Option<&Tree<'_>>,
-    new: &Tree<'_>,
-) -> Result<Vec<FileChange>, GitError> {
-    let mut diff = repo
-        .diff_tree_to_tree(old, Some(new), None)
-        .map_err(git_err(repo, "listing the commit's changes"))?;
+fn tree_changes(repo: &Repository, diff: &mut Diff<'_>) -> Result<Vec<FileChange>, GitError> {
     diff.find_similar(Some(DiffFindOptions::new().renames(true)))
         .map_err(git_err(repo, "detecting renames"))?;
     let path_of = |f: git2::DiffFile<'_>| f.path().map(Path::to_path_buf).unwrap_or_default();
