@@ -24,5 +24,6 @@ pub mod git;
 pub mod lock;
 pub mod logging;
 pub mod notebook;
+pub mod registry;
 pub mod sd_notify;
 pub mod watch;
