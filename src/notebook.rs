@@ -190,7 +190,7 @@ impl Notebook {
                 source,
             }
         })?);
-        let git = open_repository(&config, lock_timeout).await?;
+        let git = open_repository(&config, lock_timeout, filter.clone()).await?;
         let lock = git.lock().clone();
         let options = AutoCommitOptions {
             notebook: name.clone(),
@@ -411,10 +411,13 @@ impl Notebook {
 async fn open_repository(
     config: &NotebookConfig,
     lock_timeout: Duration,
+    filter: Arc<PathFilter>,
 ) -> Result<Arc<GitManager>, StartError> {
     let name = config.name.clone();
     let path = config.path.clone();
     let init = config.init;
+    let max_file_size = config.max_file_size;
+    let (author_name, author_email) = (config.author_name.clone(), config.author_email.clone());
     let task = tokio::task::spawn_blocking(move || -> Result<Arc<GitManager>, StartError> {
         if init && !path.exists() {
             std::fs::create_dir_all(&path).map_err(|source| StartError::Create {
@@ -428,7 +431,10 @@ async fn open_repository(
                 name: name.clone(),
                 source,
             })?
-            .with_lock_timeout(lock_timeout);
+            .with_lock_timeout(lock_timeout)
+            .with_filter(filter)
+            .with_max_file_size(max_file_size)
+            .with_author(author_name, author_email);
         let created = git
             .init_or_get_repo(init)
             .map_err(|source| StartError::Git {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -534,20 +534,17 @@ impl Connection {
                             .collect::<Result<Vec<_>, _>>()
                     })
                     .transpose()?;
-                git.commit_now(message.as_deref(), paths.as_deref(), worker.commit_options())
+                git.commit(message.as_deref().unwrap_or(""), paths.as_deref())
             })
         });
         let outcome = match task.await {
             Ok(result) => result.map_err(|e| Outcome::Failed(git_failure(&e)))?,
             Err(e) => return Err(internal(&format!("git task failed: {e}"))),
         };
-        let commit = outcome.commit.map(|id| id.to_string());
+        let commit = outcome.map(|id| id.to_string());
         if let Some(id) = &commit {
-            tracing::info!(notebook = %nb.name(), commit = &id[..id.len().min(8)], files = outcome.paths.len(), "committed on request");
-            nb.announce_commit(
-                id.clone(),
-                outcome.paths.iter().map(|p| p.display().to_string()).collect(),
-            );
+            tracing::info!(notebook = %nb.name(), commit = &id[..id.len().min(8)], "committed on request");
+            nb.announce_commit(id.clone(), Vec::new());
         }
         Ok(fields(json!({ "commit": commit })))
     }
