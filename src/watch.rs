@@ -10,52 +10,61 @@
 //! Threads per notebook:
 //!
 //! ```text
-//!  notify inotify loop ──raw events──> debouncer (100 ms) ──batches──> watch pump ──WatchEvent──> notebook
-//!                                                                         │ adds/removes watches
-//!                                                                         └──────────> inotify watcher
+//!  notify inotify loop ──raw events──> watch pump (100 ms batches) ──WatchEvent──> notebook
+//!         ^                                  │
+//!         └────── adds/removes watches ──────┘
 //! ```
 //!
 //! The pump owns the inotify watcher and the repository (for ignore checks),
 //! filters every event, watches directories as they appear and reports the
 //! files already inside them (the directory race), and turns lost events
 //! (queue overflow, refused watches) into [`WatchEvent::Rescan`].
+//!
+//! Why no notify-debouncer-full: its debounce is trailing-edge per (path,
+//! kind), so a file written more often than the timeout is never reported
+//! until it goes quiet (a 20 ms writer went 20 s without an event at a
+//! 100 ms timeout), which would defeat the notebook's `max_delay`; and
+//! `Debouncer::watch` scans a list of every watched path on each call
+//! (20,000 directories took 50 s in a debug build, against 0.5 s directly).
+//! inotify already pairs renames (`Name(Both)`), and the notebook runs its
+//! own quiet period, so a fixed batching window is all this layer needs.
 
-use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use git2::{Repository, RepositoryOpenFlags};
-use notify_debouncer_full::notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+use notify_debouncer_full::notify::event::{
+    AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode,
+};
 use notify_debouncer_full::notify::{
-    self, Config, EventHandler, EventKind, RecommendedWatcher, RecursiveMode, Watcher, WatcherKind,
+    self, Config, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher,
 };
-use notify_debouncer_full::{
-    new_debouncer_opt, DebounceEventResult, DebouncedEvent, Debouncer, NoCache,
-};
-use parking_lot::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::filter::PathFilter;
 
-/// How long a path must be quiet before the debouncer hands it on. Short on
-/// purpose: the notebook runtime runs its own, longer quiet period.
-const DEBOUNCE: Duration = Duration::from_millis(100);
-
-/// How often the debouncer thread looks for expired events (each tick is a
-/// wake-up per notebook, even when idle).
-const TICK: Duration = Duration::from_millis(50);
+/// A batch closes this long after its first event, however busy the
+/// notebook: a fixed window, not a trailing debounce, so a file written
+/// continuously is still reported once per window. The notebook runs its own
+/// quiet period on top.
+const BATCH_WINDOW: Duration = Duration::from_millis(100);
 
 /// What the watcher tells its notebook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
     /// Notebook-relative paths that may have changed (added, modified, deleted, renamed either side). Already filtered; never empty.
+    ///
+    /// Sorted and deduplicated. A directory may appear: it stands for
+    /// everything under it (for a vanished directory, deletions). The kind
+    /// of change is not given because editors make kinds lie: re-derive it
+    /// from the disk.
     Changed(Vec<PathBuf>),
     /// Events were or may have been lost: the notebook must compare its real status with HEAD.
     Rescan {
@@ -109,7 +118,7 @@ pub enum WatchError {
         /// The kernel's refusal, with the limit and the fix when it is one.
         reason: String,
     },
-    /// notify or the debouncer could not start.
+    /// notify could not start.
     #[error("cannot start the file watcher for {path}")]
     Notify {
         /// The notebook root.
@@ -134,10 +143,11 @@ pub enum WatchError {
 pub struct NotebookWatcher {
     /// The notebook root being watched.
     root: PathBuf,
-    /// Debounces raw events into batches for the pump; `None` once stopped.
-    debouncer: Option<Debouncer<HandlerCapture, NoCache>>,
-    /// Tells the pump to stop.
+    /// Wakes the pump so that it sees `stopping`.
     pump_tx: mpsc::Sender<PumpMsg>,
+    /// Set on stop; the pump checks it between batches, so a backlog of
+    /// queued events does not delay stopping.
+    stopping: Arc<AtomicBool>,
     /// The pump thread, joined on stop.
     pump: Option<thread::JoinHandle<()>>,
     /// Directories watched now, kept up to date by the pump.
@@ -176,37 +186,21 @@ impl NotebookWatcher {
             },
         )?;
 
-        // The inotify watcher is created before the debouncer so that an
-        // inotify_init failure (the common one: max_user_instances) happens
-        // before the debouncer spawns its thread; notify-debouncer-full 0.7
-        // leaks that thread when its watcher fails to start.
-        let slot: HandlerSlot = Arc::new(Mutex::new(None));
+        let (pump_tx, pump_rx) = mpsc::channel();
+        let raw_tx = pump_tx.clone();
         let inotify = RecommendedWatcher::new(
-            ForwardingHandler(slot.clone()),
+            // Trivial on purpose: it runs on notify's inotify thread, which a
+            // panic would kill silently.
+            move |result: notify::Result<Event>| {
+                let _ = raw_tx.send(PumpMsg::Raw(result));
+            },
+            // Only matters for recursive watches, which we never add; stated anyway.
             Config::default().with_follow_symlinks(false),
         )
         .map_err(|source| init_error(&root, source))?;
 
-        let (pump_tx, pump_rx) = mpsc::channel();
-        let batch_tx = pump_tx.clone();
-        PREPARED_SLOT.with(|prepared| *prepared.borrow_mut() = Some(slot));
-        let debouncer = new_debouncer_opt::<_, HandlerCapture, NoCache>(
-            DEBOUNCE,
-            Some(TICK),
-            // Trivial on purpose: a panic here would kill the debouncer thread silently.
-            move |result: DebounceEventResult| {
-                let _ = batch_tx.send(PumpMsg::Batch(result));
-            },
-            NoCache::new(),
-            Config::default(),
-        );
-        PREPARED_SLOT.with(|prepared| prepared.borrow_mut().take());
-        let debouncer = debouncer.map_err(|source| WatchError::Notify {
-            path: root.clone(),
-            source,
-        })?;
-
         let watch_count = Arc::new(AtomicUsize::new(0));
+        let stopping = Arc::new(AtomicBool::new(false));
         let mut pump = Pump {
             root: root.clone(),
             filter,
@@ -214,9 +208,9 @@ impl NotebookWatcher {
             inotify,
             watched: BTreeSet::new(),
             watch_count: watch_count.clone(),
+            stopping: stopping.clone(),
             tx,
         };
-        let mut batch = Batch::default();
         match pump.watch_dir(&root, true) {
             WatchOutcome::Watched => {}
             WatchOutcome::Vanished => {
@@ -232,25 +226,30 @@ impl NotebookWatcher {
                 })
             }
         }
+        let mut batch = Batch::default();
         pump.walk(&root, WalkMode::Initial, &mut batch);
         pump.publish_count();
         if !pump.send_batch(batch) {
             tracing::debug!(notebook = name, "watch events receiver closed during start");
         }
 
-        let thread_name = format!("gitlockd watch {name}");
         let pump = thread::Builder::new()
-            .name(thread_name)
+            .name(format!("gitlockd watch {name}"))
             .spawn(move || pump.run(pump_rx))
             .map_err(|source| WatchError::Thread {
                 path: root.clone(),
                 source,
             })?;
-        tracing::debug!(notebook = name, root = %root.display(), watches = watch_count.load(Ordering::Relaxed), "watching");
+        tracing::debug!(
+            notebook = name,
+            root = %root.display(),
+            watches = watch_count.load(Ordering::Relaxed),
+            "watching"
+        );
         Ok(NotebookWatcher {
             root,
-            debouncer: Some(debouncer),
             pump_tx,
+            stopping,
             pump: Some(pump),
             watch_count,
         })
@@ -266,91 +265,30 @@ impl NotebookWatcher {
         &self.root
     }
 
-    /// Stops the debouncer and the pump thread, waiting for both (at most a tick and one batch).
+    /// Stops the pump thread and closes the inotify instance, waiting for at most the batch in hand.
     pub fn stop(self) {
-        // Drop does the work; this name makes the intent visible at call sites.
-    }
-
-    fn shutdown(&mut self) {
-        if let Some(debouncer) = self.debouncer.take() {
-            debouncer.stop();
-        }
-        let _ = self.pump_tx.send(PumpMsg::Stop);
-        if let Some(pump) = self.pump.take() {
-            let _ = pump.join();
-        }
+        // Drop does the work; the name makes the intent visible at call sites.
     }
 }
 
 impl Drop for NotebookWatcher {
     fn drop(&mut self) {
-        self.shutdown();
+        self.stopping.store(true, Ordering::Relaxed);
+        let _ = self.pump_tx.send(PumpMsg::Wake);
+        if let Some(pump) = self.pump.take() {
+            // The pump drops the inotify watcher on its way out.
+            let _ = pump.join();
+        }
     }
 }
 
 /// What the pump thread receives.
 enum PumpMsg {
-    /// One debounced batch (or the debouncer's errors).
-    Batch(DebounceEventResult),
-    /// Stop now.
-    Stop,
-}
-
-/// Where the debouncer's raw-event handler is parked until `HandlerCapture::new` fills it.
-type HandlerSlot = Arc<Mutex<Option<Box<dyn EventHandler>>>>;
-
-thread_local! {
-    /// Hands the slot to `HandlerCapture::new`, which `new_debouncer_opt`
-    /// calls synchronously on the thread that prepared it.
-    static PREPARED_SLOT: RefCell<Option<HandlerSlot>> = const { RefCell::new(None) };
-}
-
-/// The inotify watcher's handler: forwards raw events to the debouncer's handler.
-struct ForwardingHandler(HandlerSlot);
-
-impl EventHandler for ForwardingHandler {
-    fn handle_event(&mut self, event: notify::Result<notify::Event>) {
-        if let Some(handler) = self.0.lock().as_mut() {
-            handler.handle_event(event);
-        }
-    }
-}
-
-/// The `Watcher` the debouncer believes it owns. It holds no inotify instance:
-/// it only captures the debouncer's raw-event handler into the slot fed by the
-/// real inotify watcher, which the pump owns. Why: `Debouncer::watch` appends
-/// every watched path to a `Vec` it scans linearly on each call (measured in a
-/// debug build: 20,000 directories took 50 s through the debouncer against
-/// 0.5 s directly), and `Debouncer::unwatch` forgets nothing when the kernel
-/// already dropped the watch. That bookkeeping only serves the file-id cache,
-/// which is `NoCache` on Linux.
-#[derive(Debug)]
-struct HandlerCapture;
-
-impl Watcher for HandlerCapture {
-    fn new<F: EventHandler>(event_handler: F, _config: Config) -> notify::Result<Self> {
-        let slot = PREPARED_SLOT
-            .with(|prepared| prepared.borrow_mut().take())
-            .ok_or_else(|| notify::Error::generic("BUG: no prepared inotify watcher"))?;
-        *slot.lock() = Some(Box::new(event_handler));
-        Ok(HandlerCapture)
-    }
-
-    fn watch(&mut self, _path: &Path, _recursive_mode: RecursiveMode) -> notify::Result<()> {
-        Err(notify::Error::generic(
-            "BUG: watches are added on the pump's inotify watcher",
-        ))
-    }
-
-    fn unwatch(&mut self, _path: &Path) -> notify::Result<()> {
-        Err(notify::Error::generic(
-            "BUG: watches are removed on the pump's inotify watcher",
-        ))
-    }
-
-    fn kind() -> WatcherKind {
-        WatcherKind::Inotify
-    }
+    /// One raw event (or error) from notify's inotify thread.
+    Raw(notify::Result<Event>),
+    /// Look at the stop flag; pending events are dropped (the notebook
+    /// compares status with HEAD when it starts again).
+    Wake,
 }
 
 /// How a directory walk behaves.
@@ -374,7 +312,7 @@ enum WatchOutcome {
     Refused(notify::Error),
 }
 
-/// What one debounced batch amounts to, before it is sent.
+/// What one batch of raw events amounts to, before it is sent.
 #[derive(Default)]
 struct Batch {
     /// Notebook-relative paths to report.
@@ -399,7 +337,7 @@ impl Batch {
     }
 }
 
-/// The per-notebook thread that turns debounced batches into [`WatchEvent`]s.
+/// The per-notebook thread that turns raw events into [`WatchEvent`]s.
 struct Pump {
     /// The notebook root (canonical).
     root: PathBuf,
@@ -414,138 +352,183 @@ struct Pump {
     watched: BTreeSet<PathBuf>,
     /// Published `watched.len()`.
     watch_count: Arc<AtomicUsize>,
+    /// Set when the watcher is stopped.
+    stopping: Arc<AtomicBool>,
     /// Where the notebook listens.
     tx: UnboundedSender<WatchEvent>,
 }
 
 impl Pump {
     fn run(mut self, rx: mpsc::Receiver<PumpMsg>) {
-        while let Ok(PumpMsg::Batch(result)) = rx.recv() {
-            let mut batch = Batch::default();
-            match result {
-                Ok(events) => self.handle_events(&events, &mut batch),
-                Err(errors) => {
-                    for event in errors_to_events(&errors) {
-                        match event {
-                            WatchEvent::Rescan { reason } => batch.rescan(reason),
-                            WatchEvent::Error(error) => batch.error(error),
-                            WatchEvent::Changed(_) => {}
+        let mut events: Vec<Event> = Vec::new();
+        let mut errors: Vec<notify::Error> = Vec::new();
+        let stopping = self.stopping.clone();
+        // Files the message into the batch; false when it is time to stop.
+        let keep = |msg: PumpMsg, events: &mut Vec<Event>, errors: &mut Vec<notify::Error>| {
+            match msg {
+                PumpMsg::Raw(Ok(event)) if is_noise(&event) => {}
+                PumpMsg::Raw(Ok(event)) => events.push(event),
+                PumpMsg::Raw(Err(error)) => errors.push(error),
+                PumpMsg::Wake => {}
+            }
+            !stopping.load(Ordering::Relaxed)
+        };
+        // Idle: block without a timeout, so a quiet notebook costs no wake-ups.
+        while let Ok(first) = rx.recv() {
+            if !keep(first, &mut events, &mut errors) {
+                return;
+            }
+            if events.is_empty() && errors.is_empty() {
+                // Only noise (opens, reads): no batch to time.
+                continue;
+            }
+            let close_at = Instant::now() + BATCH_WINDOW;
+            loop {
+                let now = Instant::now();
+                // Checked before receiving, so a flood cannot hold a batch open.
+                if now >= close_at {
+                    break;
+                }
+                match rx.recv_timeout(close_at - now) {
+                    Ok(msg) => {
+                        if !keep(msg, &mut events, &mut errors) {
+                            return;
                         }
                     }
-                    // A refused or failed read may have hidden new directories.
-                    if !batch.rescans.is_empty() {
-                        self.repair(&mut batch);
-                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 }
             }
+            let mut batch = Batch::default();
+            self.handle_batch(
+                std::mem::take(&mut events),
+                std::mem::take(&mut errors),
+                &mut batch,
+            );
             self.publish_count();
             if !self.send_batch(batch) {
                 // Nobody listens any more: the notebook is gone.
-                break;
+                return;
             }
         }
         // Dropping `self` drops the inotify watcher, which closes the instance.
     }
 
-    fn handle_events(&mut self, events: &[DebouncedEvent], batch: &mut Batch) {
-        let mut appeared: Vec<PathBuf> = Vec::new();
-        let mut forgotten: Vec<PathBuf> = Vec::new();
-        let mut ignore_files_changed = false;
-        let mut overflow = false;
+    fn handle_batch(&mut self, events: Vec<Event>, errors: Vec<notify::Error>, batch: &mut Batch) {
+        let mut lost = false;
+        for event in errors_to_events(&errors) {
+            match event {
+                WatchEvent::Rescan { reason } => {
+                    lost = true;
+                    batch.rescan(reason);
+                }
+                WatchEvent::Error(error) => batch.error(error),
+                WatchEvent::Changed(_) => {}
+            }
+        }
 
-        for event in events {
+        // First pass, in event order: forget the watches of directories that
+        // moved away or vanished (notify drops them itself; keep our set in step).
+        // Every path the batch mentions, and whether it was known to be a
+        // directory (an event said so, or we watched it).
+        let mut touched: BTreeMap<PathBuf, bool> = BTreeMap::new();
+        let mut forgotten: Vec<PathBuf> = Vec::new();
+        let mut overflow = false;
+        for event in &events {
             if event.need_rescan() {
                 overflow = true;
                 continue;
             }
             let source_sides = match event.kind {
-                // Close(Write) is the "write finished" signal; opens and reads are noise.
-                EventKind::Access(AccessKind::Close(AccessMode::Write)) => 0,
-                EventKind::Access(_) => continue,
                 EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
                     event.paths.len()
                 }
+                // [from, to]
                 EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => 1,
                 _ => 0,
             };
             let said_folder = matches!(
                 event.kind,
-                EventKind::Create(notify::event::CreateKind::Folder)
-                    | EventKind::Remove(notify::event::RemoveKind::Folder)
+                EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder)
             );
             for (index, path) in event.paths.iter().enumerate() {
-                if path == &self.root {
-                    if !self.root.is_dir() {
-                        batch.rescan(format!(
-                            "the notebook root {} was moved or deleted",
-                            self.root.display()
-                        ));
-                    }
-                    continue;
-                }
-                let Ok(rel) = path.strip_prefix(&self.root) else {
-                    continue;
-                };
-                let rel = rel.to_path_buf();
-                // The source of a rename or a removal: its watches are gone
-                // (notify drops them itself); keep our bookkeeping in step.
                 let was_watched = index < source_sides && self.forget(path);
                 if was_watched {
                     forgotten.push(path.clone());
                 }
-                if rel.file_name().is_some_and(|name| name == ".git") {
-                    // `git init`/`clone` inside the notebook: a nested repository
-                    // is not ours to watch (and `.git` itself never is).
-                    if let Some(parent) = path.parent().filter(|p| *p != self.root) {
-                        if parent.join(".git").exists() && self.forget(parent) {
-                            tracing::debug!(dir = %parent.display(), "nested repository: unwatched");
-                        }
+                *touched.entry(path.clone()).or_default() |= said_folder || was_watched;
+            }
+        }
+
+        // Second pass, once per path: filter, report, find new directories.
+        let mut appeared: Vec<PathBuf> = Vec::new();
+        let mut ignore_rules_changed = false;
+        for (path, was_dir) in touched {
+            if path == self.root {
+                if !self.root.is_dir() {
+                    batch.rescan(format!(
+                        "the notebook root {} was moved or deleted",
+                        self.root.display()
+                    ));
+                }
+                continue;
+            }
+            let Ok(rel) = path.strip_prefix(&self.root) else {
+                continue;
+            };
+            if rel.file_name().is_some_and(|name| name == ".git") {
+                // `git init`/`clone` inside the notebook: a nested repository
+                // is not ours to watch (and `.git` itself never is).
+                if let Some(parent) = path.parent().filter(|p| *p != self.root) {
+                    if self.is_nested_repo(parent) && self.forget(parent) {
+                        tracing::debug!(dir = %parent.display(), "nested repository: unwatched");
                     }
-                    continue;
                 }
-                let is_dir = fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
-                if self.is_ignored(&rel, is_dir || was_watched || said_folder) {
-                    continue;
-                }
-                if rel.file_name().is_some_and(|name| name == ".gitignore") {
-                    ignore_files_changed = true;
-                }
-                if is_dir {
-                    appeared.push(path.clone());
-                }
-                batch.changed.insert(rel);
+                continue;
+            }
+            let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+            if self.is_ignored(rel, !is_dir && was_dir) {
+                continue;
+            }
+            if rel.file_name().is_some_and(|name| name == ".gitignore") {
+                ignore_rules_changed = true;
+            }
+            batch.changed.insert(rel.to_path_buf());
+            if is_dir {
+                appeared.push(path);
             }
         }
 
         // A path forgotten above may exist again as a directory (removed and
-        // recreated, or renamed onto itself); it must be watched again.
+        // recreated, or renamed away and back): it must be watched again.
         for path in forgotten {
             if !appeared.contains(&path) && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                let is_ignored = path
+                let ignored = path
                     .strip_prefix(&self.root)
-                    .map_or(true, |rel| self.is_ignored(rel, true));
-                if !is_ignored {
+                    .map_or(true, |rel| self.is_ignored(rel, false));
+                if !ignored {
                     appeared.push(path);
                 }
             }
         }
         for dir in appeared {
-            if self.is_nested_repo(&dir) {
-                continue;
+            if !self.is_nested_repo(&dir) {
+                self.walk(&dir, WalkMode::Appeared, batch);
             }
-            self.walk(&dir, WalkMode::Appeared, batch);
         }
-        if ignore_files_changed {
-            // Newly un-ignored directories need watches, and newly un-ignored
-            // files exist without having produced an event.
-            self.repair(batch);
+
+        if ignore_rules_changed {
             batch.rescan(
                 "a .gitignore changed: files it no longer ignores produced no events".to_string(),
             );
         }
         if overflow {
-            self.repair(batch);
             batch.rescan(overflow_reason(read_proc_limit("max_queued_events")));
+        }
+        // Lost events may have hidden new directories; new ignore rules may
+        // have un-ignored some. Either way, re-check the whole tree's watches.
+        if ignore_rules_changed || overflow || lost {
+            self.repair(batch);
         }
     }
 
@@ -601,7 +584,7 @@ impl Pump {
                 let Ok(rel) = path.strip_prefix(&self.root) else {
                     continue;
                 };
-                if self.is_ignored(rel, is_dir) {
+                if self.is_ignored(rel, false) {
                     continue;
                 }
                 if is_dir {
@@ -616,12 +599,20 @@ impl Pump {
     }
 
     /// Re-walks the whole notebook for directories that lost or never got a
-    /// watch, and forgets watched directories that no longer exist.
+    /// watch, and forgets watched directories that no longer exist or are
+    /// ignored now (their watches are better spent elsewhere).
     fn repair(&mut self, batch: &mut Batch) {
         let stale: Vec<PathBuf> = self
             .watched
             .iter()
-            .filter(|dir| !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()))
+            .filter(|dir| *dir != &self.root)
+            .filter(|dir| {
+                !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
+                    || dir
+                        .strip_prefix(&self.root)
+                        .map_or(true, |rel| self.is_ignored(rel, false))
+                    || self.is_nested_repo(dir)
+            })
             .cloned()
             .collect();
         for dir in stale {
@@ -675,9 +666,10 @@ impl Pump {
         true
     }
 
-    /// True when `rel` is excluded by the filter or ignored by git.
-    fn is_ignored(&self, rel: &Path, is_dir: bool) -> bool {
-        self.filter.is_excluded(rel) || git_ignores(&self.repo, rel, is_dir)
+    /// True when `rel` is excluded by the filter or ignored by git;
+    /// `vanished_dir`: it was a directory and no longer exists.
+    fn is_ignored(&self, rel: &Path, vanished_dir: bool) -> bool {
+        self.filter.is_excluded(rel) || git_ignores(&self.repo, rel, vanished_dir)
     }
 
     /// A subdirectory holding `.git` (a directory, or a file for linked
@@ -708,16 +700,24 @@ impl Pump {
     }
 }
 
-/// Whether git ignores `rel`. `is_dir` also tries the `dir/` form, because a
-/// directory-only pattern (`node_modules/`) cannot match a directory that no
-/// longer exists when libgit2 looks at it.
-fn git_ignores(repo: &Repository, rel: &Path, is_dir: bool) -> bool {
+/// Events that say nothing about content: opens and reads (every `git status`,
+/// grep or backup run makes them). `Close(Write)` stays: a write finished.
+fn is_noise(event: &Event) -> bool {
+    matches!(event.kind, EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write))
+}
+
+/// Whether git ignores `rel`. libgit2 stats an existing path to learn whether
+/// it is a directory; for a directory that no longer exists, `vanished_dir`
+/// also tries the `dir/` form, or a directory-only pattern (`node_modules/`)
+/// would not match it. Never for files: a file named `build` is not ignored
+/// by `build/`.
+fn git_ignores(repo: &Repository, rel: &Path, vanished_dir: bool) -> bool {
     // An error (e.g. a path libgit2 cannot represent) counts as "not ignored":
     // reporting too much is harmless, dropping a change is not.
     if repo.is_path_ignored(rel).unwrap_or(false) {
         return true;
     }
-    if !is_dir {
+    if !vanished_dir {
         return false;
     }
     let mut with_slash = OsString::from(rel.as_os_str());
@@ -726,9 +726,9 @@ fn git_ignores(repo: &Repository, rel: &Path, is_dir: bool) -> bool {
         .unwrap_or(false)
 }
 
-/// Maps errors the debouncer forwards from notify to what the notebook must do.
+/// Maps errors notify reports from its inotify thread to what the notebook must do.
 /// Anything that may have lost events asks for a rescan.
-pub fn errors_to_events(errors: &[notify::Error]) -> Vec<WatchEvent> {
+fn errors_to_events(errors: &[notify::Error]) -> Vec<WatchEvent> {
     let mut events: Vec<WatchEvent> = Vec::new();
     for err in errors {
         let event = match &err.kind {
@@ -872,16 +872,16 @@ mod tests {
         fs::create_dir_all(dir.path().join("node_modules/pkg")).unwrap();
         fs::create_dir_all(dir.path().join("build")).unwrap();
         fs::create_dir_all(dir.path().join("src")).unwrap();
-        let ignored = |rel: &str, is_dir: bool| git_ignores(&repo, Path::new(rel), is_dir);
-        // Existing directories: libgit2 stats them, so both forms work.
-        assert!(ignored("node_modules", true));
+        let ignored =
+            |rel: &str, vanished_dir: bool| git_ignores(&repo, Path::new(rel), vanished_dir);
+        // Existing directories: libgit2 stats them, the plain form suffices.
         assert!(ignored("node_modules", false));
-        assert!(ignored("build", true));
+        assert!(ignored("build", false));
         assert!(
             ignored("node_modules/pkg/index.js", false),
             "below an ignored dir"
         );
-        assert!(!ignored("src", true));
+        assert!(!ignored("src", false));
         assert!(!ignored("src/a.md", false));
         fs::remove_dir_all(dir.path().join("node_modules")).unwrap();
         // Vanished: a `dir/` pattern only matches when told it was a directory.
