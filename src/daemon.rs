@@ -52,7 +52,8 @@ pub fn run(options: DaemonOptions) -> i32 {
     // A second SIGTERM/SIGINT while the first one's flush runs exits at once.
     let terminating = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        let first = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, terminating.clone());
+        let first =
+            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, terminating.clone());
         let second = signal_hook::flag::register(sig, terminating.clone());
         if let Err(e) = first.and(second) {
             tracing::warn!(error = %e, "cannot install the second-signal handler");
@@ -232,11 +233,7 @@ impl Daemon {
         let config = config::load(path).map_err(|e| e.to_string())?;
         let old = self.registry.list();
         let lock_timeout = config.lock.timeout;
-        let keep = |cfg: &NotebookConfig| {
-            old.iter()
-                .find(|nb| nb.config() == cfg)
-                .cloned()
-        };
+        let keep = |cfg: &NotebookConfig| old.iter().find(|nb| nb.config() == cfg).cloned();
         // Stop what goes or changes first: its pending changes are committed.
         let leaving: Vec<_> = old
             .iter()
@@ -252,16 +249,18 @@ impl Daemon {
         for cfg in &config.notebooks {
             match keep(cfg) {
                 Some(nb) => next.push(nb),
-                None => match start_notebook(cfg.clone(), lock_timeout, self.events.clone()).await {
-                    Ok(nb) => {
-                        tracing::info!(notebook = %nb.name(), "notebook started by reload");
-                        next.push(Arc::new(nb));
+                None => {
+                    match start_notebook(cfg.clone(), lock_timeout, self.events.clone()).await {
+                        Ok(nb) => {
+                            tracing::info!(notebook = %nb.name(), "notebook started by reload");
+                            next.push(Arc::new(nb));
+                        }
+                        Err(message) => {
+                            tracing::error!("{message}");
+                            failures.push(message);
+                        }
                     }
-                    Err(message) => {
-                        tracing::error!("{message}");
-                        failures.push(message);
-                    }
-                },
+                }
             }
         }
         *self.ctx.lock.write() = config.lock.clone();

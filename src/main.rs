@@ -10,7 +10,10 @@ use gitlockd::{cli, client, config, daemon, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config_path = cli.config.clone().unwrap_or_else(config::default_config_path);
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(config::default_config_path);
     let code = match &cli.command {
         None => {
             logging::init(cli.log_filter().as_deref());

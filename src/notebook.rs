@@ -184,12 +184,13 @@ impl Notebook {
         events: broadcast::Sender<NotebookEvent>,
     ) -> Result<Notebook, StartError> {
         let name = config.name.clone();
-        let filter = Arc::new(PathFilter::new(&config.ignore).map_err(|source| {
-            StartError::Filter {
-                name: name.clone(),
-                source,
-            }
-        })?);
+        let filter =
+            Arc::new(
+                PathFilter::new(&config.ignore).map_err(|source| StartError::Filter {
+                    name: name.clone(),
+                    source,
+                })?,
+            );
         let git = open_repository(&config, lock_timeout, filter.clone()).await?;
         let lock = git.lock().clone();
         let options = AutoCommitOptions {
@@ -657,7 +658,9 @@ async fn commit_round(shared: Arc<Shared>, owner: OwnerId, timeout: Option<Durat
     let worker = shared.clone();
     let task = tokio::task::spawn_blocking(move || {
         let _hold = guard;
-        with_owner(owner, || commit_batch(&worker, &batch).map_err(|e| (e, batch)))
+        with_owner(owner, || {
+            commit_batch(&worker, &batch).map_err(|e| (e, batch))
+        })
     });
     match task.await {
         Ok(Ok(outcome)) => {

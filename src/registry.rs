@@ -43,9 +43,7 @@ impl Registry {
         if !path.is_absolute() {
             return None;
         }
-        let real = path
-            .canonicalize()
-            .unwrap_or_else(|_| normalize(path));
+        let real = path.canonicalize().unwrap_or_else(|_| normalize(path));
         // The deepest root wins: a notebook nested inside another's folder.
         notebooks
             .iter()

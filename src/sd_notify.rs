@@ -24,7 +24,12 @@ fn send(path: &[u8], state: &str) -> io::Result<()> {
     let addr = match path.split_first() {
         Some((b'@', name)) => SocketAddr::from_abstract_name(name)?,
         Some(_) => SocketAddr::from_pathname(std::ffi::OsStr::from_bytes(path))?,
-        None => return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty NOTIFY_SOCKET")),
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "empty NOTIFY_SOCKET",
+            ))
+        }
     };
     let socket = UnixDatagram::unbound()?;
     socket.set_nonblocking(true)?;
@@ -34,7 +39,10 @@ fn send(path: &[u8], state: &str) -> io::Result<()> {
 
 /// `RELOADING=1` with the monotonic timestamp systemd expects alongside it.
 pub fn reloading_message() -> String {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime only writes into the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     let usec = (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000;

@@ -51,7 +51,9 @@ fn singleton_manager_and_symlinked_paths_share_one_lock() {
         .lock_for(&real.join("..").join("real"))
         .unwrap();
     assert!(Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&a, &c));
-    let _held = a.lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None).unwrap();
+    let _held = a
+        .lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None)
+        .unwrap();
     assert!(b.try_lock(OwnerId::fresh(), LockMode::Shared).is_err());
 }
 
@@ -89,7 +91,10 @@ fn threads_and_async_tasks_never_hold_one_lock_together() {
             tasks.push(tokio::spawn(async move {
                 let me = OwnerId::fresh();
                 for _ in 0..rounds {
-                    let _g = lock.lock_async(me, LockMode::Exclusive, None).await.unwrap();
+                    let _g = lock
+                        .lock_async(me, LockMode::Exclusive, None)
+                        .await
+                        .unwrap();
                     cs.enter();
                     tokio::task::yield_now().await;
                     cs.leave();
@@ -113,17 +118,28 @@ fn async_hold_reenters_inside_spawn_blocking() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let owner = OwnerId::fresh();
-        let guard = lock.lock_async(owner, LockMode::Exclusive, None).await.unwrap();
+        let guard = lock
+            .lock_async(owner, LockMode::Exclusive, None)
+            .await
+            .unwrap();
         let inner = lock.clone();
         let depth = tokio::task::spawn_blocking(move || {
             let _outer = guard;
             with_owner(owner, || {
                 // What a GitManager method does inside: lock with the current owner.
                 let _a = inner
-                    .lock_blocking(OwnerId::current(), LockMode::Exclusive, Some(Duration::from_secs(1)))
+                    .lock_blocking(
+                        OwnerId::current(),
+                        LockMode::Exclusive,
+                        Some(Duration::from_secs(1)),
+                    )
                     .expect("nested call must re-enter, not time out");
                 let _b = inner
-                    .lock_blocking(OwnerId::current(), LockMode::Shared, Some(Duration::from_secs(1)))
+                    .lock_blocking(
+                        OwnerId::current(),
+                        LockMode::Shared,
+                        Some(Duration::from_secs(1)),
+                    )
                     .unwrap();
                 inner.snapshot().holders[0].depth
             })
@@ -144,10 +160,16 @@ fn shared_holders_overlap_and_exclusive_excludes_them() {
     let max_inside = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = (0..readers)
         .map(|_| {
-            let (lock, barrier, inside, max_inside) =
-                (lock.clone(), barrier.clone(), inside.clone(), max_inside.clone());
+            let (lock, barrier, inside, max_inside) = (
+                lock.clone(),
+                barrier.clone(),
+                inside.clone(),
+                max_inside.clone(),
+            );
             std::thread::spawn(move || {
-                let _g = lock.lock_blocking(OwnerId::current(), LockMode::Shared, None).unwrap();
+                let _g = lock
+                    .lock_blocking(OwnerId::current(), LockMode::Shared, None)
+                    .unwrap();
                 let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                 max_inside.fetch_max(now, Ordering::SeqCst);
                 // All readers meet while holding: impossible unless they overlap.
@@ -161,10 +183,16 @@ fn shared_holders_overlap_and_exclusive_excludes_them() {
     }
     assert_eq!(max_inside.load(Ordering::SeqCst), readers);
 
-    let reader = lock.lock_blocking(OwnerId::fresh(), LockMode::Shared, None).unwrap();
-    assert!(lock.try_lock(OwnerId::fresh(), LockMode::Exclusive).is_err());
+    let reader = lock
+        .lock_blocking(OwnerId::fresh(), LockMode::Shared, None)
+        .unwrap();
+    assert!(lock
+        .try_lock(OwnerId::fresh(), LockMode::Exclusive)
+        .is_err());
     drop(reader);
-    let writer = lock.lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None).unwrap();
+    let writer = lock
+        .lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None)
+        .unwrap();
     assert!(lock.try_lock(OwnerId::fresh(), LockMode::Shared).is_err());
     drop(writer);
 }
@@ -172,13 +200,19 @@ fn shared_holders_overlap_and_exclusive_excludes_them() {
 #[test]
 fn waiters_are_served_in_arrival_order() {
     let lock = Arc::new(NotebookLock::new("/nb/fifo".into()));
-    let first = lock.lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None).unwrap();
+    let first = lock
+        .lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None)
+        .unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut handles = Vec::new();
     for i in 0..6 {
         let (l, order) = (lock.clone(), order.clone());
         handles.push(std::thread::spawn(move || {
-            let mode = if i % 2 == 0 { LockMode::Exclusive } else { LockMode::Shared };
+            let mode = if i % 2 == 0 {
+                LockMode::Exclusive
+            } else {
+                LockMode::Shared
+            };
             let _g = l.lock_blocking(OwnerId::fresh(), mode, None).unwrap();
             order.lock().push(i);
         }));
@@ -195,16 +229,26 @@ fn waiters_are_served_in_arrival_order() {
 #[test]
 fn a_timed_out_wait_leaves_no_trace() {
     let lock = Arc::new(NotebookLock::new("/nb/timeout".into()));
-    let holder = lock.lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None).unwrap();
+    let holder = lock
+        .lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None)
+        .unwrap();
     let started = Instant::now();
     let err = lock
-        .lock_blocking(OwnerId::fresh(), LockMode::Exclusive, Some(Duration::from_millis(100)))
+        .lock_blocking(
+            OwnerId::fresh(),
+            LockMode::Exclusive,
+            Some(Duration::from_millis(100)),
+        )
         .unwrap_err();
     assert!(started.elapsed() >= Duration::from_millis(100), "{err}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let err = lock
-            .lock_async(OwnerId::fresh(), LockMode::Shared, Some(Duration::from_millis(50)))
+            .lock_async(
+                OwnerId::fresh(),
+                LockMode::Shared,
+                Some(Duration::from_millis(50)),
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("timed out"), "{err}");
@@ -222,10 +266,15 @@ fn a_timed_out_wait_leaves_no_trace() {
 #[test]
 fn contention_metrics_are_counted() {
     let lock = Arc::new(NotebookLock::new("/nb/metrics".into()));
-    let g = lock.lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None).unwrap();
+    let g = lock
+        .lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None)
+        .unwrap();
     let l2 = lock.clone();
     let t = std::thread::spawn(move || {
-        drop(l2.lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None).unwrap());
+        drop(
+            l2.lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None)
+                .unwrap(),
+        );
     });
     wait_until("waiter queued", || lock.snapshot().waiters == 1);
     std::thread::sleep(Duration::from_millis(20)); // let the wait accumulate (measured, not synchronised)
@@ -246,6 +295,8 @@ fn notebooks_never_block_one_another() {
     std::fs::create_dir(&b).unwrap();
     let la = git_lock_manager().lock_for(&a).unwrap();
     let lb = git_lock_manager().lock_for(&b).unwrap();
-    let _ga = la.lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None).unwrap();
+    let _ga = la
+        .lock_blocking(OwnerId::fresh(), LockMode::Exclusive, None)
+        .unwrap();
     assert!(lb.try_lock(OwnerId::fresh(), LockMode::Exclusive).is_ok());
 }

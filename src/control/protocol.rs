@@ -370,7 +370,10 @@ mod tests {
         assert_eq!(code_of("[1,2]"), Some(ErrorCode::BadRequest));
         assert_eq!(code_of(r#"{"id":1}"#), Some(ErrorCode::BadRequest));
         assert_eq!(code_of(r#"{"cmd":7}"#), Some(ErrorCode::BadRequest));
-        assert_eq!(code_of(r#"{"cmd":"nope"}"#), Some(ErrorCode::UnknownCommand));
+        assert_eq!(
+            code_of(r#"{"cmd":"nope"}"#),
+            Some(ErrorCode::UnknownCommand)
+        );
         assert_eq!(code_of(r#"{"cmd":"lock"}"#), Some(ErrorCode::BadRequest));
         assert_eq!(
             code_of(r#"{"cmd":"lock","notebook":1}"#),
@@ -417,8 +420,18 @@ mod extra_field_tests {
     use super::*;
     #[test]
     fn unit_commands_accept_id_and_extra_fields() {
-        assert_eq!(parse_line(br#"{"id":1,"cmd":"ping","x":2}"#).request, Ok(Request::Ping));
-        assert_eq!(parse_line(br#"{"id":1,"cmd":"reload"}"#).request, Ok(Request::Reload));
-        assert!(parse_line(br#"{"id":1,"cmd":"status","notebook":"a","zz":1}"#).request.is_ok());
+        assert_eq!(
+            parse_line(br#"{"id":1,"cmd":"ping","x":2}"#).request,
+            Ok(Request::Ping)
+        );
+        assert_eq!(
+            parse_line(br#"{"id":1,"cmd":"reload"}"#).request,
+            Ok(Request::Reload)
+        );
+        assert!(
+            parse_line(br#"{"id":1,"cmd":"status","notebook":"a","zz":1}"#)
+                .request
+                .is_ok()
+        );
     }
 }

@@ -203,7 +203,9 @@ async fn handle_connection(stream: UnixStream, ctx: Arc<ServerContext>, my_uid: 
     let cred = stream.peer_cred().ok();
     let (read, mut writer) = stream.into_split();
     if cred.as_ref().map(|c| c.uid()) != Some(my_uid) {
-        let who = cred.map(|c| c.uid().to_string()).unwrap_or_else(|| "unknown".into());
+        let who = cred
+            .map(|c| c.uid().to_string())
+            .unwrap_or_else(|| "unknown".into());
         tracing::warn!(uid = %who, "refused a connection from another user");
         let line = failure(
             &Value::Null,
@@ -256,7 +258,9 @@ impl Connection {
                 Line::TooLarge => {
                     let f = Failure::new(
                         ErrorCode::TooLarge,
-                        format!("request line longer than {MAX_LINE} bytes; closing the connection"),
+                        format!(
+                            "request line longer than {MAX_LINE} bytes; closing the connection"
+                        ),
                     );
                     let _ = self.writer.write_all(&failure(&Value::Null, &f)).await;
                     return;
@@ -366,7 +370,9 @@ impl Connection {
                 } else {
                     LockMode::Exclusive
                 };
-                let guard = self.acquire(&nb, mode, self.lock_timeout(timeout_ms)).await?;
+                let guard = self
+                    .acquire(&nb, mode, self.lock_timeout(timeout_ms))
+                    .await?;
                 let holds = self.holds.entry(nb.root().to_path_buf()).or_default();
                 holds.push(guard);
                 Ok(fields(json!({ "depth": holds.len() })))
@@ -395,7 +401,9 @@ impl Connection {
                 let limit = limit.unwrap_or(50);
                 let commits = self
                     .read_op(&notebook, move |nb| {
-                        let path = path.map(|p| nb.git().resolve_path(Path::new(&p))).transpose()?;
+                        let path = path
+                            .map(|p| nb.git().resolve_path(Path::new(&p)))
+                            .transpose()?;
                         nb.git().get_file_history(path.as_deref(), limit)
                     })
                     .await?;
@@ -445,7 +453,9 @@ impl Connection {
             } => {
                 let patch = self
                     .read_op(&notebook, move |nb| {
-                        let path = path.map(|p| nb.git().resolve_path(Path::new(&p))).transpose()?;
+                        let path = path
+                            .map(|p| nb.git().resolve_path(Path::new(&p)))
+                            .transpose()?;
                         nb.git()
                             .get_diff(from.as_deref(), to.as_deref(), path.as_deref())
                     })
@@ -474,7 +484,9 @@ impl Connection {
                     Ok(Ok(names)) => Ok(fields(json!({ "notebooks": names }))),
                     Ok(Err(message)) => Err(Outcome::Failed(Failure::new(
                         ErrorCode::BadRequest,
-                        format!("the new config is invalid; the old one stays in force:\n{message}"),
+                        format!(
+                            "the new config is invalid; the old one stays in force:\n{message}"
+                        ),
                     ))),
                     Err(_) => Err(internal("the daemon is shutting down")),
                 }
@@ -483,7 +495,10 @@ impl Connection {
                 let nb = self.notebook(&notebook)?;
                 Err(Outcome::Failed(Failure::new(
                     ErrorCode::BadRequest,
-                    format!("sync is not configured for notebook {} (this version does not sync yet)", nb.name()),
+                    format!(
+                        "sync is not configured for notebook {} (this version does not sync yet)",
+                        nb.name()
+                    ),
                 )))
             }
             Request::Subscribe { .. } => Err(internal("subscribe is handled by the connection")),
