@@ -121,10 +121,6 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         events,
     };
 
-    // Clients may connect while notebooks open: status answers, locks queue.
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let server_task = tokio::spawn(server::serve(socket.clone(), ctx.clone(), shutdown_rx));
-
     let mut started = Vec::new();
     let lock_timeout = config.lock.timeout;
     let starts: Vec<_> = config
@@ -151,6 +147,10 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         return EXIT_FAILURE;
     }
     daemon.registry.replace(started);
+    // Accepting starts only now: a client that connected early waits in the
+    // listen backlog, so a ping answered means the notebooks are open.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let server_task = tokio::spawn(server::serve(socket.clone(), ctx.clone(), shutdown_rx));
     let names = daemon.registry.names();
     sd_notify::notify(&format!(
         "READY=1\nSTATUS=watching {} notebook(s)",

@@ -24,6 +24,7 @@ pub mod git;
 pub mod lock;
 pub mod logging;
 pub mod notebook;
+pub mod recovery;
 pub mod registry;
 pub mod sd_notify;
 pub mod watch;

@@ -135,6 +135,8 @@ struct Shared {
     name: String,
     config: NotebookConfig,
     git: Arc<GitManager>,
+    /// The repository's git directory, where the crash marker lives.
+    git_dir: PathBuf,
     lock: Arc<NotebookLock>,
     options: AutoCommitOptions,
     lock_timeout: Duration,
@@ -191,7 +193,7 @@ impl Notebook {
                     source,
                 })?,
             );
-        let git = open_repository(&config, lock_timeout, filter.clone()).await?;
+        let (git, git_dir) = open_repository(&config, lock_timeout, filter.clone()).await?;
         let lock = git.lock().clone();
         let options = AutoCommitOptions {
             notebook: name.clone(),
@@ -205,6 +207,7 @@ impl Notebook {
             name: name.clone(),
             config: config.clone(),
             git,
+            git_dir,
             lock,
             options,
             lock_timeout,
@@ -289,6 +292,11 @@ impl Notebook {
         &self.shared.options
     }
 
+    /// The repository's git directory (`.git`, or a worktree's gitdir).
+    pub fn git_dir(&self) -> &Path {
+        &self.shared.git_dir
+    }
+
     /// The canonical root folder.
     pub fn root(&self) -> &Path {
         self.shared.git.root()
@@ -343,10 +351,11 @@ impl Notebook {
     /// This notebook's entry in the `status` response. Never waits for the lock.
     pub async fn status(&self) -> Value {
         let git = self.shared.git.clone();
-        let head = tokio::task::spawn_blocking(move || git.head_info())
-            .await
-            .ok()
-            .and_then(Result::ok);
+        let probe =
+            tokio::task::spawn_blocking(move || (git.head_info().ok(), git.repo_state().ok()))
+                .await
+                .ok();
+        let (head, repo_state) = probe.unwrap_or((None, None));
         let (branch, head_id) = match &head {
             Some(h) => (h.branch.clone(), h.head.map(|oid| oid.to_string())),
             None => (None, None),
@@ -379,7 +388,10 @@ impl Notebook {
             "pending": pending,
             "rescan_pending": rescan,
             "paused": self.is_paused(),
-            "state": health.state,
+            "state": match repo_state {
+                Some(crate::git::RepoState::Busy(state)) => state,
+                _ => health.state.clone(),
+            },
             "lock": {
                 "held": snapshot.held,
                 "mode": snapshot.mode.map(|m| m.as_str()),
@@ -413,40 +425,58 @@ async fn open_repository(
     config: &NotebookConfig,
     lock_timeout: Duration,
     filter: Arc<PathFilter>,
-) -> Result<Arc<GitManager>, StartError> {
+) -> Result<(Arc<GitManager>, PathBuf), StartError> {
     let name = config.name.clone();
     let path = config.path.clone();
     let init = config.init;
     let max_file_size = config.max_file_size;
     let (author_name, author_email) = (config.author_name.clone(), config.author_email.clone());
-    let task = tokio::task::spawn_blocking(move || -> Result<Arc<GitManager>, StartError> {
-        if init && !path.exists() {
-            std::fs::create_dir_all(&path).map_err(|source| StartError::Create {
+    let task = tokio::task::spawn_blocking(
+        move || -> Result<(Arc<GitManager>, PathBuf), StartError> {
+            if init && !path.exists() {
+                std::fs::create_dir_all(&path).map_err(|source| StartError::Create {
+                    name: name.clone(),
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            let git = GitManager::new(&path)
+                .map_err(|source| StartError::Git {
+                    name: name.clone(),
+                    source,
+                })?
+                .with_lock_timeout(lock_timeout)
+                .with_filter(filter)
+                .with_max_file_size(max_file_size)
+                .with_author(author_name, author_email);
+            let created = git
+                .init_or_get_repo(init)
+                .map_err(|source| StartError::Git {
+                    name: name.clone(),
+                    source,
+                })?;
+            if created {
+                tracing::info!(notebook = %name, path = %path.display(), "created a new repository");
+            }
+            let repo = git2::Repository::open_ext(
+                git.root(),
+                git2::RepositoryOpenFlags::NO_SEARCH,
+                std::iter::empty::<&std::ffi::OsStr>(),
+            )
+            .map_err(|e| StartError::Git {
                 name: name.clone(),
-                path: path.clone(),
-                source,
+                source: GitError::NotFound {
+                    what: format!("repository at {}: {}", path.display(), e.message()),
+                },
             })?;
-        }
-        let git = GitManager::new(&path)
-            .map_err(|source| StartError::Git {
-                name: name.clone(),
-                source,
-            })?
-            .with_lock_timeout(lock_timeout)
-            .with_filter(filter)
-            .with_max_file_size(max_file_size)
-            .with_author(author_name, author_email);
-        let created = git
-            .init_or_get_repo(init)
-            .map_err(|source| StartError::Git {
-                name: name.clone(),
-                source,
-            })?;
-        if created {
-            tracing::info!(notebook = %name, path = %path.display(), "created a new repository");
-        }
-        Ok(Arc::new(git))
-    });
+            let git_dir = repo.path().to_path_buf();
+            let removed = crate::recovery::recover(&git_dir, repo.commondir());
+            if !removed.is_empty() {
+                tracing::warn!(notebook = %name, count = removed.len(), "recovered from an interrupted write of a previous gitlockd");
+            }
+            Ok((Arc::new(git), git_dir))
+        },
+    );
     task.await.map_err(|e| StartError::Task {
         name: config.name.clone(),
         message: e.to_string(),
@@ -491,13 +521,12 @@ async fn run(
     mut control_rx: mpsc::UnboundedReceiver<Control>,
     mut caught_up: Option<oneshot::Sender<()>>,
 ) {
-    let mut round: Option<RoundFuture> = None;
+    // The first round (catch-up) starts at once.
+    let mut round: Option<RoundFuture> = Some(Box::pin(commit_round(shared.clone(), owner, None)));
     let mut retry_at: Option<Instant> = None;
     let mut backoff = Backoff::new();
     let mut flush_waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut stop_waiter: Option<oneshot::Sender<()>> = None;
-    // The first round (catch-up) starts at once.
-    round = round.or_else(|| Some(Box::pin(commit_round(shared.clone(), owner, None))));
 
     loop {
         let due = if round.is_some() {
@@ -552,15 +581,19 @@ async fn run(
         }
     }
 
-    // Final flush: whatever is still pending, waiting at most lock.timeout for the lock.
-    drain_watch_events(&shared, &mut watch_rx);
-    if !shared.pending.lock().is_empty() {
-        let result = commit_round(shared.clone(), owner, Some(shared.lock_timeout)).await;
-        settle(&shared, result, &mut backoff);
-    }
+    // Final flush. The watcher stops first and may drop a batch in hand, so
+    // the flush compares the whole work tree with HEAD: nothing is lost.
     if let Some(w) = watcher {
         w.stop();
     }
+    drain_watch_events(&shared, &mut watch_rx);
+    {
+        let mut pending = shared.pending.lock();
+        pending.rescan = true;
+        pending.touch(Instant::now());
+    }
+    let result = commit_round(shared.clone(), owner, Some(shared.lock_timeout)).await;
+    settle(&shared, result, &mut backoff);
     if !shared.pending.lock().is_empty() {
         tracing::warn!(notebook = %shared.name, "stopping with uncommitted changes; they are committed at the next start");
     }
@@ -699,6 +732,15 @@ fn commit_batch(shared: &Shared, batch: &Batch) -> Result<AutoCommitOutcome, Git
     if let crate::git::RepoState::Busy(state) = git.repo_state()? {
         return Err(GitError::Busy { state });
     }
+    // Proves, after a crash mid-write, that leftover lock files are ours.
+    let _marker =
+        crate::recovery::WriteMarker::begin(&shared.git_dir).map_err(|source| GitError::Io {
+            context: format!(
+                "writing {}",
+                shared.git_dir.join(crate::recovery::MARKER).display()
+            ),
+            source,
+        })?;
     let mut paths = batch.paths.clone();
     if batch.rescan {
         let mut all: BTreeSet<PathBuf> = paths.into_iter().collect();
