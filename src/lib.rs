@@ -26,6 +26,6 @@ pub mod logging;
 pub mod notebook;
 pub mod recovery;
 pub mod registry;
-pub mod sync;
 pub mod sd_notify;
+pub mod sync;
 pub mod watch;

@@ -62,8 +62,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use git2::{
-    CheckoutNotificationType, ErrorCode, MergeOptions, Oid, Repository,
-    RepositoryOpenFlags, RepositoryState, Signature, StatusOptions, Tree,
+    CheckoutNotificationType, ErrorCode, MergeOptions, Oid, Repository, RepositoryOpenFlags,
+    RepositoryState, Signature, StatusOptions, Tree,
 };
 
 use crate::config::SyncConfig;
@@ -396,7 +396,11 @@ pub fn push_only(root: &Path, cfg: &SyncConfig) -> Result<PushOutcome, SyncError
 /// [`sync_once`]). A push rejected because the remote moved since the last
 /// fetch is `Err(Push { rejected: true })`. Does not check the repository
 /// state: a push does not touch the work tree.
-pub fn push_only_with(root: &Path, cfg: &SyncConfig, git: &GitCli) -> Result<PushOutcome, SyncError> {
+pub fn push_only_with(
+    root: &Path,
+    cfg: &SyncConfig,
+    git: &GitCli,
+) -> Result<PushOutcome, SyncError> {
     let repo = open(root)?;
     let t = target(&repo, cfg)?;
     let head = ref_oid(&repo, &t.local_ref)?;
@@ -462,8 +466,15 @@ struct Target {
 }
 
 fn open(root: &Path) -> Result<Repository, SyncError> {
-    let repo = Repository::open_ext(root, RepositoryOpenFlags::NO_SEARCH, std::iter::empty::<&OsStr>())
-        .map_err(git_err(format!("opening the repository at {}", root.display())))?;
+    let repo = Repository::open_ext(
+        root,
+        RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&OsStr>(),
+    )
+    .map_err(git_err(format!(
+        "opening the repository at {}",
+        root.display()
+    )))?;
     if repo.is_bare() {
         return Err(SyncError::Git {
             context: format!("opening {}", root.display()),
@@ -483,7 +494,9 @@ fn workdir(repo: &Repository) -> Result<PathBuf, SyncError> {
 }
 
 fn target(repo: &Repository, cfg: &SyncConfig) -> Result<Target, SyncError> {
-    let head = repo.find_reference("HEAD").map_err(git_err("reading HEAD"))?;
+    let head = repo
+        .find_reference("HEAD")
+        .map_err(git_err("reading HEAD"))?;
     let local_ref = match head.symbolic_target().ok().flatten() {
         Some(t) if t.starts_with("refs/heads/") => t.to_string(),
         _ => return Err(SyncError::Detached),
@@ -500,7 +513,9 @@ fn target(repo: &Repository, cfg: &SyncConfig) -> Result<Target, SyncError> {
             name: remote,
         });
     }
-    if remote_branch.starts_with('-') || !git2::Branch::name_is_valid(&remote_branch).unwrap_or(false) {
+    if remote_branch.starts_with('-')
+        || !git2::Branch::name_is_valid(&remote_branch).unwrap_or(false)
+    {
         return Err(SyncError::InvalidName {
             what: "branch",
             name: remote_branch,
@@ -530,10 +545,12 @@ fn busy_state(state: RepositoryState) -> Option<&'static str> {
         RepositoryState::Revert | RepositoryState::RevertSequence => Some("revert"),
         RepositoryState::CherryPick | RepositoryState::CherryPickSequence => Some("cherry-pick"),
         RepositoryState::Bisect => Some("bisect"),
-        RepositoryState::Rebase | RepositoryState::RebaseInteractive | RepositoryState::RebaseMerge => {
-            Some("rebase")
+        RepositoryState::Rebase
+        | RepositoryState::RebaseInteractive
+        | RepositoryState::RebaseMerge => Some("rebase"),
+        RepositoryState::ApplyMailbox | RepositoryState::ApplyMailboxOrRebase => {
+            Some("apply-mailbox")
         }
-        RepositoryState::ApplyMailbox | RepositoryState::ApplyMailboxOrRebase => Some("apply-mailbox"),
     }
 }
 
@@ -584,7 +601,11 @@ fn count_commits(repo: &Repository, tip: Oid) -> Result<usize, SyncError> {
     Ok(n)
 }
 
-fn counts(repo: &Repository, local: Option<Oid>, remote: Option<Oid>) -> Result<(usize, usize), SyncError> {
+fn counts(
+    repo: &Repository,
+    local: Option<Oid>,
+    remote: Option<Oid>,
+) -> Result<(usize, usize), SyncError> {
     match (local, remote) {
         (Some(l), Some(r)) => repo
             .graph_ahead_behind(l, r)
@@ -612,7 +633,10 @@ fn integrate(
             &t.local_ref,
             remote,
             false,
-            &format!("gitlockd sync: fast-forward to {}/{}", t.remote, t.remote_branch),
+            &format!(
+                "gitlockd sync: fast-forward to {}/{}",
+                t.remote, t.remote_branch
+            ),
         )
         .map_err(git_err(format!("creating {}", t.local_ref)))?;
         return Ok(Integration::FastForward);
@@ -629,7 +653,10 @@ fn integrate(
             t,
             remote,
             local,
-            &format!("gitlockd sync: fast-forward to {}/{}", t.remote, t.remote_branch),
+            &format!(
+                "gitlockd sync: fast-forward to {}/{}",
+                t.remote, t.remote_branch
+            ),
         )?;
         return Ok(Integration::FastForward);
     }
@@ -639,8 +666,12 @@ fn integrate(
         Err(e) if e.code() == ErrorCode::NotFound => return Ok(Integration::Diverged),
         Err(e) => return Err(git_err("finding the merge base")(e)),
     }
-    let local_c = repo.find_commit(local).map_err(git_err("reading the local tip"))?;
-    let remote_c = repo.find_commit(remote).map_err(git_err("reading the remote tip"))?;
+    let local_c = repo
+        .find_commit(local)
+        .map_err(git_err("reading the local tip"))?;
+    let remote_c = repo
+        .find_commit(remote)
+        .map_err(git_err("reading the remote tip"))?;
     let mut index = repo
         .merge_commits(&local_c, &remote_c, Some(&MergeOptions::new()))
         .map_err(git_err("merging in memory"))?;
@@ -651,8 +682,12 @@ fn integrate(
     if index.iter().any(|e| (e.flags >> 12) & 0x3 != 0) {
         return Ok(Integration::Diverged);
     }
-    let tree_id = index.write_tree_to(repo).map_err(git_err("writing the merged tree"))?;
-    let tree = repo.find_tree(tree_id).map_err(git_err("reading the merged tree"))?;
+    let tree_id = index
+        .write_tree_to(repo)
+        .map_err(git_err("writing the merged tree"))?;
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(git_err("reading the merged tree"))?;
     let sig = signature(repo)?;
     let message = format!("gitlockd: merge {}/{}", t.remote, t.remote_branch);
     let merge = repo
@@ -676,7 +711,13 @@ fn commit_tree(repo: &Repository, id: Oid) -> Result<Tree<'_>, SyncError> {
 }
 
 /// Move the branch from `old` to `new` (fails when someone else moved it).
-fn move_branch(repo: &Repository, t: &Target, new: Oid, old: Oid, msg: &str) -> Result<(), SyncError> {
+fn move_branch(
+    repo: &Repository,
+    t: &Target,
+    new: Oid,
+    old: Oid,
+    msg: &str,
+) -> Result<(), SyncError> {
     repo.reference_matching(&t.local_ref, new, true, old, msg)
         .map_err(git_err(format!(
             "moving {} to {new} (the work tree already matches {new}; the branch moved meanwhile)",
@@ -689,13 +730,19 @@ fn move_branch(repo: &Repository, t: &Target, new: Oid, old: Oid, msg: &str) -> 
 /// unborn) to `to` without losing anything: refuse (changing nothing) when
 /// a tracked file that differs from HEAD would be touched, or when an
 /// untracked or ignored file is in the way.
-fn safe_checkout(repo: &Repository, from: Option<&Tree<'_>>, to: &Tree<'_>) -> Result<(), SyncError> {
+fn safe_checkout(
+    repo: &Repository,
+    from: Option<&Tree<'_>>,
+    to: &Tree<'_>,
+) -> Result<(), SyncError> {
     // 1. Uncommitted changes (index or work tree) to tracked files the update touches.
     let mut opts = StatusOptions::new();
     opts.include_untracked(false)
         .include_ignored(false)
         .exclude_submodules(true);
-    let statuses = repo.statuses(Some(&mut opts)).map_err(git_err("reading status"))?;
+    let statuses = repo
+        .statuses(Some(&mut opts))
+        .map_err(git_err("reading status"))?;
     let dirty: std::collections::HashSet<PathBuf> = statuses
         .iter()
         .filter(|s| !s.status().is_empty() && !s.status().is_ignored())
@@ -707,8 +754,13 @@ fn safe_checkout(repo: &Repository, from: Option<&Tree<'_>>, to: &Tree<'_>) -> R
             .map_err(git_err("comparing trees"))?;
         let mut blocked: Vec<PathBuf> = Vec::new();
         for d in diff.deltas() {
-            for p in [d.old_file().path(), d.new_file().path()].into_iter().flatten() {
-                let touched_dirty = dirty.iter().any(|x| x == p || x.starts_with(p) || p.starts_with(x));
+            for p in [d.old_file().path(), d.new_file().path()]
+                .into_iter()
+                .flatten()
+            {
+                let touched_dirty = dirty
+                    .iter()
+                    .any(|x| x == p || x.starts_with(p) || p.starts_with(x));
                 if touched_dirty && !blocked.iter().any(|b| b == p) {
                     blocked.push(p.to_path_buf());
                 }
@@ -749,7 +801,11 @@ fn safe_checkout(repo: &Repository, from: Option<&Tree<'_>>, to: &Tree<'_>) -> R
 }
 
 /// Delete the diverged ref once the commit it keeps is part of `head`.
-fn clean_diverged_ref(repo: &Repository, t: &Target, head: Option<Oid>) -> Result<Option<String>, SyncError> {
+fn clean_diverged_ref(
+    repo: &Repository,
+    t: &Target,
+    head: Option<Oid>,
+) -> Result<Option<String>, SyncError> {
     let Some(kept) = ref_oid(repo, &t.diverged_ref)? else {
         return Ok(None);
     };
@@ -763,14 +819,17 @@ fn clean_diverged_ref(repo: &Repository, t: &Target, head: Option<Oid>) -> Resul
     let mut r = repo
         .find_reference(&t.diverged_ref)
         .map_err(git_err(format!("reading {}", t.diverged_ref)))?;
-    r.delete().map_err(git_err(format!("deleting {}", t.diverged_ref)))?;
+    r.delete()
+        .map_err(git_err(format!("deleting {}", t.diverged_ref)))?;
     Ok(None)
 }
 
 fn signature(repo: &Repository) -> Result<Signature<'static>, SyncError> {
     match repo.signature() {
         Ok(s) => Ok(s.to_owned()),
-        Err(_) => Signature::now("gitlockd", "gitlockd@localhost").map_err(git_err("making a signature")),
+        Err(_) => {
+            Signature::now("gitlockd", "gitlockd@localhost").map_err(git_err("making a signature"))
+        }
     }
 }
 
@@ -819,7 +878,13 @@ fn fetch(workdir: &Path, git: &GitCli, t: &Target) -> Result<Option<Oid>, SyncEr
     })
 }
 
-fn push_commit(repo: &Repository, workdir: &Path, git: &GitCli, t: &Target, commit: Oid) -> Result<(), SyncError> {
+fn push_commit(
+    repo: &Repository,
+    workdir: &Path,
+    git: &GitCli,
+    t: &Target,
+    commit: Oid,
+) -> Result<(), SyncError> {
     let refspec = format!("{commit}:refs/heads/{}", t.remote_branch);
     let out = run_git(workdir, git, "push", &["--porcelain", &t.remote, &refspec])?;
     if !out.status.success() {
@@ -921,8 +986,12 @@ fn run_git(workdir: &Path, git: &GitCli, sub: &str, args: &[&str]) -> Result<Git
         .args(args)
         .current_dir(workdir)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(out_f.try_clone().map_err(io("duplicating a file".into()))?))
-        .stderr(Stdio::from(err_f.try_clone().map_err(io("duplicating a file".into()))?));
+        .stdout(Stdio::from(
+            out_f.try_clone().map_err(io("duplicating a file".into()))?,
+        ))
+        .stderr(Stdio::from(
+            err_f.try_clone().map_err(io("duplicating a file".into()))?,
+        ));
     for var in [
         "GIT_DIR",
         "GIT_WORK_TREE",
@@ -950,9 +1019,10 @@ fn run_git(workdir: &Path, git: &GitCli, sub: &str, args: &[&str]) -> Result<Git
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(io(format!("running {} {sub}", git.program.to_string_lossy())))?;
+    let mut child = cmd.spawn().map_err(io(format!(
+        "running {} {sub}",
+        git.program.to_string_lossy()
+    )))?;
     drop(cmd);
     let deadline = Instant::now() + git.timeout;
     let mut pause = Duration::from_millis(2);
