@@ -194,7 +194,7 @@ pub enum SyncError {
         /// "apply-mailbox" or "conflicts".
         state: String,
     },
-    /// Another git process holds the index lock.
+    /// Another git process holds the index lock (or HEAD's or the branch's).
     #[error("{} exists: another git process is working on this repository", path.display())]
     Locked {
         /// The lock file.
@@ -347,6 +347,7 @@ pub fn sync_once_with(
         });
     }
     check_clean(&repo)?;
+    check_ref_locks(&repo, &t)?;
     let fetched = remote_tip.is_some() && remote_tip != tracked_before;
     let local = ref_oid(&repo, &t.local_ref)?;
 
@@ -569,6 +570,20 @@ fn check_clean(repo: &Repository) -> Result<(), SyncError> {
         return Err(SyncError::Busy {
             state: "conflicts".to_string(),
         });
+    }
+    Ok(())
+}
+
+/// Lock files of HEAD and of the branch: checked before the work tree is
+/// updated, so that moving the branch afterwards is unlikely to fail.
+fn check_ref_locks(repo: &Repository, t: &Target) -> Result<(), SyncError> {
+    for lock in [
+        repo.path().join("HEAD.lock"),
+        repo.commondir().join(format!("{}.lock", t.local_ref)),
+    ] {
+        if lock.exists() {
+            return Err(SyncError::Locked { path: lock });
+        }
     }
     Ok(())
 }

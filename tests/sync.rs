@@ -618,6 +618,9 @@ fn no_push_when_asked_not_to_and_other_refusals() {
     std::fs::write(w.a.join(".git/index.lock"), "").expect("lock");
     assert!(matches!(sync(&w.a), Err(SyncError::Locked { .. })));
     std::fs::remove_file(w.a.join(".git/index.lock")).expect("unlock");
+    std::fs::write(w.a.join(".git/refs/heads/main.lock"), "").expect("lock");
+    assert!(matches!(sync(&w.a), Err(SyncError::Locked { .. })));
+    std::fs::remove_file(w.a.join(".git/refs/heads/main.lock")).expect("unlock");
 
     // An explicit remote branch other than the local one.
     let other = SyncConfig {
