@@ -21,10 +21,11 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::sleep_until;
 
-use crate::config::NotebookConfig;
+use crate::config::{NotebookConfig, SyncConfig};
 use crate::filter::PathFilter;
 use crate::git::{AutoCommitOptions, AutoCommitOutcome, GitError, GitManager};
 use crate::lock::{git_lock_manager, with_owner, LockMode, NotebookLock, OwnerId};
+use crate::sync::{self as remote_sync, PushOutcome, SyncError, SyncOutcome};
 use crate::watch::{NotebookWatcher, WatchEvent};
 
 /// Something that happened in a notebook, for `subscribe`.
@@ -103,6 +104,46 @@ struct Health {
     watch_problem: Option<String>,
 }
 
+/// What status shows about sync (only for notebooks with `[notebook.sync]`).
+#[derive(Debug, Default)]
+struct SyncHealth {
+    /// "ok", "diverged" or "error".
+    state: String,
+    ahead: usize,
+    behind: usize,
+    last_sync: Option<SystemTime>,
+    last_error: Option<String>,
+    next_try: Option<SystemTime>,
+    diverged_ref: Option<String>,
+}
+
+/// Why a `sync` request did not succeed.
+#[derive(Debug, Clone)]
+pub enum SyncFailure {
+    /// The notebook has no `[notebook.sync]` section.
+    NotConfigured(String),
+    /// The repository is mid-merge or similar.
+    Conflict(String),
+    /// Fetch, push or integration failed; the message says why.
+    Failed(String),
+}
+
+/// Network work a round does after committing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncWork {
+    None,
+    /// Push local commits only.
+    Push,
+    /// Fetch, integrate, push.
+    Full,
+}
+
+/// What a round's sync part did.
+enum SyncDone {
+    Full(SyncOutcome),
+    Push(PushOutcome),
+}
+
 /// Changes seen but not committed yet.
 #[derive(Debug, Default)]
 struct Pending {
@@ -145,6 +186,8 @@ struct Shared {
     paused: AtomicBool,
     watches: AtomicUsize,
     events: broadcast::Sender<NotebookEvent>,
+    /// Sync state; `None` when sync is off for this notebook.
+    sync_health: Mutex<Option<SyncHealth>>,
 }
 
 enum Control {
@@ -154,12 +197,22 @@ enum Control {
     Flush(oneshot::Sender<()>),
     /// Commit everything pending, stop watching, end the loop.
     Stop(oneshot::Sender<()>),
+    /// Commit pending changes, then fetch, integrate and push now.
+    Sync(SyncReply),
 }
+
+type SyncReply = oneshot::Sender<Result<SyncOutcome, SyncFailure>>;
 
 /// A running notebook. Dropping it does not stop it: call [`Notebook::stop`].
 pub struct Notebook {
     shared: Arc<Shared>,
     control: mpsc::UnboundedSender<Control>,
+}
+
+/// Result of one round: its commit part, and its sync part when it had one.
+struct RoundResult {
+    commit: Round,
+    sync: Option<Result<SyncDone, SyncError>>,
 }
 
 /// Result of one commit round.
@@ -174,7 +227,7 @@ enum Round {
     LockTimeout,
 }
 
-type RoundFuture = Pin<Box<dyn Future<Output = Round> + Send>>;
+type RoundFuture = Pin<Box<dyn Future<Output = RoundResult> + Send>>;
 
 impl Notebook {
     /// Opens (or creates) the notebook's repository, starts its watcher and
@@ -219,6 +272,10 @@ impl Notebook {
             paused: AtomicBool::new(false),
             watches: AtomicUsize::new(0),
             events,
+            sync_health: Mutex::new(config.sync.as_ref().map(|_| SyncHealth {
+                state: "ok".into(),
+                ..SyncHealth::default()
+            })),
         });
 
         // Watch first, then catch up: a change made between the two is seen twice, never lost.
@@ -333,6 +390,22 @@ impl Notebook {
         }
     }
 
+    /// Commits pending changes, then fetches, integrates and pushes now.
+    pub async fn sync_now(&self) -> Result<SyncOutcome, SyncFailure> {
+        if self.shared.config.sync.is_none() {
+            return Err(SyncFailure::NotConfigured(format!(
+                "sync is not configured for notebook {} (add a [notebook.sync] section)",
+                self.shared.name
+            )));
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Sync(tx)).is_err() {
+            return Err(SyncFailure::Failed("the notebook is stopping".into()));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(SyncFailure::Failed("the notebook stopped".into())))
+    }
+
     /// Announces a commit made outside the loop (a socket `commit`).
     pub fn announce_commit(&self, commit: String, paths: Vec<String>) {
         let files = paths.len();
@@ -416,9 +489,26 @@ impl Notebook {
                 "path": p.display().to_string(),
                 "size": size,
             })).collect::<Vec<_>>(),
-            "sync": Value::Null,
+            "sync": health_sync(&self.shared).unwrap_or(Value::Null),
         })
     }
+}
+
+fn health_sync(shared: &Shared) -> Option<Value> {
+    let cfg = shared.config.sync.as_ref()?;
+    let guard = shared.sync_health.lock();
+    let h = guard.as_ref()?;
+    Some(json!({
+        "remote": cfg.remote,
+        "branch": cfg.branch,
+        "state": h.state,
+        "ahead": h.ahead,
+        "behind": h.behind,
+        "last_sync": h.last_sync.map(rfc3339),
+        "last_error": h.last_error,
+        "next_try": h.next_try.map(rfc3339),
+        "diverged_ref": h.diverged_ref,
+    }))
 }
 
 async fn open_repository(
@@ -512,7 +602,57 @@ impl Backoff {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Timers and waiters of the sync schedule.
+struct SyncSchedule {
+    /// Next fetch + integrate + push.
+    pull_due: Option<Instant>,
+    /// Next push of fresh local commits.
+    push_due: Option<Instant>,
+    /// `sync` requests waiting for the next round.
+    waiting: Vec<SyncReply>,
+    /// Requests answered by the round in flight.
+    in_flight: Vec<SyncReply>,
+    backoff: Backoff,
+}
+
+impl SyncSchedule {
+    fn new(cfg: Option<&SyncConfig>) -> SyncSchedule {
+        // The first pull comes right after the catch-up commit.
+        let pull_due = cfg
+            .filter(|c| !c.pull_interval.is_zero())
+            .map(|_| Instant::now() + Duration::from_millis(200));
+        SyncSchedule {
+            pull_due,
+            push_due: None,
+            waiting: Vec::new(),
+            in_flight: Vec::new(),
+            backoff: Backoff::new(),
+        }
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        if !self.waiting.is_empty() {
+            return Some(Instant::now());
+        }
+        match (self.pull_due, self.push_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Decides the sync part of a round starting now.
+    fn take_work(&mut self, now: Instant) -> SyncWork {
+        if !self.waiting.is_empty() || self.pull_due.is_some_and(|t| t <= now) {
+            self.in_flight.append(&mut self.waiting);
+            SyncWork::Full
+        } else if self.push_due.is_some_and(|t| t <= now) {
+            SyncWork::Push
+        } else {
+            SyncWork::None
+        }
+    }
+}
+
 async fn run(
     shared: Arc<Shared>,
     owner: OwnerId,
@@ -522,32 +662,67 @@ async fn run(
     mut caught_up: Option<oneshot::Sender<()>>,
 ) {
     // The first round (catch-up) starts at once.
-    let mut round: Option<RoundFuture> = Some(Box::pin(commit_round(shared.clone(), owner, None)));
+    let mut round: Option<RoundFuture> = Some(Box::pin(commit_round(
+        shared.clone(),
+        owner,
+        None,
+        SyncWork::None,
+    )));
     let mut retry_at: Option<Instant> = None;
     let mut backoff = Backoff::new();
     let mut flush_waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut stop_waiter: Option<oneshot::Sender<()>> = None;
+    let mut sync = SyncSchedule::new(shared.config.sync.as_ref());
 
     loop {
         let due = if round.is_some() {
             None
         } else {
-            due_time(&shared, retry_at)
+            let commit_due = due_time(&shared, retry_at);
+            let sync_due = if shared.paused.load(Ordering::SeqCst) && sync.waiting.is_empty() {
+                None
+            } else {
+                sync.next_due()
+            };
+            match (commit_due, sync_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         };
         tokio::select! {
             result = async { match round.as_mut() { Some(r) => r.await, None => std::future::pending().await } } => {
                 round = None;
-                retry_at = settle(&shared, result, &mut backoff);
+                let committed = matches!(&result.commit, Round::Done(o) if o.commit.is_some());
+                let commit_failed = matches!(&result.commit, Round::Retry(_) | Round::LockTimeout);
+                let commit_error = match &result.commit {
+                    Round::Retry(GitError::Busy { state }) => Some(SyncFailure::Conflict(format!("repository is mid-{state}; sync waits until it is resolved"))),
+                    Round::Retry(e) => Some(SyncFailure::Failed(e.to_string())),
+                    Round::LockTimeout => Some(SyncFailure::Failed("timed out waiting for the notebook lock".into())),
+                    _ => None,
+                };
+                retry_at = settle(&shared, result.commit, &mut backoff);
+                if let Some(cfg) = shared.config.sync.as_ref() {
+                    match result.sync {
+                        Some(done) => settle_sync(&shared, cfg, done, &mut sync),
+                        None if commit_failed => {
+                            for tx in sync.in_flight.drain(..) {
+                                let _ = tx.send(Err(commit_error.clone().unwrap_or_else(|| SyncFailure::Failed("commit failed".into()))));
+                            }
+                        }
+                        None => {}
+                    }
+                    if committed && cfg.push && sync.push_due.is_none() {
+                        sync.push_due = Some(Instant::now() + cfg.push_delay);
+                    }
+                }
                 if let Some(tx) = caught_up.take() {
                     let _ = tx.send(());
                 }
                 if stop_waiter.is_some() {
                     break;
                 }
-                if !flush_waiters.is_empty() {
-                    for tx in flush_waiters.drain(..) {
-                        let _ = tx.send(());
-                    }
+                for tx in flush_waiters.drain(..) {
+                    let _ = tx.send(());
                 }
             }
             Some(event) = watch_rx.recv() => on_watch_event(&shared, event),
@@ -557,9 +732,10 @@ async fn run(
                 Some(Control::Flush(tx)) => {
                     flush_waiters.push(tx);
                     if round.is_none() {
-                        round = Some(Box::pin(commit_round(shared.clone(), owner, Some(shared.lock_timeout))));
+                        round = Some(Box::pin(commit_round(shared.clone(), owner, Some(shared.lock_timeout), SyncWork::None)));
                     }
                 }
+                Some(Control::Sync(tx)) => sync.waiting.push(tx),
                 Some(Control::Stop(tx)) => {
                     stop_waiter = Some(tx);
                     match round.take() {
@@ -567,7 +743,7 @@ async fn run(
                         Some(r) => {
                             let timeout = shared.lock_timeout;
                             round = Some(Box::pin(async move {
-                                tokio::time::timeout(timeout, r).await.unwrap_or(Round::LockTimeout)
+                                tokio::time::timeout(timeout, r).await.unwrap_or(RoundResult { commit: Round::LockTimeout, sync: None })
                             }));
                         }
                         None => break,
@@ -576,7 +752,8 @@ async fn run(
                 None => break,
             },
             _ = sleep_until_opt(due) => {
-                round = Some(Box::pin(commit_round(shared.clone(), owner, None)));
+                let work = if shared.config.sync.is_some() { sync.take_work(Instant::now()) } else { SyncWork::None };
+                round = Some(Box::pin(commit_round(shared.clone(), owner, None, work)));
             }
         }
     }
@@ -592,8 +769,14 @@ async fn run(
         pending.rescan = true;
         pending.touch(Instant::now());
     }
-    let result = commit_round(shared.clone(), owner, Some(shared.lock_timeout)).await;
-    settle(&shared, result, &mut backoff);
+    let result = commit_round(
+        shared.clone(),
+        owner,
+        Some(shared.lock_timeout),
+        SyncWork::None,
+    )
+    .await;
+    settle(&shared, result.commit, &mut backoff);
     if !shared.pending.lock().is_empty() {
         tracing::warn!(notebook = %shared.name, "stopping with uncommitted changes; they are committed at the next start");
     }
@@ -601,11 +784,87 @@ async fn run(
     for tx in flush_waiters {
         let _ = tx.send(());
     }
+    for tx in sync.waiting.into_iter().chain(sync.in_flight) {
+        let _ = tx.send(Err(SyncFailure::Failed("the notebook stopped".into())));
+    }
     if let Some(tx) = caught_up {
         let _ = tx.send(());
     }
     if let Some(tx) = stop_waiter {
         let _ = tx.send(());
+    }
+}
+
+/// Records a sync's outcome in status and schedules the next one.
+fn settle_sync(
+    shared: &Shared,
+    cfg: &SyncConfig,
+    done: Result<SyncDone, SyncError>,
+    schedule: &mut SyncSchedule,
+) {
+    let now = Instant::now();
+    let mut guard = shared.sync_health.lock();
+    let Some(health) = guard.as_mut() else {
+        return;
+    };
+    match done {
+        Ok(SyncDone::Full(outcome)) => {
+            schedule.backoff.reset();
+            let diverged = outcome.integrated == remote_sync::Integration::Diverged;
+            if diverged && health.state != "diverged" {
+                tracing::warn!(notebook = %shared.name, remote_ref = ?outcome.diverged_ref, "local and remote history diverged with conflicting changes; nothing in the work tree was touched. Merge the remote side by hand (under `gitlockd lock`) to resolve it");
+            } else if !diverged {
+                tracing::info!(notebook = %shared.name, integrated = outcome.integrated.as_str(), pushed = outcome.pushed, ahead = outcome.ahead, behind = outcome.behind, "synced");
+            }
+            health.state = if diverged { "diverged" } else { "ok" }.into();
+            health.ahead = outcome.ahead;
+            health.behind = outcome.behind;
+            health.last_sync = Some(SystemTime::now());
+            health.last_error = None;
+            health.diverged_ref = outcome.diverged_ref.clone();
+            schedule.push_due = None;
+            schedule.pull_due = (!cfg.pull_interval.is_zero()).then(|| now + cfg.pull_interval);
+            health.next_try = schedule.pull_due.map(|t| SystemTime::now() + (t - now));
+            for tx in schedule.in_flight.drain(..) {
+                let _ = tx.send(Ok(outcome.clone()));
+            }
+        }
+        Ok(SyncDone::Push(p)) => {
+            schedule.backoff.reset();
+            health.ahead = p.ahead;
+            health.behind = p.behind;
+            if p.pushed {
+                health.last_sync = Some(SystemTime::now());
+                health.last_error = None;
+                if health.state == "error" {
+                    health.state = "ok".into();
+                }
+            }
+            schedule.push_due = None;
+            if p.behind > 0 {
+                // The remote moved: integrate it (and push then) at once.
+                schedule.pull_due = Some(now);
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            if health.last_error.as_deref() != Some(message.as_str()) {
+                tracing::warn!(notebook = %shared.name, error = %message, "sync failed; local commits continue, retrying with backoff");
+            }
+            health.state = "error".into();
+            health.last_error = Some(message.clone());
+            let wait = schedule.backoff.step(Duration::from_secs(300));
+            schedule.push_due = None;
+            schedule.pull_due = Some(now + wait);
+            health.next_try = Some(SystemTime::now() + wait);
+            let failure = match error {
+                SyncError::Busy { .. } => SyncFailure::Conflict(message),
+                _ => SyncFailure::Failed(message),
+            };
+            for tx in schedule.in_flight.drain(..) {
+                let _ = tx.send(Err(failure.clone()));
+            }
+        }
     }
 }
 
@@ -664,21 +923,35 @@ fn on_watch_event(shared: &Shared, event: WatchEvent) {
     }
 }
 
-/// Waits for the lock, takes the batch, commits it on a blocking thread.
-async fn commit_round(shared: Arc<Shared>, owner: OwnerId, timeout: Option<Duration>) -> Round {
+/// Waits for the lock, takes the batch, commits it on a blocking thread,
+/// then does the round's sync work under the same hold.
+async fn commit_round(
+    shared: Arc<Shared>,
+    owner: OwnerId,
+    timeout: Option<Duration>,
+    work: SyncWork,
+) -> RoundResult {
     let guard = match shared
         .lock
         .lock_async(owner, LockMode::Exclusive, timeout)
         .await
     {
         Ok(g) => g,
-        Err(_) => return Round::LockTimeout,
+        Err(_) => {
+            return RoundResult {
+                commit: Round::LockTimeout,
+                sync: None,
+            }
+        }
     };
     // Taken only now: everything that arrived while we waited joins this commit.
     let batch = {
         let mut pending = shared.pending.lock();
-        if pending.is_empty() {
-            return Round::Idle;
+        if pending.is_empty() && work == SyncWork::None {
+            return RoundResult {
+                commit: Round::Idle,
+                sync: None,
+            };
         }
         let batch = Batch {
             paths: std::mem::take(&mut pending.paths).into_iter().collect(),
@@ -692,11 +965,40 @@ async fn commit_round(shared: Arc<Shared>, owner: OwnerId, timeout: Option<Durat
     let task = tokio::task::spawn_blocking(move || {
         let _hold = guard;
         with_owner(owner, || {
-            commit_batch(&worker, &batch).map_err(|e| (e, batch))
+            let committed = if batch.paths.is_empty() && !batch.rescan {
+                Ok(AutoCommitOutcome::default())
+            } else {
+                commit_batch(&worker, &batch)
+            };
+            let sync = match (&committed, worker.config.sync.as_ref(), work) {
+                (Ok(_), Some(cfg), SyncWork::Full) => Some(
+                    remote_sync::sync_once(worker.git.root(), cfg, cfg.push).map(SyncDone::Full),
+                ),
+                (Ok(_), Some(cfg), SyncWork::Push) => {
+                    Some(remote_sync::push_only(worker.git.root(), cfg).map(SyncDone::Push))
+                }
+                _ => None,
+            };
+            (committed.map_err(|e| (e, batch)), sync)
         })
     });
-    match task.await {
-        Ok(Ok(outcome)) => {
+    let (committed, sync) = match task.await {
+        Ok(result) => result,
+        Err(join) => {
+            // The blocking task panicked: nothing was committed, so rescan everything.
+            let mut pending = shared.pending.lock();
+            pending.rescan = true;
+            pending.touch(Instant::now());
+            return RoundResult {
+                commit: Round::Retry(GitError::NotFound {
+                    what: format!("internal error in the commit task: {join}"),
+                }),
+                sync: None,
+            };
+        }
+    };
+    let commit = match committed {
+        Ok(outcome) => {
             if !outcome.recheck.is_empty() {
                 let mut pending = shared.pending.lock();
                 pending.paths.extend(outcome.recheck.iter().cloned());
@@ -704,23 +1006,18 @@ async fn commit_round(shared: Arc<Shared>, owner: OwnerId, timeout: Option<Durat
             }
             Round::Done(Box::new(outcome))
         }
-        Ok(Err((error, batch))) => {
+        Err((error, batch)) => {
             requeue(&shared, batch);
             Round::Retry(error)
         }
-        Err(join) => {
-            // The blocking task panicked: nothing was committed, so rescan everything.
-            let mut pending = shared.pending.lock();
-            pending.rescan = true;
-            pending.touch(Instant::now());
-            Round::Retry(GitError::NotFound {
-                what: format!("internal error in the commit task: {join}"),
-            })
-        }
-    }
+    };
+    RoundResult { commit, sync }
 }
 
 fn requeue(shared: &Shared, batch: Batch) {
+    if batch.paths.is_empty() && !batch.rescan {
+        return;
+    }
     let mut pending = shared.pending.lock();
     pending.paths.extend(batch.paths);
     pending.rescan |= batch.rescan;

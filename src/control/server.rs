@@ -27,7 +27,7 @@ use super::protocol::{
 use crate::config::LockSettings;
 use crate::git::GitError;
 use crate::lock::{git_lock_manager, with_owner, LockError, LockGuard, LockMode, OwnerId};
-use crate::notebook::{Notebook, NotebookEvent};
+use crate::notebook::{Notebook, NotebookEvent, SyncFailure};
 use crate::registry::Registry;
 
 /// At most this many connections are served at once; more are closed at once.
@@ -493,13 +493,25 @@ impl Connection {
             }
             Request::Sync { notebook } => {
                 let nb = self.notebook(&notebook)?;
-                Err(Outcome::Failed(Failure::new(
-                    ErrorCode::BadRequest,
-                    format!(
-                        "sync is not configured for notebook {} (this version does not sync yet)",
-                        nb.name()
-                    ),
-                )))
+                match nb.sync_now().await {
+                    Ok(o) => Ok(fields(json!({
+                        "fetched": o.fetched,
+                        "integrated": o.integrated.as_str(),
+                        "pushed": o.pushed,
+                        "ahead": o.ahead,
+                        "behind": o.behind,
+                        "diverged_ref": o.diverged_ref,
+                    }))),
+                    Err(SyncFailure::NotConfigured(m)) => {
+                        Err(Outcome::Failed(Failure::new(ErrorCode::BadRequest, m)))
+                    }
+                    Err(SyncFailure::Conflict(m)) => {
+                        Err(Outcome::Failed(Failure::new(ErrorCode::Conflict, m)))
+                    }
+                    Err(SyncFailure::Failed(m)) => {
+                        Err(Outcome::Failed(Failure::new(ErrorCode::Git, m)))
+                    }
+                }
             }
             Request::Subscribe { .. } => Err(internal("subscribe is handled by the connection")),
         }
