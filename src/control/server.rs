@@ -328,17 +328,21 @@ impl Connection {
         let lock = nb.lock().clone();
         let wait = lock.lock_async(self.owner, mode, Some(timeout));
         tokio::pin!(wait);
-        let mut peer_sent_more = false;
         loop {
             tokio::select! {
                 got = &mut wait => return got.map_err(|e| Outcome::Failed(lock_failure(nb.name(), &e))),
-                filled = self.reader.fill_buf(), if !peer_sent_more => match filled {
+                filled = self.reader.fill_buf() => match filled {
                     // EOF: the client left while queued; dropping `wait` withdraws it.
                     Ok([]) | Err(_) => return Err(Outcome::Disconnected),
                     // A pipelined request: it waits in the buffer for its turn.
-                    Ok(_) => peer_sent_more = true,
+                    Ok(_) => break,
                 },
             }
+        }
+        // Requests are buffered: watch the socket itself for the client leaving.
+        tokio::select! {
+            got = &mut wait => got.map_err(|e| Outcome::Failed(lock_failure(nb.name(), &e))),
+            () = peer_closed(self.reader.get_ref().as_ref()) => Err(Outcome::Disconnected),
         }
     }
 
@@ -714,6 +718,41 @@ fn committed_paths(root: &Path, id: git2::Oid) -> Vec<String> {
         Ok(paths.into_iter().collect())
     };
     diff_paths().unwrap_or_default()
+}
+
+/// Resolves once the peer has closed the stream (EOF or an error), without
+/// consuming any byte; pends while it is open. If yet more requests are
+/// waiting in the socket, EOF cannot be seen behind them: it pends for ever.
+async fn peer_closed(stream: &UnixStream) {
+    use std::os::fd::AsRawFd;
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        let peeked = stream.try_io(tokio::io::Interest::READABLE, || {
+            let mut byte = 0u8;
+            // SAFETY: the fd is open for the stream's lifetime; one byte of buffer.
+            let n = unsafe {
+                libc::recv(
+                    stream.as_raw_fd(),
+                    (&mut byte as *mut u8).cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n)
+            }
+        });
+        match peeked {
+            Ok(0) => return,
+            Ok(_) => std::future::pending::<()>().await,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 async fn read_line(reader: &mut BufReader<OwnedReadHalf>, buf: &mut Vec<u8>) -> Line {
