@@ -374,7 +374,8 @@ fn status_fields_filter_and_while_held() {
     holder.ok("lock", json!({"notebook": "nb"}));
     let t = Instant::now();
     let e = c.status_of("nb");
-    assert!(t.elapsed() < Duration::from_secs(5), "status waited");
+    assert!(t.elapsed() < Duration::from_secs(2), "status waited {:?}", t.elapsed());
+    assert_eq!(e["head"], json!(repos[0].head().unwrap()), "HEAD while held: {e}");
     assert_eq!(e["lock"]["held"], json!(true), "{e}");
     assert_eq!(e["lock"]["mode"], json!("exclusive"), "{e}");
     let holders = e["lock"]["holders"].as_array().unwrap();
@@ -1038,6 +1039,14 @@ fn waiter_that_disconnects_vanishes() {
     c.send("lock", json!({"notebook": "nb", "timeout_ms": 60000}));
     wait_waiters(&mut obs, "nb", 1);
     c.stream().shutdown(std::net::Shutdown::Both).unwrap();
+    wait_waiters(&mut obs, "nb", 0);
+    // A waiter that pipelined more requests behind its `lock`, then left.
+    let mut p = sb.client();
+    p.send_raw(
+        b"{\"id\":1,\"cmd\":\"lock\",\"notebook\":\"nb\",\"timeout_ms\":60000}\n{\"id\":2,\"cmd\":\"ping\"}\n",
+    );
+    wait_waiters(&mut obs, "nb", 1);
+    drop(p);
     wait_waiters(&mut obs, "nb", 0);
     a.ok("unlock", json!({"notebook": "nb"}));
     wait_unheld(&mut obs, "nb");
