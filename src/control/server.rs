@@ -328,9 +328,18 @@ impl Connection {
         let lock = nb.lock().clone();
         let wait = lock.lock_async(self.owner, mode, Some(timeout));
         tokio::pin!(wait);
+        // A connection that already holds a lock stays bounded by max_hold while it waits.
+        let max_hold = self.ctx.lock.read().max_hold;
+        let cut = sleep_until_opt(self.holding_since.map(|since| since + max_hold));
+        tokio::pin!(cut);
+        let over = |owner: OwnerId| {
+            tracing::warn!(%owner, ?max_hold, "client held a lock longer than lock.max_hold (while waiting for another); disconnecting it and releasing its locks");
+            Outcome::Disconnected
+        };
         loop {
             tokio::select! {
                 got = &mut wait => return got.map_err(|e| Outcome::Failed(lock_failure(nb.name(), &e))),
+                () = &mut cut => return Err(over(self.owner)),
                 filled = self.reader.fill_buf() => match filled {
                     // EOF: the client left while queued; dropping `wait` withdraws it.
                     Ok([]) | Err(_) => return Err(Outcome::Disconnected),
@@ -342,6 +351,7 @@ impl Connection {
         // Requests are buffered: watch the socket itself for the client leaving.
         tokio::select! {
             got = &mut wait => got.map_err(|e| Outcome::Failed(lock_failure(nb.name(), &e))),
+            () = &mut cut => Err(over(self.owner)),
             () = peer_closed(self.reader.get_ref().as_ref()) => Err(Outcome::Disconnected),
         }
     }
