@@ -1159,6 +1159,35 @@ fn max_hold_disconnects_the_holder() {
     idle.ok("ping", json!({}));
 }
 
+#[test]
+fn max_hold_applies_while_the_holder_waits_for_another_lock() {
+    let (sb, _repos, d) = setup_with(&["one", "two"], "max_hold = \"1s\"");
+    let mut o = sb.client();
+    // `two` stays busy for about 3 s: B1 holds it, B2 and B3 queue behind;
+    // each is cut off by max_hold 1 s after it gets it.
+    let mut bs = Vec::new();
+    for i in 0..3u64 {
+        let mut b = sb.client();
+        b.send("lock", json!({"notebook": "two", "timeout_ms": 60000}));
+        if i == 0 {
+            assert_eq!(b.recv()["depth"], json!(1));
+        } else {
+            wait_waiters(&mut o, "two", i);
+        }
+        bs.push(b);
+    }
+    // A holds `one`, then waits for `two` behind them.
+    let mut a = sb.client();
+    a.ok("lock", json!({"notebook": "one"}));
+    a.send("lock", json!({"notebook": "two", "timeout_ms": 60000}));
+    // max_hold cuts A off while it waits: it never gets `two`, and `one` is free.
+    let lines = a.wait_closed(Duration::from_secs(15));
+    assert!(lines.is_empty(), "A was granted `two` instead of being cut off: {lines:?}");
+    let l = status_lock(&mut o, "one");
+    assert_eq!(l["held"], json!(false), "{l}");
+    assert!(d.log_text().contains("max_hold"));
+}
+
 // ---------------------------------------------------------------------------
 // Bad input never hurts others
 
