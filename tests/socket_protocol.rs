@@ -295,6 +295,30 @@ fn stale_socket_after_kill9_is_replaced() {
     repos[0].assert_fsck_clean();
 }
 
+/// interface.md section 5: readiness comes after the notebooks are open, and
+/// clients (the conformance harness among them) take "answers ping" as ready.
+/// Today the daemon serves the socket while its registry is still empty, so a
+/// `lock`/`log`/`status` right after the first ping gets `not_found`
+/// ("configured: ") — see the report; un-ignore once daemon.rs starts
+/// serving after `registry.replace` (or gates requests on readiness).
+#[test]
+#[ignore = "known bug: the socket answers before the notebooks are registered"]
+fn first_answer_already_knows_the_notebooks() {
+    for _ in 0..5 {
+        let sb = Sandbox::new();
+        let r = sb.repo("nb");
+        r.write("base.txt", "base\n");
+        r.git(&["add", "-A"]);
+        r.git(&["commit", "-q", "-m", "base"]);
+        sb.write_config("", &[("nb", &r.path, "")]);
+        let _d = sb.start(); // returns on the first ping answered
+        let mut c = sb.client();
+        let s = c.ok("status", json!({}));
+        assert_eq!(s["notebooks"].as_array().unwrap().len(), 1, "{s}");
+        c.ok("lock", json!({"notebook": "nb", "timeout_ms": 5000}));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Every command
 
