@@ -336,17 +336,15 @@ impl Connection {
             tracing::warn!(%owner, ?max_hold, "client held a lock longer than lock.max_hold (while waiting for another); disconnecting it and releasing its locks");
             Outcome::Disconnected
         };
-        loop {
-            tokio::select! {
-                got = &mut wait => return got.map_err(|e| Outcome::Failed(lock_failure(nb.name(), &e))),
-                () = &mut cut => return Err(over(self.owner)),
-                filled = self.reader.fill_buf() => match filled {
-                    // EOF: the client left while queued; dropping `wait` withdraws it.
-                    Ok([]) | Err(_) => return Err(Outcome::Disconnected),
-                    // A pipelined request: it waits in the buffer for its turn.
-                    Ok(_) => break,
-                },
-            }
+        tokio::select! {
+            got = &mut wait => return got.map_err(|e| Outcome::Failed(lock_failure(nb.name(), &e))),
+            () = &mut cut => return Err(over(self.owner)),
+            filled = self.reader.fill_buf() => match filled {
+                // EOF: the client left while queued; dropping `wait` withdraws it.
+                Ok([]) | Err(_) => return Err(Outcome::Disconnected),
+                // A pipelined request: it waits in the buffer for its turn.
+                Ok(_) => {}
+            },
         }
         // Requests are buffered: watch the socket itself for the client leaving.
         tokio::select! {
