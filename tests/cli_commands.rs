@@ -95,7 +95,17 @@ fn status_human_aligned_and_json() {
     assert_eq!(lines.len(), 3, "header + one line per notebook:\n{out}");
     let cols = columns(lines[0]);
     let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
-    for want in ["NAME", "PATH", "BRANCH", "HEAD", "PENDING", "PAUSED", "LOCK", "LAST-COMMIT", "LAST-ERROR"] {
+    for want in [
+        "NAME",
+        "PATH",
+        "BRANCH",
+        "HEAD",
+        "PENDING",
+        "PAUSED",
+        "LOCK",
+        "LAST-COMMIT",
+        "LAST-ERROR",
+    ] {
         assert!(names.contains(&want), "no {want} column:\n{out}");
     }
     let col = |name: &str| cols.iter().find(|(n, _)| n == name).unwrap().1;
@@ -103,20 +113,41 @@ fn status_human_aligned_and_json() {
         let chars: Vec<char> = line.chars().collect();
         let at = |c: usize| chars[c..].iter().collect::<String>();
         assert_eq!(chars[col("PATH") - 1], ' ', "PATH aligned:\n{out}");
-        assert!(at(col("PATH")).starts_with(&sb.root.join("books").display().to_string()), "PATH aligned:\n{out}");
-        assert!(at(col("BRANCH")).starts_with("main "), "BRANCH aligned:\n{out}");
-        assert!(at(col("PAUSED")).starts_with("no "), "PAUSED aligned:\n{out}");
+        assert!(
+            at(col("PATH")).starts_with(&sb.root.join("books").display().to_string()),
+            "PATH aligned:\n{out}"
+        );
+        assert!(
+            at(col("BRANCH")).starts_with("main "),
+            "BRANCH aligned:\n{out}"
+        );
+        assert!(
+            at(col("PAUSED")).starts_with("no "),
+            "PAUSED aligned:\n{out}"
+        );
     }
     for (name, repo) in [("nb", &repos[0]), ("a-much-longer-name", &repos[1])] {
-        let line = lines[1..].iter().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no line for {name}:\n{out}"));
+        let line = lines[1..]
+            .iter()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{out}"));
         let chars: Vec<char> = line.chars().collect();
         let at = |c: usize| chars[c..].iter().collect::<String>();
-        assert!(at(col("PATH")).starts_with(&repo.path.display().to_string()), "{out}");
+        assert!(
+            at(col("PATH")).starts_with(&repo.path.display().to_string()),
+            "{out}"
+        );
         let head = repo.head().unwrap();
-        assert!(at(col("HEAD")).starts_with(&head[..8]), "HEAD column:\n{out}");
+        assert!(
+            at(col("HEAD")).starts_with(&head[..8]),
+            "HEAD column:\n{out}"
+        );
         let lock = at(col("LOCK"));
         if name == "nb" {
-            assert!(lock.starts_with("exclusive"), "LOCK shows the holder:\n{out}");
+            assert!(
+                lock.starts_with("exclusive"),
+                "LOCK shows the holder:\n{out}"
+            );
         } else {
             assert!(lock.starts_with("free"), "LOCK free:\n{out}");
         }
@@ -134,7 +165,11 @@ fn status_human_aligned_and_json() {
     assert_eq!(v["notebooks"].as_array().unwrap().len(), 1);
     let v: Value =
         serde_json::from_str(&ok(sb.gl_in(&repos[1].path, &["status", "--json", "."]))).unwrap();
-    assert_eq!(v["notebooks"][0]["name"], json!("a-much-longer-name"), "{v}");
+    assert_eq!(
+        v["notebooks"][0]["name"],
+        json!("a-much-longer-name"),
+        "{v}"
+    );
     exits(&sb.gl(&["status", "missing"]), 1);
 }
 
@@ -179,7 +214,9 @@ fn lock_runs_cmd_and_propagates_exit_codes() {
     exits(&sb.gl(&["lock", "nb", "--", "sh", "-c", &script]), 0);
     assert!(t.elapsed() >= Duration::from_secs(1));
     assert_eq!(
-        std::fs::read_to_string(sb.root.join("tmp/inner")).unwrap().trim(),
+        std::fs::read_to_string(sb.root.join("tmp/inner"))
+            .unwrap()
+            .trim(),
         "75",
         "a second `gitlockd lock` inside the hold times out with 75"
     );
@@ -207,7 +244,10 @@ fn lock_without_daemon_exits_69_and_runs_nothing() {
         exits(&out, 69);
         let err = text(&out.stderr);
         assert!(err.contains(socket), "names the socket: {err}");
-        assert!(err.contains("gitlockd --config") || err.contains("systemctl"), "says how to start it: {err}");
+        assert!(
+            err.contains("gitlockd --config") || err.contains("systemctl"),
+            "says how to start it: {err}"
+        );
     }
     assert!(!marker.exists(), "CMD must not run without the daemon");
     // GITLOCKD_SOCKET does the same as --socket.
@@ -227,19 +267,44 @@ fn lock_timeout_exits_75_while_another_client_holds() {
     holder.ok("lock", json!({"notebook": "nb"}));
     let marker = sb.root.join("tmp/ran");
     let t = Instant::now();
-    let out = sb.gl(&["lock", "nb", "--timeout", "500ms", "--", "touch", marker.to_str().unwrap()]);
+    let out = sb.gl(&[
+        "lock",
+        "nb",
+        "--timeout",
+        "500ms",
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ]);
     exits(&out, 75);
-    assert!(t.elapsed() >= Duration::from_millis(450), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        t.elapsed()
+    );
     assert!(!marker.exists(), "CMD must not run after a timeout");
     assert!(!text(&out.stderr).is_empty());
     // Shared holders do not exclude `--shared`, but exclude the exclusive mode.
     holder.ok("unlock", json!({"notebook": "nb"}));
     holder.ok("lock", json!({"notebook": "nb", "shared": true}));
-    exits(&sb.gl(&["lock", "nb", "--shared", "--timeout", "5s", "--", "true"]), 0);
-    exits(&sb.gl(&["lock", "nb", "--timeout", "300ms", "--", "true"]), 75);
-    assert_eq!(holder.status_of("nb")["lock"]["waiters"], json!(0), "the timed-out CLI left no waiter");
+    exits(
+        &sb.gl(&["lock", "nb", "--shared", "--timeout", "5s", "--", "true"]),
+        0,
+    );
+    exits(
+        &sb.gl(&["lock", "nb", "--timeout", "300ms", "--", "true"]),
+        75,
+    );
+    assert_eq!(
+        holder.status_of("nb")["lock"]["waiters"],
+        json!(0),
+        "the timed-out CLI left no waiter"
+    );
     // Usage errors are 2.
-    exits(&sb.gl(&["lock", "nb", "--timeout", "soon", "--", "true"]), 2);
+    exits(
+        &sb.gl(&["lock", "nb", "--timeout", "soon", "--", "true"]),
+        2,
+    );
     exits(&sb.gl(&["lock", "nb"]), 2);
 }
 
@@ -262,7 +327,11 @@ fn commit_log_show_diff_pause_resume_reload() {
     // commit with paths and a message prints the id.
     let out = ok(sb.gl(&["commit", "nb", "-m", "just one", "one.txt"]));
     let id = out.trim();
-    assert_eq!(Some(id.to_string()), r.head(), "prints the new commit id: {out}");
+    assert_eq!(
+        Some(id.to_string()),
+        r.head(),
+        "prints the new commit id: {out}"
+    );
     assert_eq!(r.git(&["log", "-1", "--format=%s"]), "just one");
     assert_eq!(r.blob("two.txt"), None);
     // commit from inside the notebook with a cwd-relative path.
@@ -284,7 +353,10 @@ fn commit_log_show_diff_pause_resume_reload() {
     assert!(lines[2].ends_with("just one"), "{out}");
     assert!(lines[3].ends_with("base"), "{out}");
     let summary_col = lines[3].len() - "base".len();
-    assert!(lines[2].len() - "just one".len() == summary_col, "summary column aligned:\n{out}");
+    assert!(
+        lines[2].len() - "just one".len() == summary_col,
+        "summary column aligned:\n{out}"
+    );
     assert_eq!(ok(sb.gl(&["log", "nb", "-n", "2"])).lines().count(), 2);
     let only = ok(sb.gl(&["log", "nb", "one.txt"]));
     assert_eq!(only.lines().count(), 1, "{only}");
@@ -297,7 +369,10 @@ fn commit_log_show_diff_pause_resume_reload() {
     r.write("one.txt", "one v2\n");
     ok(sb.gl(&["commit", "nb"]));
     assert_eq!(ok(sb.gl(&["show", "nb", "one.txt"])), "one v2\n");
-    assert_eq!(ok(sb.gl(&["show", "nb", "one.txt", "--rev", "HEAD~1"])), "one\n");
+    assert_eq!(
+        ok(sb.gl(&["show", "nb", "one.txt", "--rev", "HEAD~1"])),
+        "one\n"
+    );
     let bin: Vec<u8> = (0u8..=255).collect();
     std::fs::write(r.path.join("bin.dat"), &bin).unwrap();
     ok(sb.gl(&["commit", "nb", "bin.dat"]));
@@ -351,7 +426,10 @@ fn notebook_as_name_dot_subdirectory_and_path() {
         let out = sb.gl_in(cwd, &["status", "--json", arg]);
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["notebooks"][0]["name"], json!("nb"), "{what}");
-        exits(&sb.gl_in(cwd, &["lock", arg, "--timeout", "5s", "--", "true"]), 0);
+        exits(
+            &sb.gl_in(cwd, &["lock", arg, "--timeout", "5s", "--", "true"]),
+            0,
+        );
     }
     assert_eq!(ok(sb.gl_in(&deep, &["show", ".", "f.txt"])), "f\n");
     assert_eq!(ok(sb.gl_in(&deep, &["show", ".", "deep/dir/f.txt"])), "f\n");
@@ -360,7 +438,10 @@ fn notebook_as_name_dot_subdirectory_and_path() {
     exits(&sb.gl_in(&sb.root, &["log", "."]), 1);
     // A directory named like a notebook's name but elsewhere: the name wins.
     std::fs::create_dir_all(sb.root.join("tmp/other")).unwrap();
-    let v: Value = serde_json::from_str(&ok(sb.gl_in(&sb.root.join("tmp"), &["status", "--json", "other"]))).unwrap();
+    let v: Value = serde_json::from_str(&ok(
+        sb.gl_in(&sb.root.join("tmp"), &["status", "--json", "other"])
+    ))
+    .unwrap();
     assert_eq!(v["notebooks"][0]["name"], json!("other"));
 }
 
@@ -380,10 +461,28 @@ fn completions_and_man() {
     let man = ok(sb.command(&["man"]).output().unwrap());
     assert!(man.contains(".TH"), "roff title");
     assert!(man.contains(".SH"), "roff sections");
-    for sub in ["lock", "commit", "log", "show", "diff", "pause", "resume", "reload", "completions"] {
+    for sub in [
+        "lock",
+        "commit",
+        "log",
+        "show",
+        "diff",
+        "pause",
+        "resume",
+        "reload",
+        "completions",
+    ] {
         assert!(man.contains(sub), "man page lacks {sub}");
     }
-    assert!(man.contains("69") && man.contains("75"), "man page documents the exit codes");
+    assert!(
+        man.contains("69") && man.contains("75"),
+        "man page documents the exit codes"
+    );
     // Neither needs a daemon, a config or a socket.
-    exits(&sb.command(&["--socket", "/nonexistent/x.sock", "man"]).output().unwrap(), 0);
+    exits(
+        &sb.command(&["--socket", "/nonexistent/x.sock", "man"])
+            .output()
+            .unwrap(),
+        0,
+    );
 }

@@ -222,8 +222,7 @@ fn another_uid_is_refused_forbidden() {
     // Let uid nobody reach the socket file: with the socket's own 0600 mode
     // the kernel refuses it first ...
     std::fs::set_permissions(&sb.root, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(sb.root.join("run"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(sb.root.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(
         ping_as_uid(&sb.socket, NOBODY),
         Err(libc::EACCES),
@@ -232,9 +231,8 @@ fn another_uid_is_refused_forbidden() {
     // ... and with the mode opened up, the peer credentials still refuse it.
     std::fs::set_permissions(&sb.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
     let line = ping_as_uid(&sb.socket, NOBODY).expect("connect as nobody");
-    let resp: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
-        panic!("uid nobody must get a forbidden line, got {line:?} ({e})")
-    });
+    let resp: Value = serde_json::from_str(line.trim())
+        .unwrap_or_else(|e| panic!("uid nobody must get a forbidden line, got {line:?} ({e})"));
     assert_eq!(resp["ok"], json!(false), "{resp}");
     assert_eq!(resp["error"]["code"], json!("forbidden"), "{resp}");
     // The CLI run as nobody reports it too (a real client process).
@@ -268,7 +266,10 @@ fn second_daemon_on_the_same_socket_exits_1_and_first_keeps_serving() {
     );
     // The first one is unharmed: same connection, new connections, the socket file.
     assert!(daemon_alive(&mut first));
-    assert!(sb.socket.exists(), "the second daemon removed the first's socket");
+    assert!(
+        sb.socket.exists(),
+        "the second daemon removed the first's socket"
+    );
     assert_eq!(c.ok("unlock", json!({"notebook": "nb"}))["depth"], json!(0));
     sb.client().ok("ping", json!({}));
     repos[0].write("after.txt", "after\n");
@@ -280,7 +281,10 @@ fn stale_socket_after_kill9_is_replaced() {
     let (sb, repos, mut d) = setup(&["nb"]);
     d.kill9();
     assert!(sb.socket.exists(), "kill -9 leaves the socket file behind");
-    assert!(UnixStream::connect(&sb.socket).is_err(), "nobody answers on it");
+    assert!(
+        UnixStream::connect(&sb.socket).is_err(),
+        "nobody answers on it"
+    );
     repos[0].write("while-down.txt", "down\n");
     let d2 = sb.start();
     wait_notebooks(&sb, &["nb"]);
@@ -329,7 +333,12 @@ fn ping_and_id_echo() {
     let r = c.ok("ping", json!({}));
     assert!(r["version"].as_str().is_some_and(|v| !v.is_empty()), "{r}");
     assert_eq!(r["protocol"], json!(1));
-    for id in [json!("text"), json!({"a": [1, null]}), json!(1.5), json!(-3)] {
+    for id in [
+        json!("text"),
+        json!({"a": [1, null]}),
+        json!(1.5),
+        json!(-3),
+    ] {
         c.send_raw(format!("{}\n", json!({"id": id, "cmd": "ping"})).as_bytes());
         let r = c.recv();
         assert_eq!(r["id"], id);
@@ -339,7 +348,9 @@ fn ping_and_id_echo() {
     let r = c.recv();
     assert_eq!(r["id"], Value::Null, "absent id echoed as null: {r}");
     // Pipelined requests are answered in order, one line each.
-    c.send_raw(b"{\"id\":1,\"cmd\":\"ping\"}\n{\"id\":2,\"cmd\":\"nope\"}\n{\"id\":3,\"cmd\":\"ping\"}\n");
+    c.send_raw(
+        b"{\"id\":1,\"cmd\":\"ping\"}\n{\"id\":2,\"cmd\":\"nope\"}\n{\"id\":3,\"cmd\":\"ping\"}\n",
+    );
     let ids: Vec<Value> = (0..3).map(|_| c.recv()["id"].clone()).collect();
     assert_eq!(ids, vec![json!(1), json!(2), json!(3)]);
 }
@@ -376,7 +387,11 @@ fn status_fields_filter_and_while_held() {
     assert_eq!(e["head"], json!(repos[0].head().unwrap()));
     assert_eq!(e["paused"], json!(false));
     assert_eq!(e["lock"]["held"], json!(false));
-    assert_eq!(e["lock"]["holders"], json!([]), "status must not list itself: {e}");
+    assert_eq!(
+        e["lock"]["holders"],
+        json!([]),
+        "status must not list itself: {e}"
+    );
     assert_eq!(e["lock"]["waiters"], json!(0));
     assert!(e["pending"].is_u64(), "{e}");
 
@@ -398,8 +413,16 @@ fn status_fields_filter_and_while_held() {
     holder.ok("lock", json!({"notebook": "nb"}));
     let t = Instant::now();
     let e = c.status_of("nb");
-    assert!(t.elapsed() < Duration::from_secs(2), "status waited {:?}", t.elapsed());
-    assert_eq!(e["head"], json!(repos[0].head().unwrap()), "HEAD while held: {e}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "status waited {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        e["head"],
+        json!(repos[0].head().unwrap()),
+        "HEAD while held: {e}"
+    );
     assert_eq!(e["lock"]["held"], json!(true), "{e}");
     assert_eq!(e["lock"]["mode"], json!("exclusive"), "{e}");
     let holders = e["lock"]["holders"].as_array().unwrap();
@@ -408,7 +431,11 @@ fn status_fields_filter_and_while_held() {
     assert_eq!(e["lock"]["waiters"], json!(0), "{e}");
     // The holder asking status does not become a holder twice either.
     let mine = holder.status_of("nb");
-    assert_eq!(mine["lock"]["holders"].as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(
+        mine["lock"]["holders"].as_array().unwrap().len(),
+        1,
+        "{mine}"
+    );
     assert_eq!(mine["lock"]["holders"][0]["depth"], json!(2), "{mine}");
     // The other notebook is untouched.
     assert_eq!(c.status_of("other")["lock"]["held"], json!(false));
@@ -428,10 +455,18 @@ fn lock_unlock_depth_reentrancy_not_held() {
     );
     let mut b = sb.client();
     b.err("unlock", json!({"notebook": "nb"}), "not_held");
-    b.err("lock", json!({"notebook": "nb", "timeout_ms": 200}), "timeout");
+    b.err(
+        "lock",
+        json!({"notebook": "nb", "timeout_ms": 200}),
+        "timeout",
+    );
     assert_eq!(a.ok("unlock", json!({"notebook": "nb"}))["depth"], json!(2));
     assert_eq!(a.ok("unlock", json!({"notebook": "nb"}))["depth"], json!(1));
-    b.err("lock", json!({"notebook": "nb", "timeout_ms": 200}), "timeout");
+    b.err(
+        "lock",
+        json!({"notebook": "nb", "timeout_ms": 200}),
+        "timeout",
+    );
     assert_eq!(a.ok("unlock", json!({"notebook": "nb"}))["depth"], json!(0));
     a.err("unlock", json!({"notebook": "nb"}), "not_held");
     assert_eq!(
@@ -450,11 +485,17 @@ fn shared_holders_together_exclusive_waits() {
     let mut x = sb.client();
     let mut obs = sb.client();
     assert_eq!(
-        a.ok("lock", json!({"notebook": "nb", "shared": true, "timeout_ms": 2000}))["depth"],
+        a.ok(
+            "lock",
+            json!({"notebook": "nb", "shared": true, "timeout_ms": 2000})
+        )["depth"],
         json!(1)
     );
     assert_eq!(
-        b.ok("lock", json!({"notebook": "nb", "shared": true, "timeout_ms": 2000}))["depth"],
+        b.ok(
+            "lock",
+            json!({"notebook": "nb", "shared": true, "timeout_ms": 2000})
+        )["depth"],
         json!(1),
         "two shared holders at once"
     );
@@ -464,9 +505,15 @@ fn shared_holders_together_exclusive_waits() {
     // An exclusive request waits for both.
     x.send("lock", json!({"notebook": "nb", "timeout_ms": 20000}));
     wait_waiters(&mut obs, "nb", 1);
-    assert!(x.recv_within(WINDOW).is_none(), "exclusive granted while shared held");
+    assert!(
+        x.recv_within(WINDOW).is_none(),
+        "exclusive granted while shared held"
+    );
     a.ok("unlock", json!({"notebook": "nb"}));
-    assert!(x.recv_within(WINDOW).is_none(), "exclusive granted while one shared holder remains");
+    assert!(
+        x.recv_within(WINDOW).is_none(),
+        "exclusive granted while one shared holder remains"
+    );
     // A new shared request does not overtake the queued exclusive one.
     let mut c = sb.client();
     c.err(
@@ -475,7 +522,9 @@ fn shared_holders_together_exclusive_waits() {
         "timeout",
     );
     b.ok("unlock", json!({"notebook": "nb"}));
-    let got = x.recv_within(LONG).expect("exclusive granted after shared holders left");
+    let got = x
+        .recv_within(LONG)
+        .expect("exclusive granted after shared holders left");
     assert_eq!(got["ok"], json!(true), "{got}");
     assert_eq!(got["depth"], json!(1));
     let l = status_lock(&mut obs, "nb");
@@ -484,7 +533,10 @@ fn shared_holders_together_exclusive_waits() {
     drop(x);
     // A shared hold blocks auto-commit too.
     wait_unheld(&mut obs, "nb");
-    a.ok("lock", json!({"notebook": "nb", "shared": true, "timeout_ms": 2000}));
+    a.ok(
+        "lock",
+        json!({"notebook": "nb", "shared": true, "timeout_ms": 2000}),
+    );
     repos[0].write("shared.txt", "during shared\n");
     repos[0].assert_head_stays(WINDOW, "while the lock is held shared");
     wait_waiters(&mut obs, "nb", 1); // the auto-commit queues behind the reader
@@ -499,16 +551,32 @@ fn lock_timeout_leaves_no_waiter() {
     let mut b = sb.client();
     a.ok("lock", json!({"notebook": "nb"}));
     let t = Instant::now();
-    let r = b.err("lock", json!({"notebook": "nb", "timeout_ms": 400}), "timeout");
+    let r = b.err(
+        "lock",
+        json!({"notebook": "nb", "timeout_ms": 400}),
+        "timeout",
+    );
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(380), "gave up early: {took:?}");
     assert!(
-        r["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        took >= Duration::from_millis(380),
+        "gave up early: {took:?}"
+    );
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "{r}"
     );
     let l = status_lock(&mut b, "nb");
-    assert_eq!(l["waiters"], json!(0), "a timed-out wait leaves no waiter: {l}");
-    assert!(l["timeouts"].as_u64().unwrap_or(0) >= 1, "timeouts counted: {l}");
+    assert_eq!(
+        l["waiters"],
+        json!(0),
+        "a timed-out wait leaves no waiter: {l}"
+    );
+    assert!(
+        l["timeouts"].as_u64().unwrap_or(0) >= 1,
+        "timeouts counted: {l}"
+    );
     // Nobody is handed the lock when A lets go: the timed-out request is gone.
     a.ok("unlock", json!({"notebook": "nb"}));
     wait_unheld(&mut b, "nb");
@@ -576,8 +644,16 @@ fn commit_paths_message_null_and_absolute() {
         json!({"notebook": "nb", "paths": ["../x"]}),
         "forbidden",
     );
-    a.err("commit", json!({"notebook": "nb", "paths": "a.txt"}), "bad_request");
-    a.err("commit", json!({"notebook": "nb", "message": 5}), "bad_request");
+    a.err(
+        "commit",
+        json!({"notebook": "nb", "paths": "a.txt"}),
+        "bad_request",
+    );
+    a.err(
+        "commit",
+        json!({"notebook": "nb", "message": 5}),
+        "bad_request",
+    );
     assert_eq!(r.status_porcelain(), "", "index in step");
     drop(a);
     r.assert_fsck_clean();
@@ -600,10 +676,16 @@ fn log_limit_and_path() {
     let all = c.ok("log", json!({"notebook": "nb"}));
     let commits = all["commits"].as_array().unwrap();
     assert_eq!(commits.len(), 4, "{all}");
-    let summaries: Vec<&str> = commits.iter().map(|e| e["summary"].as_str().unwrap()).collect();
+    let summaries: Vec<&str> = commits
+        .iter()
+        .map(|e| e["summary"].as_str().unwrap())
+        .collect();
     assert_eq!(summaries, ["x two", "y one", "x one", "base"]);
     assert_eq!(commits[0]["id"], json!(r.head().unwrap()));
-    assert!(commits[1]["message"].as_str().unwrap().contains("body line"));
+    assert!(commits[1]["message"]
+        .as_str()
+        .unwrap()
+        .contains("body line"));
     assert_eq!(commits[0]["author_name"], json!("Test User"));
     assert_eq!(commits[0]["author_email"], json!("test@example.invalid"));
     let time = commits[0]["time"].as_str().unwrap();
@@ -624,9 +706,17 @@ fn log_limit_and_path() {
     let abs = r.path.join("y.txt").display().to_string();
     let y = c.ok("log", json!({"notebook": "nb", "path": abs, "limit": 5}));
     assert_eq!(y["commits"].as_array().unwrap().len(), 1, "{y}");
-    c.err("log", json!({"notebook": "nb", "limit": "2"}), "bad_request");
+    c.err(
+        "log",
+        json!({"notebook": "nb", "limit": "2"}),
+        "bad_request",
+    );
     c.err("log", json!({"notebook": "nb", "limit": -1}), "bad_request");
-    c.err("log", json!({"notebook": "nb", "path": ".git/config"}), "forbidden");
+    c.err(
+        "log",
+        json!({"notebook": "nb", "path": ".git/config"}),
+        "forbidden",
+    );
     c.err("log", json!({"notebook": "missing"}), "not_found");
 }
 
@@ -646,10 +736,16 @@ fn show_text_binary_rev_not_found() {
     let s = c.ok("show", json!({"notebook": "nb", "path": "t.txt"}));
     assert_eq!(s["content"], json!("new\n"), "{s}");
     assert_eq!(s["commit"], json!(r.head().unwrap()));
-    let s = c.ok("show", json!({"notebook": "nb", "path": "t.txt", "rev": first}));
+    let s = c.ok(
+        "show",
+        json!({"notebook": "nb", "path": "t.txt", "rev": first}),
+    );
     assert_eq!(s["content"], json!("old ü\n"), "{s}");
     assert_eq!(s["commit"], json!(first));
-    let s = c.ok("show", json!({"notebook": "nb", "path": "t.txt", "rev": "HEAD~1"}));
+    let s = c.ok(
+        "show",
+        json!({"notebook": "nb", "path": "t.txt", "rev": "HEAD~1"}),
+    );
     assert_eq!(s["content"], json!("old ü\n"), "{s}");
     let s = c.ok("show", json!({"notebook": "nb", "path": "bin.dat"}));
     assert!(s.get("content").is_none(), "binary is not `content`: {s}");
@@ -657,7 +753,11 @@ fn show_text_binary_rev_not_found() {
         .decode(s["content_base64"].as_str().expect("content_base64"))
         .unwrap();
     assert_eq!(bytes, [0u8, 159, 146, 150, 255, 10]);
-    c.err("show", json!({"notebook": "nb", "path": "nope.txt"}), "not_found");
+    c.err(
+        "show",
+        json!({"notebook": "nb", "path": "nope.txt"}),
+        "not_found",
+    );
     c.err(
         "show",
         json!({"notebook": "nb", "path": "t.txt", "rev": "no-such-rev"}),
@@ -670,7 +770,11 @@ fn show_text_binary_rev_not_found() {
     );
     c.err("show", json!({"notebook": "nb"}), "bad_request");
     c.err("show", json!({"notebook": "nb", "path": 3}), "bad_request");
-    c.err("show", json!({"notebook": "missing", "path": "t.txt"}), "not_found");
+    c.err(
+        "show",
+        json!({"notebook": "missing", "path": "t.txt"}),
+        "not_found",
+    );
 }
 
 #[test]
@@ -684,21 +788,44 @@ fn diff_default_path_and_revisions() {
     r.git(&["add", "other.txt"]);
     let d = c.ok("diff", json!({"notebook": "nb"}));
     let patch = d["patch"].as_str().unwrap();
-    assert!(patch.contains("-base") && patch.contains("+changed"), "{patch}");
+    assert!(
+        patch.contains("-base") && patch.contains("+changed"),
+        "{patch}"
+    );
     let d = c.ok("diff", json!({"notebook": "nb", "path": "base.txt"}));
     let patch = d["patch"].as_str().unwrap();
-    assert!(patch.contains("+changed") && !patch.contains("other.txt"), "{patch}");
-    let d = c.ok("diff", json!({"notebook": "nb", "path": "nothing-here.txt"}));
+    assert!(
+        patch.contains("+changed") && !patch.contains("other.txt"),
+        "{patch}"
+    );
+    let d = c.ok(
+        "diff",
+        json!({"notebook": "nb", "path": "nothing-here.txt"}),
+    );
     assert_eq!(d["patch"], json!(""), "{d}");
     // Between two revisions.
     r.git(&["commit", "-q", "-am", "two"]);
-    let d = c.ok("diff", json!({"notebook": "nb", "from": "HEAD~1", "to": "HEAD"}));
+    let d = c.ok(
+        "diff",
+        json!({"notebook": "nb", "from": "HEAD~1", "to": "HEAD"}),
+    );
     let patch = d["patch"].as_str().unwrap();
-    assert!(patch.contains("+changed") && patch.contains("+other"), "{patch}");
+    assert!(
+        patch.contains("+changed") && patch.contains("+other"),
+        "{patch}"
+    );
     let d = c.ok("diff", json!({"notebook": "nb"}));
     assert_eq!(d["patch"], json!(""), "clean tree: {d}");
-    c.err("diff", json!({"notebook": "nb", "from": "no-such-rev"}), "not_found");
-    c.err("diff", json!({"notebook": "nb", "path": "../x"}), "forbidden");
+    c.err(
+        "diff",
+        json!({"notebook": "nb", "from": "no-such-rev"}),
+        "not_found",
+    );
+    c.err(
+        "diff",
+        json!({"notebook": "nb", "path": "../x"}),
+        "forbidden",
+    );
     c.err("diff", json!({"notebook": "nb", "to": true}), "bad_request");
 }
 
@@ -707,14 +834,20 @@ fn pause_and_resume() {
     let (sb, repos, _d) = setup(&["nb"]);
     let r = &repos[0];
     let mut c = sb.client();
-    assert_eq!(c.ok("pause", json!({"notebook": "nb"}))["paused"], json!(true));
+    assert_eq!(
+        c.ok("pause", json!({"notebook": "nb"}))["paused"],
+        json!(true)
+    );
     assert_eq!(c.status_of("nb")["paused"], json!(true));
     r.write("p.txt", "paused\n");
     r.assert_head_stays(WINDOW, "while paused");
     wait_for(LONG, "pending to count the change", || {
         (c.status_of("nb")["pending"].as_u64().unwrap_or(0) >= 1).then_some(())
     });
-    assert_eq!(c.ok("resume", json!({"notebook": "nb"}))["paused"], json!(false));
+    assert_eq!(
+        c.ok("resume", json!({"notebook": "nb"}))["paused"],
+        json!(false)
+    );
     assert_eq!(c.status_of("nb")["paused"], json!(false));
     r.wait_committed("p.txt", "paused\n");
     c.err("pause", json!({"notebook": "missing"}), "not_found");
@@ -792,14 +925,20 @@ fn subscribe_commit_and_lock_events() {
     let mut only = sb.client();
     only.ok("subscribe", json!({"notebook": "other"}));
     repos[1].write("o.txt", "o\n");
-    let ev = next_event(&mut only, "commit in other", |e| e["event"] == json!("commit"));
+    let ev = next_event(&mut only, "commit in other", |e| {
+        e["event"] == json!("commit")
+    });
     assert_eq!(ev["notebook"], json!("other"));
     a.ok("lock", json!({"notebook": "nb"}));
     // The nb lock must not show up on the filtered stream.
     let end = Instant::now() + WINDOW;
     while Instant::now() < end {
         if let Some(ev) = only.recv_within(Duration::from_millis(100)) {
-            assert_eq!(ev["notebook"], json!("other"), "filtered stream leaked {ev}");
+            assert_eq!(
+                ev["notebook"],
+                json!("other"),
+                "filtered stream leaked {ev}"
+            );
         }
     }
     let mut bad = sb.client();
@@ -824,11 +963,23 @@ fn unknown_command_and_bad_requests_keep_the_connection() {
         (b"{\"cmd\":[\"ping\"]}", "bad_request"),
         (b"{\"cmd\":\"lock\"}", "bad_request"),
         (b"{\"cmd\":\"lock\",\"notebook\":5}", "bad_request"),
-        (b"{\"cmd\":\"lock\",\"notebook\":\"nb\",\"timeout_ms\":\"1s\"}", "bad_request"),
-        (b"{\"cmd\":\"lock\",\"notebook\":\"nb\",\"timeout_ms\":1.5}", "bad_request"),
-        (b"{\"cmd\":\"lock\",\"notebook\":\"nb\",\"shared\":\"yes\"}", "bad_request"),
+        (
+            b"{\"cmd\":\"lock\",\"notebook\":\"nb\",\"timeout_ms\":\"1s\"}",
+            "bad_request",
+        ),
+        (
+            b"{\"cmd\":\"lock\",\"notebook\":\"nb\",\"timeout_ms\":1.5}",
+            "bad_request",
+        ),
+        (
+            b"{\"cmd\":\"lock\",\"notebook\":\"nb\",\"shared\":\"yes\"}",
+            "bad_request",
+        ),
         (b"{\"cmd\":\"status\",\"notebook\":[]}", "bad_request"),
-        (b"{\"cmd\":\"commit\",\"notebook\":\"nb\",\"paths\":[1]}", "bad_request"),
+        (
+            b"{\"cmd\":\"commit\",\"notebook\":\"nb\",\"paths\":[1]}",
+            "bad_request",
+        ),
         (b"{\"cmd\":\"PING\"}", "unknown_command"),
         (b"{\"cmd\":\"\"}", "unknown_command"),
         (b"\xff\xfe{\"cmd\":\"ping\"}", "bad_request"),
@@ -837,9 +988,24 @@ fn unknown_command_and_bad_requests_keep_the_connection() {
         c.send_raw(line);
         c.send_raw(b"\n");
         let r = c.recv();
-        assert_eq!(r["ok"], json!(false), "line {i} {:?}: {r}", String::from_utf8_lossy(line));
-        assert_eq!(r["error"]["code"], json!(code), "line {i} {:?}: {r}", String::from_utf8_lossy(line));
-        assert!(r["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{r}");
+        assert_eq!(
+            r["ok"],
+            json!(false),
+            "line {i} {:?}: {r}",
+            String::from_utf8_lossy(line)
+        );
+        assert_eq!(
+            r["error"]["code"],
+            json!(code),
+            "line {i} {:?}: {r}",
+            String::from_utf8_lossy(line)
+        );
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{r}"
+        );
         // The connection stays usable.
         c.ok("ping", json!({}));
     }
@@ -849,7 +1015,11 @@ fn unknown_command_and_bad_requests_keep_the_connection() {
     // Empty lines are skipped, CRLF is accepted.
     c.send_raw(b"\n   \n{\"id\":5,\"cmd\":\"ping\"}\r\n");
     let r = c.recv();
-    assert_eq!((r["id"].clone(), r["ok"].clone()), (json!(5), json!(true)), "{r}");
+    assert_eq!(
+        (r["id"].clone(), r["ok"].clone()),
+        (json!(5), json!(true)),
+        "{r}"
+    );
 }
 
 #[test]
@@ -911,7 +1081,13 @@ fn forbidden_paths() {
     r.wait_committed("base.txt", "base\n");
     let mut c = sb.client();
     let elsewhere = outside.join("secret.txt").display().to_string();
-    let sibling = r.path.parent().unwrap().join("elsewhere.txt").display().to_string();
+    let sibling = r
+        .path
+        .parent()
+        .unwrap()
+        .join("elsewhere.txt")
+        .display()
+        .to_string();
     let bad = [
         "../x",
         "a/../../x",
@@ -929,12 +1105,23 @@ fn forbidden_paths() {
         c.err("show", json!({"notebook": "nb", "path": p}), "forbidden");
         c.err("log", json!({"notebook": "nb", "path": p}), "forbidden");
         c.err("diff", json!({"notebook": "nb", "path": p}), "forbidden");
-        c.err("commit", json!({"notebook": "nb", "paths": [p]}), "forbidden");
+        c.err(
+            "commit",
+            json!({"notebook": "nb", "paths": [p]}),
+            "forbidden",
+        );
     }
     let git_config = r.path.join(".git/config").display().to_string();
-    c.err("show", json!({"notebook": "nb", "path": git_config}), "forbidden");
+    c.err(
+        "show",
+        json!({"notebook": "nb", "path": git_config}),
+        "forbidden",
+    );
     // Nothing outside leaked into the repository.
-    assert!(r.git(&["ls-tree", "-r", "--name-only", "HEAD"]).lines().all(|l| !l.contains("secret")));
+    assert!(r
+        .git(&["ls-tree", "-r", "--name-only", "HEAD"])
+        .lines()
+        .all(|l| !l.contains("secret")));
     // Harmless spellings inside the notebook still work.
     c.ok("show", json!({"notebook": "nb", "path": "./base.txt"}));
     c.ok("show", json!({"notebook": "nb", "path": "x/../base.txt"}));
@@ -959,7 +1146,11 @@ fn notebook_by_name_path_subdirectory_and_unknown() {
         let s = c.ok("show", json!({"notebook": arg, "path": "deep/er/f.txt"}));
         assert_eq!(s["content"], json!("f\n"));
         assert_eq!(c.ok("lock", json!({"notebook": arg}))["depth"], json!(1));
-        assert_eq!(c.ok("unlock", json!({"notebook": "nb"}))["depth"], json!(0), "same lock by name");
+        assert_eq!(
+            c.ok("unlock", json!({"notebook": "nb"}))["depth"],
+            json!(0),
+            "same lock by name"
+        );
     }
     for arg in ["missing", "", "relative/path"] {
         c.err("status", json!({"notebook": arg}), "not_found");
@@ -988,7 +1179,10 @@ fn lock_blocks_auto_commits_until_unlock_or_close() {
     a.ok("lock", json!({"notebook": "nb"}));
     a.ok("lock", json!({"notebook": "nb"}));
     r.write("held.txt", "two\n");
-    r.assert_head_stays(Duration::from_millis(1000), "while a client holds the lock at depth 2");
+    r.assert_head_stays(
+        Duration::from_millis(1000),
+        "while a client holds the lock at depth 2",
+    );
     drop(a);
     r.wait_committed("held.txt", "two\n");
     let mut o = sb.client();
@@ -1022,7 +1216,10 @@ fn lock_released_when_the_client_process_is_killed() {
     let mut obs = sb.client();
     let l = status_lock(&mut obs, "nb");
     assert_eq!(l["held"], json!(true), "{l}");
-    let label = l["holders"][0]["label"].as_str().unwrap_or_default().to_string();
+    let label = l["holders"][0]["label"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         label.contains(&client.id().to_string()),
         "holder label names the client pid {}: {l}",
@@ -1075,7 +1272,11 @@ fn waiter_that_disconnects_vanishes() {
     a.ok("unlock", json!({"notebook": "nb"}));
     wait_unheld(&mut obs, "nb");
     let l = status_lock(&mut obs, "nb");
-    assert_eq!(l["holders"], json!([]), "a vanished waiter was handed the lock: {l}");
+    assert_eq!(
+        l["holders"],
+        json!([]),
+        "a vanished waiter was handed the lock: {l}"
+    );
     assert_eq!(
         obs.ok("lock", json!({"notebook": "nb", "timeout_ms": 0}))["depth"],
         json!(1)
@@ -1097,7 +1298,9 @@ fn waiters_are_served_in_arrival_order() {
     }
     a.ok("unlock", json!({"notebook": "nb"}));
     for i in 0..3 {
-        let got = waiters[i].recv_within(LONG).unwrap_or_else(|| panic!("waiter {i} not served"));
+        let got = waiters[i]
+            .recv_within(LONG)
+            .unwrap_or_else(|| panic!("waiter {i} not served"));
         assert_eq!(got["ok"], json!(true), "waiter {i}: {got}");
         assert_eq!(got["depth"], json!(1));
         for (j, later) in waiters.iter_mut().enumerate().skip(i + 1) {
@@ -1140,17 +1343,38 @@ fn requests_on_the_holding_connection_run_inside_the_hold() {
     r.write("in.txt", "inside\n");
     // Each would wait the 5 s default timeout and fail if it did not re-enter.
     let t = Instant::now();
-    let id = a.ok("commit", json!({"notebook": "nb", "message": "inside the hold"}))["commit"].clone();
+    let id = a.ok(
+        "commit",
+        json!({"notebook": "nb", "message": "inside the hold"}),
+    )["commit"]
+        .clone();
     assert!(id.is_string());
-    assert_eq!(a.ok("log", json!({"notebook": "nb", "limit": 1}))["commits"][0]["id"], id);
-    assert_eq!(a.ok("show", json!({"notebook": "nb", "path": "in.txt"}))["content"], json!("inside\n"));
+    assert_eq!(
+        a.ok("log", json!({"notebook": "nb", "limit": 1}))["commits"][0]["id"],
+        id
+    );
+    assert_eq!(
+        a.ok("show", json!({"notebook": "nb", "path": "in.txt"}))["content"],
+        json!("inside\n")
+    );
     a.ok("diff", json!({"notebook": "nb"}));
-    assert_eq!(a.ok("lock", json!({"notebook": "nb", "shared": true}))["depth"], json!(2));
+    assert_eq!(
+        a.ok("lock", json!({"notebook": "nb", "shared": true}))["depth"],
+        json!(2)
+    );
     a.ok("status", json!({"notebook": "nb"}));
-    assert!(t.elapsed() < Duration::from_secs(4), "requests waited: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "requests waited: {:?}",
+        t.elapsed()
+    );
     // Still held at depth 2 by us: another client times out.
     let mut b = sb.client();
-    b.err("lock", json!({"notebook": "nb", "timeout_ms": 200}), "timeout");
+    b.err(
+        "lock",
+        json!({"notebook": "nb", "timeout_ms": 200}),
+        "timeout",
+    );
     b.err("log", json!({"notebook": "nb"}), "timeout");
     assert_eq!(a.ok("unlock", json!({"notebook": "nb"}))["depth"], json!(1));
     assert_eq!(a.ok("unlock", json!({"notebook": "nb"}))["depth"], json!(0));
@@ -1167,13 +1391,18 @@ fn max_hold_disconnects_the_holder() {
     let t = Instant::now();
     let lines = a.wait_closed(LONG);
     assert!(lines.is_empty(), "{lines:?}");
-    assert!(t.elapsed() >= Duration::from_millis(900), "cut early: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "cut early: {:?}",
+        t.elapsed()
+    );
     let mut o = sb.client();
     wait_unheld(&mut o, "nb");
     r.wait_committed("mh.txt", "max hold\n");
     let log = d.log_text();
     assert!(
-        log.lines().any(|l| l.contains("WARN") && l.contains("max_hold")),
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("max_hold")),
         "warned in the log: {log}"
     );
     // A client that holds no lock is not disconnected by max_hold.
@@ -1206,7 +1435,10 @@ fn max_hold_applies_while_the_holder_waits_for_another_lock() {
     a.send("lock", json!({"notebook": "two", "timeout_ms": 60000}));
     // max_hold cuts A off while it waits: it never gets `two`, and `one` is free.
     let lines = a.wait_closed(Duration::from_secs(15));
-    assert!(lines.is_empty(), "A was granted `two` instead of being cut off: {lines:?}");
+    assert!(
+        lines.is_empty(),
+        "A was granted `two` instead of being cut off: {lines:?}"
+    );
     let l = status_lock(&mut o, "one");
     assert_eq!(l["held"], json!(false), "{l}");
     assert!(d.log_text().contains("max_hold"));
@@ -1235,7 +1467,8 @@ fn bad_input_never_hurts_a_working_client() {
                 for _ in 0..20 {
                     let mut line = random_line(&mut rng);
                     line.retain(|b| *b != b'\n' && *b != b'\r');
-                    if line.iter().all(u8::is_ascii_whitespace) || parse_line(&line).request.is_ok() {
+                    if line.iter().all(u8::is_ascii_whitespace) || parse_line(&line).request.is_ok()
+                    {
                         continue;
                     }
                     line.push(b'\n');
@@ -1294,7 +1527,8 @@ fn bad_input_never_hurts_a_working_client() {
                 .map(|_| UnixStream::connect(&socket).unwrap())
                 .collect();
             for (i, mut s) in conns.iter().enumerate() {
-                s.write_all(format!("{{\"id\":{i},\"cmd\":\"ping\"}}\n").as_bytes()).unwrap();
+                s.write_all(format!("{{\"id\":{i},\"cmd\":\"ping\"}}\n").as_bytes())
+                    .unwrap();
             }
             for (i, s) in conns.iter().enumerate() {
                 s.set_read_timeout(Some(LONG)).unwrap();
@@ -1318,8 +1552,18 @@ fn bad_input_never_hurts_a_working_client() {
             a.ok("show", json!({"notebook": "nb", "path": "a.txt"}))["content"],
             json!(format!("round {rounds}\n"))
         );
-        assert_eq!(a.status_of("nb")["lock"]["holders"].as_array().unwrap().len(), 1);
-        assert!(t.elapsed() < Duration::from_secs(10), "A starved: {:?}", t.elapsed());
+        assert_eq!(
+            a.status_of("nb")["lock"]["holders"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "A starved: {:?}",
+            t.elapsed()
+        );
     }
     for t in threads {
         t.join().expect("a bad-input thread failed");
@@ -1386,13 +1630,30 @@ fn random_value(rng: &mut XorShift, depth: u32) -> Value {
         2 => json!(rng.next() as i64),
         3 => json!(-(rng.below(1000) as i64)),
         4 => json!(rng.below(1000) as f64 / 7.0),
-        5 => json!(rng.pick(&["nb", "", "..", "/etc/passwd", ".git/config", "ü\u{0}\u{7f}", "HEAD"]).to_string()),
+        5 => json!(rng
+            .pick(&[
+                "nb",
+                "",
+                "..",
+                "/etc/passwd",
+                ".git/config",
+                "ü\u{0}\u{7f}",
+                "HEAD"
+            ])
+            .to_string()),
         6 => json!(rng.next().to_string()),
-        7 => Value::Array((0..rng.below(4)).map(|_| random_value(rng, depth + 1)).collect()),
+        7 => Value::Array(
+            (0..rng.below(4))
+                .map(|_| random_value(rng, depth + 1))
+                .collect(),
+        ),
         _ => {
             let mut m = serde_json::Map::new();
             for _ in 0..rng.below(4) {
-                m.insert(rng.pick(&["cmd", "id", "notebook", "x"]).to_string(), random_value(rng, depth + 1));
+                m.insert(
+                    rng.pick(&["cmd", "id", "notebook", "x"]).to_string(),
+                    random_value(rng, depth + 1),
+                );
             }
             Value::Object(m)
         }
@@ -1400,8 +1661,19 @@ fn random_value(rng: &mut XorShift, depth: u32) -> Value {
 }
 
 const FIELDS: &[&str] = &[
-    "id", "cmd", "notebook", "timeout_ms", "shared", "message", "paths", "path", "limit", "rev",
-    "from", "to", "extra",
+    "id",
+    "cmd",
+    "notebook",
+    "timeout_ms",
+    "shared",
+    "message",
+    "paths",
+    "path",
+    "limit",
+    "rev",
+    "from",
+    "to",
+    "extra",
 ];
 
 /// One random or mutated request line.
@@ -1444,7 +1716,9 @@ fn random_line(rng: &mut XorShift) -> Vec<u8> {
             let cmd = if rng.below(4) == 0 {
                 random_value(rng, 0)
             } else if rng.below(5) == 0 {
-                json!(rng.pick(&["PING", "lock ", "", "subscribe\u{0}", "nope"]).to_string())
+                json!(rng
+                    .pick(&["PING", "lock ", "", "subscribe\u{0}", "nope"])
+                    .to_string())
             } else {
                 json!(rng.pick(COMMANDS).to_string())
             };
@@ -1484,8 +1758,12 @@ fn parser_fuzz_never_panics_and_uses_contract_codes() {
     let (mut ok, mut failed) = (0usize, 0usize);
     for i in 0..20_000 {
         let line = random_line(&mut rng);
-        let parsed = std::panic::catch_unwind(|| parse_line(&line))
-            .unwrap_or_else(|_| panic!("parse_line panicked on case {i}: {:?}", String::from_utf8_lossy(&line)));
+        let parsed = std::panic::catch_unwind(|| parse_line(&line)).unwrap_or_else(|_| {
+            panic!(
+                "parse_line panicked on case {i}: {:?}",
+                String::from_utf8_lossy(&line)
+            )
+        });
         // The id is the object's `id`, or null.
         let as_json: Option<Value> = serde_json::from_slice(&line).ok();
         let want_id = as_json
@@ -1546,7 +1824,12 @@ fn daemon_answers_fuzzed_lines_like_the_parser() {
         c.send_raw(&line);
         let r = c.recv();
         assert_eq!(r["ok"], json!(false), "{r}");
-        assert_eq!(r["error"]["code"], json!(want.code.as_str()), "{:?}: {r}", String::from_utf8_lossy(&line));
+        assert_eq!(
+            r["error"]["code"],
+            json!(want.code.as_str()),
+            "{:?}: {r}",
+            String::from_utf8_lossy(&line)
+        );
         sent += 1;
     }
     c.ok("ping", json!({}));

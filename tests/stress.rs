@@ -27,7 +27,12 @@ fn clients_exclude_each_other_and_auto_commits() {
     let _d = sb.start();
     let mut c = sb.client();
     wait_for(Duration::from_secs(20), "the notebook to be open", || {
-        (c.ok("status", json!({}))["notebooks"].as_array().unwrap().len() == 1).then_some(())
+        (c.ok("status", json!({}))["notebooks"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1)
+            .then_some(())
     });
 
     let work = sb.root.join("tmp");
@@ -74,7 +79,8 @@ done"#,
                 n += 1;
                 let dir = path.join(format!("w{}", n % 3));
                 std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(dir.join(format!("f{}.txt", n % 7)), format!("write {n}\n")).unwrap();
+                std::fs::write(dir.join(format!("f{}.txt", n % 7)), format!("write {n}\n"))
+                    .unwrap();
                 written.store(n, Ordering::SeqCst);
                 // Pacing (the workload), not synchronisation: quiet gaps let
                 // the 100 ms debounce fire so auto-commits compete for the lock.

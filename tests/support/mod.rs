@@ -59,8 +59,14 @@ impl Sandbox {
         .unwrap();
         let env = vec![
             ("HOME".into(), root.join("home").display().to_string()),
-            ("XDG_CONFIG_HOME".into(), root.join("cfg").display().to_string()),
-            ("XDG_RUNTIME_DIR".into(), root.join("run").display().to_string()),
+            (
+                "XDG_CONFIG_HOME".into(),
+                root.join("cfg").display().to_string(),
+            ),
+            (
+                "XDG_RUNTIME_DIR".into(),
+                root.join("run").display().to_string(),
+            ),
             ("TMPDIR".into(), root.join("tmp").display().to_string()),
             ("GIT_CONFIG_GLOBAL".into(), gitconfig.display().to_string()),
             ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
@@ -172,12 +178,18 @@ impl Daemon {
                 c.set_read_timeout(Some(Duration::from_secs(2))).ok();
                 if c.write_all(b"{\"cmd\":\"ping\"}\n").is_ok() {
                     let mut line = String::new();
-                    if BufReader::new(&c).read_line(&mut line).is_ok() && line.contains("\"ok\":true") {
+                    if BufReader::new(&c).read_line(&mut line).is_ok()
+                        && line.contains("\"ok\":true")
+                    {
                         return;
                     }
                 }
             }
-            assert!(Instant::now() < end, "daemon never became ready\n{}", self.log_text());
+            assert!(
+                Instant::now() < end,
+                "daemon never became ready\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -199,7 +211,11 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < end, "daemon did not exit\n{}", self.log_text());
+            assert!(
+                Instant::now() < end,
+                "daemon did not exit\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -217,7 +233,11 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("--- daemon log ({}) ---\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "--- daemon log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
     }
 }
@@ -442,7 +462,10 @@ impl Client {
     /// The next line if one arrives within `window`; None on silence.
     /// Panics if the connection closed.
     pub fn recv_within(&mut self, window: Duration) -> Option<Value> {
-        self.reader.get_ref().set_read_timeout(Some(window)).unwrap();
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(window))
+            .unwrap();
         let mut line = String::new();
         let got = self.reader.read_line(&mut line);
         self.reader
@@ -468,7 +491,10 @@ impl Client {
     /// Reads until EOF (answers before it are returned); panics if the
     /// connection stays open longer than `timeout`.
     pub fn wait_closed(&mut self, timeout: Duration) -> Vec<Value> {
-        self.reader.get_ref().set_read_timeout(Some(timeout)).unwrap();
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .unwrap();
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
