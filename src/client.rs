@@ -547,10 +547,26 @@ impl Conn {
         args.insert("cmd".into(), json!(cmd));
         let mut line = Value::Object(args).to_string();
         line.push('\n');
-        self.writer
-            .write_all(line.as_bytes())
-            .map_err(|e| self.io_error(e))?;
+        if let Err(e) = self.writer.write_all(line.as_bytes()) {
+            return Err(self.write_error(e));
+        }
         Ok(id)
+    }
+
+    /// A failed write: the daemon may have refused the connection with a last
+    /// line before closing it (`forbidden` for another uid); report that line.
+    fn write_error(&mut self, source: io::Error) -> ClientError {
+        let _ = self
+            .reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(1)));
+        let mut line = String::new();
+        if matches!(self.reader.read_line(&mut line), Ok(n) if n > 0) {
+            if let Err(e @ ClientError::Daemon { .. }) = parse_response(&line, 0) {
+                return e;
+            }
+        }
+        self.io_error(source)
     }
 
     /// Read the answer to request `id`, waiting at most `timeout` (forever if `None`).
@@ -645,7 +661,11 @@ pub fn parse_response(line: &str, id: u64) -> Result<Map<String, Value>, ClientE
             line.trim_end()
         )));
     };
-    if map.get("id") != Some(&json!(id)) {
+    // A failure with a null id answers no request in particular: the daemon
+    // refused the connection (`forbidden`) or the line (`too_large`).
+    let unattributed_failure = matches!(map.get("id"), None | Some(Value::Null))
+        && map.get("ok") == Some(&Value::Bool(false));
+    if map.get("id") != Some(&json!(id)) && !unattributed_failure {
         return Err(ClientError::Protocol(format!(
             "answer to request {id} has id {}",
             map.get("id").unwrap_or(&Value::Null)

@@ -328,17 +328,29 @@ impl Connection {
         let lock = nb.lock().clone();
         let wait = lock.lock_async(self.owner, mode, Some(timeout));
         tokio::pin!(wait);
-        let mut peer_sent_more = false;
-        loop {
-            tokio::select! {
-                got = &mut wait => return got.map_err(|e| Outcome::Failed(lock_failure(nb.name(), &e))),
-                filled = self.reader.fill_buf(), if !peer_sent_more => match filled {
-                    // EOF: the client left while queued; dropping `wait` withdraws it.
-                    Ok([]) | Err(_) => return Err(Outcome::Disconnected),
-                    // A pipelined request: it waits in the buffer for its turn.
-                    Ok(_) => peer_sent_more = true,
-                },
-            }
+        // A connection that already holds a lock stays bounded by max_hold while it waits.
+        let max_hold = self.ctx.lock.read().max_hold;
+        let cut = sleep_until_opt(self.holding_since.map(|since| since + max_hold));
+        tokio::pin!(cut);
+        let over = |owner: OwnerId| {
+            tracing::warn!(%owner, ?max_hold, "client held a lock longer than lock.max_hold (while waiting for another); disconnecting it and releasing its locks");
+            Outcome::Disconnected
+        };
+        tokio::select! {
+            got = &mut wait => return got.map_err(|e| Outcome::Failed(lock_failure(nb.name(), &e))),
+            () = &mut cut => return Err(over(self.owner)),
+            filled = self.reader.fill_buf() => match filled {
+                // EOF: the client left while queued; dropping `wait` withdraws it.
+                Ok([]) | Err(_) => return Err(Outcome::Disconnected),
+                // A pipelined request: it waits in the buffer for its turn.
+                Ok(_) => {}
+            },
+        }
+        // Requests are buffered: watch the socket itself for the client leaving.
+        tokio::select! {
+            got = &mut wait => got.map_err(|e| Outcome::Failed(lock_failure(nb.name(), &e))),
+            () = &mut cut => Err(over(self.owner)),
+            () = peer_closed(self.reader.get_ref().as_ref()) => Err(Outcome::Disconnected),
         }
     }
 
@@ -561,17 +573,19 @@ impl Connection {
                             .collect::<Result<Vec<_>, _>>()
                     })
                     .transpose()?;
-                git.commit(message.as_deref().unwrap_or(""), paths.as_deref())
+                let id = git.commit(message.as_deref().unwrap_or(""), paths.as_deref())?;
+                Ok(id.map(|id| (id, committed_paths(git.root(), id))))
             })
         });
         let outcome = match task.await {
             Ok(result) => result.map_err(|e| Outcome::Failed(git_failure(&e)))?,
             Err(e) => return Err(internal(&format!("git task failed: {e}"))),
         };
-        let commit = outcome.map(|id| id.to_string());
-        if let Some(id) = &commit {
-            tracing::info!(notebook = %nb.name(), commit = &id[..id.len().min(8)], "committed on request");
-            nb.announce_commit(id.clone(), Vec::new());
+        let commit = outcome.as_ref().map(|(id, _)| id.to_string());
+        if let Some((id, paths)) = outcome {
+            let id = id.to_string();
+            tracing::info!(notebook = %nb.name(), commit = &id[..8], "committed on request");
+            nb.announce_commit(id, paths);
         }
         Ok(fields(json!({ "commit": commit })))
     }
@@ -700,6 +714,65 @@ pub fn git_failure(e: &GitError) -> Failure {
         _ => ErrorCode::Git,
     };
     Failure::new(code, e.to_string())
+}
+
+/// The paths a commit changed against its first parent (both sides of a
+/// rename), for the `commit` event; empty if the repository cannot be read.
+fn committed_paths(root: &Path, id: git2::Oid) -> Vec<String> {
+    let diff_paths = || -> Result<Vec<String>, git2::Error> {
+        let repo = git2::Repository::open(root)?;
+        let commit = repo.find_commit(id)?;
+        let parent = match commit.parent(0) {
+            Ok(p) => Some(p.tree()?),
+            Err(_) => None,
+        };
+        let diff = repo.diff_tree_to_tree(parent.as_ref(), Some(&commit.tree()?), None)?;
+        let mut paths = std::collections::BTreeSet::new();
+        for delta in diff.deltas() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(p) = file.path().and_then(Path::to_str) {
+                    paths.insert(p.to_string());
+                }
+            }
+        }
+        Ok(paths.into_iter().collect())
+    };
+    diff_paths().unwrap_or_default()
+}
+
+/// Resolves once the peer has closed the stream (EOF or an error), without
+/// consuming any byte; pends while it is open. If yet more requests are
+/// waiting in the socket, EOF cannot be seen behind them: it pends for ever.
+async fn peer_closed(stream: &UnixStream) {
+    use std::os::fd::AsRawFd;
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        let peeked = stream.try_io(tokio::io::Interest::READABLE, || {
+            let mut byte = 0u8;
+            // SAFETY: the fd is open for the stream's lifetime; one byte of buffer.
+            let n = unsafe {
+                libc::recv(
+                    stream.as_raw_fd(),
+                    (&mut byte as *mut u8).cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n)
+            }
+        });
+        match peeked {
+            Ok(0) => return,
+            Ok(_) => std::future::pending::<()>().await,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 async fn read_line(reader: &mut BufReader<OwnedReadHalf>, buf: &mut Vec<u8>) -> Line {

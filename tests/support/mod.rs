@@ -59,8 +59,14 @@ impl Sandbox {
         .unwrap();
         let env = vec![
             ("HOME".into(), root.join("home").display().to_string()),
-            ("XDG_CONFIG_HOME".into(), root.join("cfg").display().to_string()),
-            ("XDG_RUNTIME_DIR".into(), root.join("run").display().to_string()),
+            (
+                "XDG_CONFIG_HOME".into(),
+                root.join("cfg").display().to_string(),
+            ),
+            (
+                "XDG_RUNTIME_DIR".into(),
+                root.join("run").display().to_string(),
+            ),
             ("TMPDIR".into(), root.join("tmp").display().to_string()),
             ("GIT_CONFIG_GLOBAL".into(), gitconfig.display().to_string()),
             ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
@@ -172,12 +178,18 @@ impl Daemon {
                 c.set_read_timeout(Some(Duration::from_secs(2))).ok();
                 if c.write_all(b"{\"cmd\":\"ping\"}\n").is_ok() {
                     let mut line = String::new();
-                    if BufReader::new(&c).read_line(&mut line).is_ok() && line.contains("\"ok\":true") {
+                    if BufReader::new(&c).read_line(&mut line).is_ok()
+                        && line.contains("\"ok\":true")
+                    {
                         return;
                     }
                 }
             }
-            assert!(Instant::now() < end, "daemon never became ready\n{}", self.log_text());
+            assert!(
+                Instant::now() < end,
+                "daemon never became ready\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -199,7 +211,11 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < end, "daemon did not exit\n{}", self.log_text());
+            assert!(
+                Instant::now() < end,
+                "daemon did not exit\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -217,7 +233,11 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("--- daemon log ({}) ---\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "--- daemon log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
     }
 }
@@ -363,5 +383,132 @@ impl Client {
             .find(|e| e["name"] == json!(name))
             .cloned()
             .unwrap_or_else(|| panic!("status lacks {name}: {resp}"))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Additions for the socket / CLI / stress tests (issue 4).
+
+impl Sandbox {
+    /// Like [`Sandbox::write_config`], with extra lines in the `[lock]` table
+    /// (e.g. `max_hold = "1s"`).
+    pub fn write_config_lock(&self, defaults: &str, lock: &str, notebooks: &[(&str, &Path, &str)]) {
+        let mut text = format!(
+            "socket = {:?}\n\n[defaults]\ndebounce = \"100ms\"\n{defaults}\n\n[lock]\ntimeout = \"5s\"\n{lock}\n",
+            self.socket.display().to_string()
+        );
+        for (name, path, extra) in notebooks {
+            text.push_str(&format!(
+                "\n[[notebook]]\nname = {name:?}\npath = {:?}\n{extra}\n",
+                path.display().to_string()
+            ));
+        }
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, &self.config).unwrap();
+    }
+
+    /// Runs a client subcommand with this working directory.
+    pub fn gl_in(&self, cwd: &Path, args: &[&str]) -> Output {
+        let mut full = vec!["--socket", self.socket.to_str().unwrap()];
+        full.extend_from_slice(args);
+        self.command(&full)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Spawns a client subcommand (stdio null unless the caller changes it).
+    pub fn gl_spawn(&self, args: &[&str]) -> Child {
+        let mut full = vec!["--socket", self.socket.to_str().unwrap()];
+        full.extend_from_slice(args);
+        self.command(&full)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Repo {
+    /// Asserts HEAD does not move during `window` (a bounded "nothing happens" check).
+    pub fn assert_head_stays(&self, window: Duration, what: &str) {
+        let before = self.head();
+        let end = Instant::now() + window;
+        while Instant::now() < end {
+            assert_eq!(self.head(), before, "HEAD moved {what}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert_eq!(self.head(), before, "HEAD moved {what}");
+    }
+}
+
+impl Client {
+    /// Sends a request without waiting for its answer; returns its id.
+    pub fn send(&mut self, cmd: &str, args: Value) -> u64 {
+        self.seq += 1;
+        let mut obj = json!({"id": self.seq, "cmd": cmd});
+        if let Value::Object(extra) = args {
+            obj.as_object_mut().unwrap().extend(extra);
+        }
+        let mut line = serde_json::to_vec(&obj).unwrap();
+        line.push(b'\n');
+        self.send_raw(&line);
+        self.seq
+    }
+
+    /// The next line if one arrives within `window`; None on silence.
+    /// Panics if the connection closed.
+    pub fn recv_within(&mut self, window: Duration) -> Option<Value> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(window))
+            .unwrap();
+        let mut line = String::new();
+        let got = self.reader.read_line(&mut line);
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        match got {
+            Ok(0) => panic!("connection closed"),
+            Ok(_) => Some(serde_json::from_str(&line).unwrap()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                assert!(line.is_empty(), "half a line arrived: {line:?}");
+                None
+            }
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// Reads until EOF (answers before it are returned); panics if the
+    /// connection stays open longer than `timeout`.
+    pub fn wait_closed(&mut self, timeout: Duration) -> Vec<Value> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .unwrap();
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return lines,
+                Ok(_) => lines.push(serde_json::from_str(&line).unwrap()),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return lines,
+                Err(e) => panic!("connection not closed within {timeout:?}: {e}; got {lines:?}"),
+            }
+        }
+    }
+
+    /// The underlying stream (for shutdown, raw writes).
+    pub fn stream(&self) -> &UnixStream {
+        &self.writer
     }
 }
