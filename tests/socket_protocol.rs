@@ -300,13 +300,9 @@ fn stale_socket_after_kill9_is_replaced() {
 }
 
 /// interface.md section 5: readiness comes after the notebooks are open, and
-/// clients (the conformance harness among them) take "answers ping" as ready.
-/// Today the daemon serves the socket while its registry is still empty, so a
-/// `lock`/`log`/`status` right after the first ping gets `not_found`
-/// ("configured: ") — see the report; un-ignore once daemon.rs starts
-/// serving after `registry.replace` (or gates requests on readiness).
+/// clients (the conformance harness among them) take "answers ping" as ready:
+/// the first answer must already know every notebook.
 #[test]
-#[ignore = "known bug: the socket answers before the notebooks are registered"]
 fn first_answer_already_knows_the_notebooks() {
     for _ in 0..5 {
         let sb = Sandbox::new();
