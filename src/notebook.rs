@@ -1063,7 +1063,13 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
             for (path, size) in &outcome.skipped_large {
                 tracing::warn!(notebook = %shared.name, path = %path.display(), size, limit = shared.config.max_file_size, "file larger than max_file_size is not committed");
             }
-            health.skipped_large = outcome.skipped_large.clone();
+            // Remember skipped files until a later commit includes them (shrunk or deleted).
+            health.skipped_large.retain(|(p, _)| {
+                !outcome.paths.contains(p) && !outcome.skipped_large.iter().any(|(q, _)| q == p)
+            });
+            health
+                .skipped_large
+                .extend(outcome.skipped_large.iter().cloned());
             if let Some(id) = outcome.commit {
                 let id = id.to_string();
                 let short = &id[..id.len().min(8)];
