@@ -69,7 +69,7 @@ impl GitError {
             GitError::Git { source, .. } => {
                 matches!(source.code(), ErrorCode::Modified | ErrorCode::Locked)
             }
-            GitError::Lock(e) => !matches!(e, LockError::UpgradeWouldDeadlock),
+            GitError::Lock(e) => !matches!(e, LockError::UpgradeWouldDeadlock { .. }),
             _ => false,
         }
     }

@@ -52,6 +52,21 @@ struct Batch {
     recheck: Vec<PathBuf>,
 }
 
+impl Batch {
+    fn into_outcome(self) -> AutoCommitOutcome {
+        AutoCommitOutcome {
+            commit: self.id,
+            paths: self
+                .changes
+                .iter()
+                .flat_map(|c| c.paths().map(Path::to_path_buf))
+                .collect(),
+            skipped_large: self.skipped_large,
+            recheck: self.recheck,
+        }
+    }
+}
+
 /// Staging settings of one operation.
 struct StageSettings<'a> {
     filter: &'a PathFilter,
@@ -118,6 +133,37 @@ impl GitManager {
         Ok(self.stage_and_commit(&rels, &settings, &spec)?.id)
     }
 
+    /// A commit asked for by a user (`gitlockd commit`): of `paths` (staged
+    /// first; notebook-relative), or without paths of every pending change,
+    /// with the notebook's settings (filter, size limit, author). `message`
+    /// replaces the subject template when given and not blank. Reports what
+    /// the commit holds, like an auto-commit.
+    pub fn commit_now(
+        &self,
+        message: Option<&str>,
+        paths: Option<&[PathBuf]>,
+        opts: &AutoCommitOptions,
+    ) -> Result<AutoCommitOutcome, GitError> {
+        let _hold = self.hold(LockMode::Exclusive)?;
+        let rels = match paths {
+            Some(paths) => paths
+                .iter()
+                .map(|p| self.resolve_path(p))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec![PathBuf::new()],
+        };
+        let spec = match message {
+            Some(text) if !text.trim().is_empty() => MessageSpec::Literal(text),
+            _ => MessageSpec::Template {
+                template: &opts.message,
+                notebook: &opts.notebook,
+            },
+        };
+        let settings = self.settings_for(opts);
+        let batch = self.stage_and_commit(&rels, &settings, &spec)?;
+        Ok(batch.into_outcome())
+    }
+
     /// Commit exactly `paths` (changed, created, deleted or renamed; absolute
     /// or notebook-relative) in one commit, staging nothing else: the cost is
     /// one index read and write plus the changed files. Paths outside the
@@ -145,7 +191,19 @@ impl GitManager {
             return Ok(AutoCommitOutcome::default());
         }
         let rels: Vec<PathBuf> = rels.into_iter().collect();
-        let settings = StageSettings {
+        let settings = self.settings_for(opts);
+        let spec = MessageSpec::Template {
+            template: &opts.message,
+            notebook: &opts.notebook,
+        };
+        let batch = self.stage_and_commit(&rels, &settings, &spec)?;
+        Ok(batch.into_outcome())
+    }
+
+    /// Staging settings from a notebook's options (author falling back to
+    /// the manager's own).
+    fn settings_for<'a>(&'a self, opts: &'a AutoCommitOptions) -> StageSettings<'a> {
+        StageSettings {
             filter: &opts.filter,
             max_file_size: opts.max_file_size,
             author_name: opts.author_name.as_deref().or(self.author_name.as_deref()),
@@ -153,22 +211,7 @@ impl GitManager {
                 .author_email
                 .as_deref()
                 .or(self.author_email.as_deref()),
-        };
-        let spec = MessageSpec::Template {
-            template: &opts.message,
-            notebook: &opts.notebook,
-        };
-        let batch = self.stage_and_commit(&rels, &settings, &spec)?;
-        Ok(AutoCommitOutcome {
-            commit: batch.id,
-            paths: batch
-                .changes
-                .iter()
-                .flat_map(|c| c.paths().map(Path::to_path_buf))
-                .collect(),
-            skipped_large: batch.skipped_large,
-            recheck: batch.recheck,
-        })
+        }
     }
 
     /// Every path whose work-tree state differs from HEAD or the index (new,
