@@ -953,3 +953,51 @@ fn absolute_and_forbidden_paths_in_a_batch() {
     assert_eq!(ls_files(dir.path()), ["a.md"]);
     assert_eq!(gm.auto_commit_on_change(&[], &opts()).unwrap().commit, None);
 }
+
+#[test]
+fn commit_now_uses_the_notebook_settings() {
+    let (dir, gm) = notebook();
+    write(dir.path(), "a.md", "a\n");
+    write(dir.path(), "b.md", "b\n");
+    write(dir.path(), "big.bin", &"x".repeat(100));
+    let o = AutoCommitOptions {
+        max_file_size: 50,
+        message: "{notebook}: {summary}".into(),
+        ..opts()
+    };
+    let out = gm.commit_now(None, None, &o).unwrap();
+    assert!(out.commit.is_some());
+    assert_eq!(
+        out.paths,
+        vec![PathBuf::from("a.md"), PathBuf::from("b.md")]
+    );
+    assert_eq!(out.skipped_large, vec![(PathBuf::from("big.bin"), 100)]);
+    assert_eq!(
+        git(dir.path(), &["log", "-1", "--format=%s"]).trim(),
+        "nb: 2 files: a.md, b.md"
+    );
+    write(dir.path(), "a.md", "a2\n");
+    write(dir.path(), "b.md", "b2\n");
+    let out = gm
+        .commit_now(Some("mine"), Some(&[dir.path().join("a.md")]), &o)
+        .unwrap();
+    assert_eq!(out.paths, vec![PathBuf::from("a.md")]);
+    assert_eq!(
+        git(dir.path(), &["log", "-1", "--format=%B"]).trim(),
+        "mine"
+    );
+    assert_eq!(
+        git(dir.path(), &["status", "--porcelain"]),
+        " M b.md\n?? big.bin\n"
+    );
+    assert!(matches!(
+        gm.commit_now(None, Some(&[PathBuf::from("../x")]), &o),
+        Err(GitError::Forbidden { .. })
+    ));
+    assert_eq!(
+        gm.commit_now(None, Some(&[PathBuf::from("a.md")]), &o)
+            .unwrap()
+            .commit,
+        None
+    );
+}

@@ -4,6 +4,7 @@
 //! clean afterwards, and never touch the work tree or rewrite history.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,21 @@ struct Batch {
     skipped_large: Vec<(PathBuf, u64)>,
     /// Files that changed while being staged.
     recheck: Vec<PathBuf>,
+}
+
+impl Batch {
+    fn into_outcome(self) -> AutoCommitOutcome {
+        AutoCommitOutcome {
+            commit: self.id,
+            paths: self
+                .changes
+                .iter()
+                .flat_map(|c| c.paths().map(Path::to_path_buf))
+                .collect(),
+            skipped_large: self.skipped_large,
+            recheck: self.recheck,
+        }
+    }
 }
 
 /// Staging settings of one operation.
@@ -118,6 +134,37 @@ impl GitManager {
         Ok(self.stage_and_commit(&rels, &settings, &spec)?.id)
     }
 
+    /// A commit asked for by a user (`gitlockd commit`): of `paths` (staged
+    /// first; notebook-relative), or without paths of every pending change,
+    /// with the notebook's settings (filter, size limit, author). `message`
+    /// replaces the subject template when given and not blank. Reports what
+    /// the commit holds, like an auto-commit.
+    pub fn commit_now(
+        &self,
+        message: Option<&str>,
+        paths: Option<&[PathBuf]>,
+        opts: &AutoCommitOptions,
+    ) -> Result<AutoCommitOutcome, GitError> {
+        let _hold = self.hold(LockMode::Exclusive)?;
+        let rels = match paths {
+            Some(paths) => paths
+                .iter()
+                .map(|p| self.resolve_path(p))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec![PathBuf::new()],
+        };
+        let spec = match message {
+            Some(text) if !text.trim().is_empty() => MessageSpec::Literal(text),
+            _ => MessageSpec::Template {
+                template: &opts.message,
+                notebook: &opts.notebook,
+            },
+        };
+        let settings = self.settings_for(opts);
+        let batch = self.stage_and_commit(&rels, &settings, &spec)?;
+        Ok(batch.into_outcome())
+    }
+
     /// Commit exactly `paths` (changed, created, deleted or renamed; absolute
     /// or notebook-relative) in one commit, staging nothing else: the cost is
     /// one index read and write plus the changed files. Paths outside the
@@ -145,7 +192,19 @@ impl GitManager {
             return Ok(AutoCommitOutcome::default());
         }
         let rels: Vec<PathBuf> = rels.into_iter().collect();
-        let settings = StageSettings {
+        let settings = self.settings_for(opts);
+        let spec = MessageSpec::Template {
+            template: &opts.message,
+            notebook: &opts.notebook,
+        };
+        let batch = self.stage_and_commit(&rels, &settings, &spec)?;
+        Ok(batch.into_outcome())
+    }
+
+    /// Staging settings from a notebook's options (author falling back to
+    /// the manager's own).
+    fn settings_for<'a>(&'a self, opts: &'a AutoCommitOptions) -> StageSettings<'a> {
+        StageSettings {
             filter: &opts.filter,
             max_file_size: opts.max_file_size,
             author_name: opts.author_name.as_deref().or(self.author_name.as_deref()),
@@ -153,22 +212,7 @@ impl GitManager {
                 .author_email
                 .as_deref()
                 .or(self.author_email.as_deref()),
-        };
-        let spec = MessageSpec::Template {
-            template: &opts.message,
-            notebook: &opts.notebook,
-        };
-        let batch = self.stage_and_commit(&rels, &settings, &spec)?;
-        Ok(AutoCommitOutcome {
-            commit: batch.id,
-            paths: batch
-                .changes
-                .iter()
-                .flat_map(|c| c.paths().map(Path::to_path_buf))
-                .collect(),
-            skipped_large: batch.skipped_large,
-            recheck: batch.recheck,
-        })
+        }
     }
 
     /// Every path whose work-tree state differs from HEAD or the index (new,
@@ -384,44 +428,31 @@ fn commit_index(
     message: &MessageSpec<'_>,
     settings: &StageSettings<'_>,
 ) -> Result<(Option<Oid>, Vec<FileChange>), GitError> {
-    let index_tree = index
-        .write_tree()
-        .map_err(git_err(repo, "writing the tree"))?;
     let parent_tree = parent
         .as_ref()
         .map(Commit::tree)
         .transpose()
         .map_err(git_err(repo, "reading HEAD's tree"))?;
-    if parent_tree.as_ref().map(Tree::id) == Some(index_tree) {
+    let scoped = match (scope, parent_tree.as_ref()) {
+        (Some(scope), Some(parent_tree)) => scoped_tree(repo, index, parent_tree, scope)?,
+        _ => None,
+    };
+    let tree_id = match scoped {
+        Some(id) => id,
+        None => whole_tree(repo, index, parent_tree.as_ref(), scope)?,
+    };
+    if parent_tree.as_ref().map(Tree::id) == Some(tree_id) {
         return Ok((None, Vec::new()));
     }
-    let mut tree = repo
-        .find_tree(index_tree)
+    let tree = repo
+        .find_tree(tree_id)
         .map_err(git_err(repo, "reading the new tree"))?;
-    let mut diff = repo
-        .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
-        .map_err(git_err(repo, "listing the commit's changes"))?;
-    if let Some(scope) = scope {
-        let foreign: BTreeSet<PathBuf> = diff
-            .deltas()
-            .flat_map(|d| [d.old_file().path(), d.new_file().path()])
-            .flatten()
-            .filter(|p| !scope.iter().any(|r| p.starts_with(r)))
-            .map(Path::to_path_buf)
-            .collect();
-        if !foreign.is_empty() {
-            tree = keep_parent_version(repo, &tree, parent_tree.as_ref(), &foreign)?;
-            if parent_tree.as_ref().map(Tree::id) == Some(tree.id()) {
-                return Ok((None, Vec::new()));
-            }
-            diff = repo
-                .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
-                .map_err(git_err(repo, "listing the commit's changes"))?;
-        }
-    }
     if parent.is_none() && tree.is_empty() {
         return Ok((None, Vec::new()));
     }
+    let mut diff = repo
+        .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
+        .map_err(git_err(repo, "listing the commit's changes"))?;
     let changes = tree_changes(repo, &mut diff)?;
     let text = match message {
         MessageSpec::Literal(text) => (*text).to_string(),
@@ -435,6 +466,119 @@ fn commit_index(
         .commit(Some("HEAD"), &sig, &sig, &text, &tree, &parents)
         .map_err(git_err(repo, "committing"))?;
     Ok((Some(id), changes))
+}
+
+/// The parent's tree with the index's state of the `scope` paths applied:
+/// O(changed paths), where the index's own tree would cost a walk of every
+/// directory. `None` when the update cannot be expressed this way (a file
+/// replaced by a directory or back): the caller falls back to the index tree.
+fn scoped_tree(
+    repo: &Repository,
+    index: &Index,
+    parent: &Tree<'_>,
+    scope: &[PathBuf],
+) -> Result<Option<Oid>, GitError> {
+    let mut roots: Vec<&PathBuf> = scope.iter().collect();
+    roots.sort();
+    roots.dedup();
+    // A path below another scope path is covered by it.
+    let mut kept: Vec<&PathBuf> = Vec::new();
+    for rel in roots {
+        if !kept.iter().any(|k| rel.starts_with(k)) {
+            kept.push(rel);
+        }
+    }
+    let mut update = TreeUpdateBuilder::new();
+    for rel in kept {
+        let in_index = entries_at_or_under(index, rel);
+        let mut in_parent = BTreeSet::new();
+        if let Ok(entry) = parent.get_path(rel) {
+            if entry.kind() == Some(git2::ObjectType::Tree) {
+                let subtree = entry
+                    .to_object(repo)
+                    .and_then(|o| o.peel_to_tree())
+                    .map_err(git_err(repo, format!("reading {} at HEAD", rel.display())))?;
+                subtree
+                    .walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+                        if e.kind() != Some(git2::ObjectType::Tree) {
+                            let name = OsStr::from_bytes(e.name_bytes());
+                            in_parent.insert(rel.join(dir).join(name));
+                        }
+                        git2::TreeWalkResult::Ok
+                    })
+                    .map_err(git_err(repo, format!("reading {} at HEAD", rel.display())))?;
+            } else {
+                in_parent.insert(rel.clone());
+            }
+        }
+        for (path, id, mode) in &in_index {
+            update.upsert(path, *id, file_mode(*mode as i32));
+            in_parent.remove(path);
+        }
+        for gone in in_parent {
+            update.remove(gone);
+        }
+    }
+    match update.create_updated(repo, parent) {
+        Ok(id) => Ok(Some(id)),
+        // "D/F conflict when updating tree", "cannot replace blob with tree".
+        Err(e) if e.class() == git2::ErrorClass::Tree => Ok(None),
+        Err(e) => Err(git_err(repo, "building the commit's tree")(e)),
+    }
+}
+
+/// The index's stage-0 entries at `rel` or below it: (path, blob, mode).
+fn entries_at_or_under(index: &Index, rel: &Path) -> Vec<(PathBuf, Oid, u32)> {
+    let mut out: Vec<(PathBuf, Oid, u32)> = index
+        .get_path(rel, 0)
+        .map(|e| (rel.to_path_buf(), e.id, e.mode))
+        .into_iter()
+        .collect();
+    let mut prefix = rel.as_os_str().as_bytes().to_vec();
+    prefix.push(b'/');
+    if let Ok(start) = index.find_prefix(prefix.as_slice()) {
+        out.extend(
+            (start..index.len())
+                .map_while(|i| index.get(i))
+                .take_while(|e| e.path.starts_with(&prefix))
+                .filter(|e| e.flags & 0x3000 == 0)
+                .map(|e| (PathBuf::from(OsStr::from_bytes(&e.path)), e.id, e.mode)),
+        );
+    }
+    out
+}
+
+/// The index's whole tree; with a `scope`, changes outside it are put back
+/// to the parent's state.
+fn whole_tree(
+    repo: &Repository,
+    index: &mut Index,
+    parent_tree: Option<&Tree<'_>>,
+    scope: Option<&[PathBuf]>,
+) -> Result<Oid, GitError> {
+    let index_tree = index
+        .write_tree()
+        .map_err(git_err(repo, "writing the tree"))?;
+    let Some(scope) = scope else {
+        return Ok(index_tree);
+    };
+    let tree = repo
+        .find_tree(index_tree)
+        .map_err(git_err(repo, "reading the new tree"))?;
+    let diff = repo
+        .diff_tree_to_tree(parent_tree, Some(&tree), None)
+        .map_err(git_err(repo, "listing the commit's changes"))?;
+    let foreign: BTreeSet<PathBuf> = diff
+        .deltas()
+        .flat_map(|d| [d.old_file().path(), d.new_file().path()])
+        .flatten()
+        .filter(|p| !scope.iter().any(|r| p.starts_with(r)))
+        .map(Path::to_path_buf)
+        .collect();
+    if foreign.is_empty() {
+        return Ok(index_tree);
+    }
+    Ok(keep_parent_version(repo, &tree, parent_tree, &foreign)?.id())
 }
 
 /// `tree` with `paths` put back to their state in `parent` (removed when
