@@ -1026,9 +1026,6 @@ fn requeue(shared: &Shared, batch: Batch) {
 
 fn commit_batch(shared: &Shared, batch: &Batch) -> Result<AutoCommitOutcome, GitError> {
     let git = &shared.git;
-    if let crate::git::RepoState::Busy(state) = git.repo_state()? {
-        return Err(GitError::Busy { state });
-    }
     // Proves, after a crash mid-write, that leftover lock files are ours.
     let _marker =
         crate::recovery::WriteMarker::begin(&shared.git_dir).map_err(|source| GitError::Io {
@@ -1116,7 +1113,7 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
                     Some(now + backoff.step(Duration::from_secs(5)))
                 }
                 _ => {
-                    let message = error.to_string();
+                    let message = error.describe();
                     if health.last_error.as_deref() != Some(message.as_str()) {
                         tracing::error!(notebook = %shared.name, error = %message, "auto-commit failed; retrying");
                     }

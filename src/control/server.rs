@@ -573,19 +573,38 @@ impl Connection {
                             .collect::<Result<Vec<_>, _>>()
                     })
                     .transpose()?;
-                let id = git.commit(message.as_deref().unwrap_or(""), paths.as_deref())?;
-                Ok(id.map(|id| (id, committed_paths(git.root(), id))))
+                let _marker =
+                    crate::recovery::WriteMarker::begin(worker.git_dir()).map_err(|source| {
+                        GitError::Io {
+                            context: format!(
+                                "writing the crash marker in {}",
+                                worker.git_dir().display()
+                            ),
+                            source,
+                        }
+                    })?;
+                git.commit_now(
+                    message.as_deref(),
+                    paths.as_deref(),
+                    worker.commit_options(),
+                )
             })
         });
         let outcome = match task.await {
             Ok(result) => result.map_err(|e| Outcome::Failed(git_failure(&e)))?,
             Err(e) => return Err(internal(&format!("git task failed: {e}"))),
         };
-        let commit = outcome.as_ref().map(|(id, _)| id.to_string());
-        if let Some((id, paths)) = outcome {
-            let id = id.to_string();
-            tracing::info!(notebook = %nb.name(), commit = &id[..8], "committed on request");
-            nb.announce_commit(id, paths);
+        let commit = outcome.commit.map(|id| id.to_string());
+        if let Some(id) = &commit {
+            tracing::info!(notebook = %nb.name(), commit = &id[..id.len().min(8)], files = outcome.paths.len(), "committed on request");
+            nb.announce_commit(
+                id.clone(),
+                outcome
+                    .paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            );
         }
         Ok(fields(json!({ "commit": commit })))
     }
@@ -713,31 +732,7 @@ pub fn git_failure(e: &GitError) -> Failure {
         GitError::Lock(_) => ErrorCode::Timeout,
         _ => ErrorCode::Git,
     };
-    Failure::new(code, e.to_string())
-}
-
-/// The paths a commit changed against its first parent (both sides of a
-/// rename), for the `commit` event; empty if the repository cannot be read.
-fn committed_paths(root: &Path, id: git2::Oid) -> Vec<String> {
-    let diff_paths = || -> Result<Vec<String>, git2::Error> {
-        let repo = git2::Repository::open(root)?;
-        let commit = repo.find_commit(id)?;
-        let parent = match commit.parent(0) {
-            Ok(p) => Some(p.tree()?),
-            Err(_) => None,
-        };
-        let diff = repo.diff_tree_to_tree(parent.as_ref(), Some(&commit.tree()?), None)?;
-        let mut paths = std::collections::BTreeSet::new();
-        for delta in diff.deltas() {
-            for file in [delta.old_file(), delta.new_file()] {
-                if let Some(p) = file.path().and_then(Path::to_str) {
-                    paths.insert(p.to_string());
-                }
-            }
-        }
-        Ok(paths.into_iter().collect())
-    };
-    diff_paths().unwrap_or_default()
+    Failure::new(code, e.describe())
 }
 
 /// Resolves once the peer has closed the stream (EOF or an error), without
