@@ -141,7 +141,8 @@ struct Shared {
     pending: Mutex<Pending>,
     health: Mutex<Health>,
     paused: AtomicBool,
-    watches: AtomicUsize,
+    /// The watcher's live count of inotify watches (unset without a watcher).
+    watches: std::sync::OnceLock<Arc<AtomicUsize>>,
     events: broadcast::Sender<NotebookEvent>,
 }
 
@@ -214,7 +215,7 @@ impl Notebook {
                 ..Health::default()
             }),
             paused: AtomicBool::new(false),
-            watches: AtomicUsize::new(0),
+            watches: std::sync::OnceLock::new(),
             events,
         });
 
@@ -232,7 +233,7 @@ impl Notebook {
         })?;
         let watcher = match watcher {
             Ok(w) => {
-                shared.watches.store(w.watch_count(), Ordering::Relaxed);
+                let _ = shared.watches.set(w.watch_counter());
                 Some(w)
             }
             Err(e) => {
@@ -399,7 +400,7 @@ impl Notebook {
                 "time": rfc3339(c.at),
             })),
             "last_error": health.last_error.clone().or_else(|| health.watch_problem.clone()),
-            "watches": self.shared.watches.load(Ordering::Relaxed),
+            "watches": self.shared.watches.get().map_or(0, |c| c.load(Ordering::Relaxed)),
             "skipped_large": health.skipped_large.iter().map(|(p, size)| json!({
                 "path": p.display().to_string(),
                 "size": size,
