@@ -725,7 +725,21 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
             for (path, size) in &outcome.skipped_large {
                 tracing::warn!(notebook = %shared.name, path = %path.display(), size, limit = shared.config.max_file_size, "file larger than max_file_size is not committed");
             }
-            health.skipped_large = outcome.skipped_large.clone();
+            // A file skipped earlier stays reported until it is committed,
+            // shrinks or goes: this round's batch may simply not include it.
+            let mut skipped = outcome.skipped_large.clone();
+            for (path, _) in std::mem::take(&mut health.skipped_large) {
+                if outcome.paths.contains(&path) || skipped.iter().any(|(p, _)| *p == path) {
+                    continue;
+                }
+                match std::fs::symlink_metadata(shared.git.root().join(&path)) {
+                    Ok(m) if m.is_file() && m.len() > shared.config.max_file_size => {
+                        skipped.push((path, m.len()));
+                    }
+                    _ => {}
+                }
+            }
+            health.skipped_large = skipped;
             if let Some(id) = outcome.commit {
                 let id = id.to_string();
                 let short = &id[..id.len().min(8)];
