@@ -555,6 +555,10 @@ async fn run(
 
     // Final flush: whatever is still pending, waiting at most lock.timeout for the lock.
     drain_watch_events(&shared, &mut watch_rx);
+    // A save made just before the stop may still be on its way (inotify, the
+    // watcher's batch window) and not in `pending` yet: compare the whole
+    // work tree with HEAD, as at start.
+    shared.pending.lock().rescan = true;
     if !shared.pending.lock().is_empty() {
         let result = commit_round(shared.clone(), owner, Some(shared.lock_timeout)).await;
         settle(&shared, result, &mut backoff);
