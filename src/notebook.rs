@@ -555,18 +555,23 @@ async fn run(
 
     // Final flush: whatever is still pending, waiting at most lock.timeout for the lock.
     drain_watch_events(&shared, &mut watch_rx);
+    let known = !shared.pending.lock().is_empty();
     // A save made just before the stop may still be on its way (inotify, the
     // watcher's batch window) and not in `pending` yet: compare the whole
-    // work tree with HEAD, as at start.
+    // work tree with HEAD, as at start. For that alone wait only briefly
+    // for the lock: a client holding it must not delay the exit for nothing.
     shared.pending.lock().rescan = true;
-    if !shared.pending.lock().is_empty() {
-        let result = commit_round(shared.clone(), owner, Some(shared.lock_timeout)).await;
-        settle(&shared, result, &mut backoff);
-    }
+    let wait = if known {
+        shared.lock_timeout
+    } else {
+        shared.lock_timeout.min(Duration::from_secs(1))
+    };
+    let result = commit_round(shared.clone(), owner, Some(wait)).await;
+    settle(&shared, result, &mut backoff);
     if let Some(w) = watcher {
         w.stop();
     }
-    if !shared.pending.lock().is_empty() {
+    if known && !shared.pending.lock().is_empty() {
         tracing::warn!(notebook = %shared.name, "stopping with uncommitted changes; they are committed at the next start");
     }
     git_lock_manager().forget_owner(owner);
