@@ -249,6 +249,56 @@ fn sigterm_right_after_a_write_still_commits_it() {
     nb.assert_fsck_clean();
 }
 
+/// Nothing pending, a client holds the lock: the exit must not wait for it.
+#[test]
+fn sigterm_with_nothing_pending_does_not_wait_for_a_clients_lock() {
+    let sb = Sandbox::new();
+    let nb = sb.repo("nb");
+    nb.write("base.md", "base\n");
+    nb.commit_all("base");
+    // lock.timeout 5s (the sandbox's): well above the bound checked here.
+    sb.write_config("", &[("nb", &nb.path, "")]);
+    let mut d = sb.start_serving(&["nb"]);
+    let mut holder = sb.client();
+    holder.ok("lock", json!({"notebook": "nb"}));
+    let began = Instant::now();
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(COMMIT), Some(0));
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(3), "exit took {took:?} with nothing to commit");
+    assert!(!d.log_text().contains("uncommitted"), "no false warning:\n{}", d.log_text());
+    assert_eq!(nb.count(), 1);
+}
+
+/// Pending changes and a client holding the lock: the exit waits up to
+/// lock.timeout, warns, and the change is committed at the next start.
+#[test]
+fn sigterm_with_pending_changes_waits_at_most_lock_timeout_for_a_clients_lock() {
+    let sb = Sandbox::new();
+    let nb = sb.repo("nb");
+    nb.write("base.md", "base\n");
+    nb.commit_all("base");
+    sb.write_config_text(&config_text(&sb, &[("nb", &nb.path, "debounce = \"30s\"\nmax_delay = \"10m\"")]));
+    let mut d = sb.start_serving(&["nb"]);
+    let mut holder = sb.client();
+    holder.ok("lock", json!({"notebook": "nb"}));
+    nb.write("pending.md", "pending\n");
+    wait_for(COMMIT, "the change to be pending", || (pending(&sb, "nb") > 0).then_some(()));
+    let began = Instant::now();
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(COMMIT), Some(0));
+    let took = began.elapsed();
+    // lock.timeout is 5 s in config_text.
+    assert!(took >= Duration::from_millis(4500), "the flush waited for the lock ({took:?})");
+    assert!(took < Duration::from_secs(12), "but no longer than lock.timeout ({took:?})");
+    assert!(d.log_text().contains("uncommitted"), "a warning says changes stay uncommitted:\n{}", d.log_text());
+    assert_eq!(nb.blob("pending.md"), None, "nothing committed under a client's lock");
+    drop(holder);
+    let _d = sb.start_serving(&["nb"]);
+    committed(&nb, "pending.md", "pending\n");
+    nb.assert_fsck_clean();
+}
+
 // ---------------------------------------------------------------------------
 // SIGHUP reload
 
