@@ -260,8 +260,10 @@ impl Notebook {
             control_rx,
             Some(caught_up_tx),
         ));
-        // The loop answers after its first (catch-up) round, whatever its outcome.
-        let _ = caught_up_rx.await;
+        // The loop answers after its first (catch-up) round, whatever its
+        // outcome. A client may hold the lock already (a notebook restarted
+        // by a reload): wait for that at most lock.timeout; the loop goes on.
+        let _ = tokio::time::timeout(lock_timeout, caught_up_rx).await;
         Ok(Notebook { shared, control })
     }
 
