@@ -395,6 +395,35 @@ fn sighup_keeps_an_unchanged_notebooks_lock_and_pending_changes() {
     one.assert_fsck_clean();
 }
 
+/// A reload that changes a notebook's settings restarts it; a client holding
+/// its lock across that must not make the notebook disappear.
+#[test]
+fn sighup_changing_a_notebook_held_by_a_client_keeps_it_served() {
+    let sb = Sandbox::new();
+    let one = sb.repo("one");
+    one.write("base.md", "base\n");
+    one.commit_all("base");
+    sb.write_config_text(&config_text(&sb, &[("one", &one.path, "")]));
+    let d = sb.start_serving(&["one"]);
+    let mut holder = sb.client();
+    holder.ok("lock", json!({"notebook": "one"}));
+
+    sb.write_config_text(&config_text(&sb, &[("one", &one.path, "max_delay = \"1m\"")]));
+    d.signal(libc::SIGHUP);
+    d.wait_log("reload", COMMIT);
+    wait_for(Duration::from_secs(20), "the reload to finish (started or failed)", || {
+        let log = d.log_text();
+        (log.contains("started by reload") || log.contains("reload failed")).then_some(())
+    });
+    assert!(!d.log_text().contains("reload failed"), "the reload failed:\n{}", d.log_text());
+    assert_eq!(sb.client().status_names(), ["one"], "the notebook is still served");
+    sb.client().err("lock", json!({"notebook": "one", "timeout_ms": 300}), "timeout");
+    one.write("after.md", "after the reload\n");
+    assert_eq!(holder.ok("unlock", json!({"notebook": "one"}))["depth"], json!(0));
+    committed(&one, "after.md", "after the reload\n");
+    one.assert_fsck_clean();
+}
+
 #[test]
 fn an_invalid_config_on_reload_is_logged_and_the_old_one_stays() {
     let sb = Sandbox::new();
