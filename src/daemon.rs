@@ -121,9 +121,7 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         events,
     };
 
-    // Clients may connect while notebooks open: status answers, locks queue.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let server_task = tokio::spawn(server::serve(socket.clone(), ctx.clone(), shutdown_rx));
 
     let mut started = Vec::new();
     let lock_timeout = config.lock.timeout;
@@ -151,6 +149,10 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         return EXIT_FAILURE;
     }
     daemon.registry.replace(started);
+    // Accept only now: a client that connected while the notebooks opened
+    // waits in the listen backlog instead of being told `not_found` for a
+    // configured notebook (the socket is bound, and the flock held, early).
+    let server_task = tokio::spawn(server::serve(socket.clone(), ctx.clone(), shutdown_rx));
     let names = daemon.registry.names();
     sd_notify::notify(&format!(
         "READY=1\nSTATUS=watching {} notebook(s)",
