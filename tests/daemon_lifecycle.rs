@@ -169,6 +169,32 @@ fn monotonic_usec() -> u64 {
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
+/// The socket is bound before the notebooks open (and catch up); a client
+/// that connects meanwhile must not be told a configured notebook does not
+/// exist.
+#[test]
+fn a_client_connecting_during_start_up_finds_the_configured_notebooks() {
+    let sb = Sandbox::new();
+    let nb = sb.repo("nb");
+    // A catch-up that takes a while.
+    for i in 0..3000 {
+        nb.write(&format!("d{}/f{i}.md", i % 50), "x\n");
+    }
+    sb.write_config("", &[("nb", &nb.path, "")]);
+    let d = sb.spawn(&[]);
+    let stream = wait_for(Duration::from_secs(20), "the socket to accept a connection", || {
+        std::os::unix::net::UnixStream::connect(&sb.socket).ok()
+    });
+    drop(stream);
+    let mut c = sb.client();
+    let r = c.request("lock", json!({"notebook": "nb", "timeout_ms": 20000}));
+    assert_eq!(r["ok"], json!(true), "lock right after start-up: {r}\n{}", d.log_text());
+    assert_eq!(c.status_names(), ["nb"]);
+    // Readiness came after the catch-up: it is all on HEAD.
+    assert!(nb.uncommitted(&no_skip).is_empty());
+    c.ok("unlock", json!({"notebook": "nb"}));
+}
+
 #[test]
 fn readiness_reload_and_stopping_are_reported_to_notify_socket() {
     let sb = Sandbox::new();
