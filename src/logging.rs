@@ -27,7 +27,10 @@ pub fn init(level: Option<&str>) {
         .with_writer(std::io::stderr);
     let result = if journal {
         // No ANSI in the journal: the field formatter colours by default.
-        builder.with_ansi(false).event_format(JournalFormat).try_init()
+        builder
+            .with_ansi(false)
+            .event_format(JournalFormat)
+            .try_init()
     } else {
         builder
             .with_ansi(std::io::stderr().is_terminal())

@@ -64,7 +64,9 @@ fn status(sb: &Sandbox, name: &str) -> Value {
 
 fn pending(sb: &Sandbox, name: &str) -> u64 {
     let s = status(sb, name);
-    s["pending"].as_u64().unwrap_or_else(|| panic!("pending is not a count: {s}"))
+    s["pending"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("pending is not a count: {s}"))
 }
 
 /// One notebook "nb" at books/nb with `extra` TOML lines; daemon started.
@@ -97,16 +99,32 @@ fn add_modify_delete_rename_each_make_one_commit() {
     count_stays(&nb, 3, "after deleting a.md");
 
     nb.write("b.md", "a file long enough to be recognised as renamed\n");
-    committed(&nb, "b.md", "a file long enough to be recognised as renamed\n");
+    committed(
+        &nb,
+        "b.md",
+        "a file long enough to be recognised as renamed\n",
+    );
     count_stays(&nb, 4, "after adding b.md");
     std::fs::rename(nb.path.join("b.md"), nb.path.join("c.md")).unwrap();
-    committed(&nb, "c.md", "a file long enough to be recognised as renamed\n");
-    assert_eq!(nb.blob("b.md"), None, "the rename's old side is gone in the same commit");
+    committed(
+        &nb,
+        "c.md",
+        "a file long enough to be recognised as renamed\n",
+    );
+    assert_eq!(
+        nb.blob("b.md"),
+        None,
+        "the rename's old side is gone in the same commit"
+    );
     count_stays(&nb, 5, "after renaming b.md to c.md");
     let renamed = nb.git(&["show", "-M", "--name-status", "--format=", "HEAD"]);
     assert!(renamed.starts_with("R"), "git sees a rename: {renamed}");
 
-    assert_eq!(nb.status_porcelain(), "", "git status is clean after auto-commits");
+    assert_eq!(
+        nb.status_porcelain(),
+        "",
+        "git status is clean after auto-commits"
+    );
     assert_sound(&nb);
 }
 
@@ -140,7 +158,9 @@ fn no_empty_commits_for_changes_that_change_nothing() {
     let (sb, nb, _d) = one("debounce = \"1s\"");
     nb.write("a.md", "same\n");
     committed(&nb, "a.md", "same\n");
-    wait_for(COMMIT, "pending empty after the commit", || (pending(&sb, "nb") == 0).then_some(()));
+    wait_for(COMMIT, "pending empty after the commit", || {
+        (pending(&sb, "nb") == 0).then_some(())
+    });
     let head = nb.head();
     let count = nb.count();
 
@@ -154,7 +174,9 @@ fn no_empty_commits_for_changes_that_change_nothing() {
         .unwrap()
         .set_modified(std::time::SystemTime::now())
         .unwrap();
-    wait_for(COMMIT, "the events to be pending", || (pending(&sb, "nb") > 0).then_some(()));
+    wait_for(COMMIT, "the events to be pending", || {
+        (pending(&sb, "nb") > 0).then_some(())
+    });
     wait_for(COMMIT, "the round to run (pending back to 0)", || {
         (pending(&sb, "nb") == 0).then_some(())
     });
@@ -168,22 +190,36 @@ fn no_empty_commits_for_changes_that_change_nothing() {
 fn a_directory_rename_and_a_directory_removal_are_committed_whole() {
     let (_sb, nb, _d) = one("");
     for i in 0..5 {
-        nb.write(&format!("docs/sub/f{i}.md"), &format!("file number {i} with some text\n"));
+        nb.write(
+            &format!("docs/sub/f{i}.md"),
+            &format!("file number {i} with some text\n"),
+        );
     }
     nb.write("old/x.md", "x\n");
     nb.write("old/deeper/y.md", "y\n");
     for i in 0..5 {
-        committed(&nb, &format!("docs/sub/f{i}.md"), &format!("file number {i} with some text\n"));
+        committed(
+            &nb,
+            &format!("docs/sub/f{i}.md"),
+            &format!("file number {i} with some text\n"),
+        );
     }
     committed(&nb, "old/deeper/y.md", "y\n");
     let count = nb.count();
 
     std::fs::rename(nb.path.join("docs"), nb.path.join("documents")).unwrap();
     for i in 0..5 {
-        committed(&nb, &format!("documents/sub/f{i}.md"), &format!("file number {i} with some text\n"));
+        committed(
+            &nb,
+            &format!("documents/sub/f{i}.md"),
+            &format!("file number {i} with some text\n"),
+        );
     }
     wait_for(COMMIT, "docs/ gone from HEAD", || {
-        (!nb.head_tree().iter().any(|(_, _, p)| p.starts_with("docs/"))).then_some(())
+        (!nb.head_tree()
+            .iter()
+            .any(|(_, _, p)| p.starts_with("docs/")))
+        .then_some(())
     });
     count_stays(&nb, count + 1, "one commit for a directory rename");
 
@@ -284,7 +320,9 @@ fn editor_temporaries_are_never_committed() {
     symlink("user@host.1234:1700000000", nb.path.join(".#x.md")).unwrap();
     symlink("user@host.1234:1700000000", nb.path.join("sub/.#y.md")).unwrap();
     // Only temporaries changed: nothing may be pending or committed.
-    holds_for(QUIET, "no pending change from temporaries", || pending(&sb, "nb") == 0);
+    holds_for(QUIET, "no pending change from temporaries", || {
+        pending(&sb, "nb") == 0
+    });
     count_stays(&nb, count, "for temporaries only");
 
     // A real change next to them commits the real file only.
@@ -308,16 +346,30 @@ fn editor_temporaries_are_never_committed() {
 fn editor_notebook(sb: &Sandbox) -> (tempfile::TempDir, Repo) {
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(&base).unwrap();
-    let dir = tempfile::Builder::new().prefix("gl-editor-").tempdir_in(&base).unwrap();
-    assert!(!dir.path().starts_with("/tmp"), "editor notebooks must live outside /tmp");
+    let dir = tempfile::Builder::new()
+        .prefix("gl-editor-")
+        .tempdir_in(&base)
+        .unwrap();
+    assert!(
+        !dir.path().starts_with("/tmp"),
+        "editor notebooks must live outside /tmp"
+    );
     let nb = sb.repo_at(&dir.path().join("nb"));
     (dir, nb)
 }
 
 fn assert_one_clean_commit_of(nb: &Repo, before: usize, rel: &str) {
     count_stays(nb, before + 1, &format!("one commit for the save of {rel}"));
-    assert_eq!(nb.commit_paths("HEAD"), [rel], "the save's commit holds only {rel}");
-    let leaked: Vec<_> = nb.ever_committed().into_iter().filter(|p| is_temporary(p) || p.contains(".tmp")).collect();
+    assert_eq!(
+        nb.commit_paths("HEAD"),
+        [rel],
+        "the save's commit holds only {rel}"
+    );
+    let leaked: Vec<_> = nb
+        .ever_committed()
+        .into_iter()
+        .filter(|p| is_temporary(p) || p.contains(".tmp"))
+        .collect();
     assert!(leaked.is_empty(), "temporaries committed: {leaked:?}");
     assert_eq!(nb.status_porcelain(), "");
     assert_sound(nb);
@@ -325,7 +377,11 @@ fn assert_one_clean_commit_of(nb: &Repo, before: usize, rel: &str) {
 
 #[test]
 fn a_real_vim_save_makes_one_clean_commit() {
-    if std::process::Command::new("vim").arg("--version").output().is_err() {
+    if std::process::Command::new("vim")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("vim is not installed; the simulated save test covers the sequence");
         return;
     }
@@ -341,7 +397,19 @@ fn a_real_vim_save_makes_one_clean_commit() {
     // note.md -> note.md~, new note.md, remove note.md~ and the swap file.
     let mut cmd = std::process::Command::new("vim");
     cmd.current_dir(&nb.path)
-        .args(["-u", "NONE", "-i", "NONE", "-N", "-es", "-c", "call append(line('$'), 'from vim')", "-c", "wq", "note.md"])
+        .args([
+            "-u",
+            "NONE",
+            "-i",
+            "NONE",
+            "-N",
+            "-es",
+            "-c",
+            "call append(line('$'), 'from vim')",
+            "-c",
+            "wq",
+            "note.md",
+        ])
         .env_clear()
         .stdin(std::process::Stdio::null());
     for (k, v) in &sb.env {
@@ -350,7 +418,10 @@ fn a_real_vim_save_makes_one_clean_commit() {
     cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "vim failed: {out:?}");
-    assert_eq!(std::fs::read_to_string(nb.path.join("note.md")).unwrap(), "hello\nfrom vim\n");
+    assert_eq!(
+        std::fs::read_to_string(nb.path.join("note.md")).unwrap(),
+        "hello\nfrom vim\n"
+    );
     committed(&nb, "note.md", "hello\nfrom vim\n");
     assert_one_clean_commit_of(&nb, before, "note.md");
 }
@@ -409,7 +480,13 @@ fn ignored_files_are_never_committed_and_ignored_directories_get_no_watch() {
     let sb = Sandbox::new();
     let nb = sb.repo("nb");
     nb.write(".gitignore", "build/\n*.log\nnode_modules/\n");
-    for d in ["src/deep", "node_modules/pkg/lib", "node_modules/other", "build/out", "cache/sub"] {
+    for d in [
+        "src/deep",
+        "node_modules/pkg/lib",
+        "node_modules/other",
+        "build/out",
+        "cache/sub",
+    ] {
         std::fs::create_dir_all(nb.path.join(d)).unwrap();
     }
     nb.commit_all("base");
@@ -434,7 +511,9 @@ fn ignored_files_are_never_committed_and_ignored_directories_get_no_watch() {
         nb.write(f, "ignored\n");
     }
     // Events on ignored paths never arm the timer.
-    holds_for(QUIET, "nothing pending for ignored paths", || pending(&sb, "nb") == 0);
+    holds_for(QUIET, "nothing pending for ignored paths", || {
+        pending(&sb, "nb") == 0
+    });
     count_stays(&nb, 1, "for ignored files only");
 
     nb.write("src/deep/real.md", "real\n");
@@ -446,7 +525,11 @@ fn ignored_files_are_never_committed_and_ignored_directories_get_no_watch() {
         assert!(!ever.contains(f), "{f} was committed");
     }
     // git knows nothing of gitlockd's own `ignore` globs: those stay untracked.
-    assert_eq!(nb.status_porcelain(), "?? cache/\n?? src/b.tmp", "only `ignore` glob matches untracked");
+    assert_eq!(
+        nb.status_porcelain(),
+        "?? cache/\n?? src/b.tmp",
+        "only `ignore` glob matches untracked"
+    );
     assert_sound(&nb);
 }
 
@@ -458,9 +541,11 @@ fn status_watches_follow_directories_created_and_removed() {
     std::fs::create_dir_all(nb.path.join("n1/n2")).unwrap();
     nb.write("n1/n2/f.md", "f\n");
     committed(&nb, "n1/n2/f.md", "f\n");
-    wait_for(COMMIT, "status watches to count the new directories (3)", || {
-        (status(&sb, "nb")["watches"] == json!(3)).then_some(())
-    });
+    wait_for(
+        COMMIT,
+        "status watches to count the new directories (3)",
+        || (status(&sb, "nb")["watches"] == json!(3)).then_some(()),
+    );
     std::fs::remove_dir_all(nb.path.join("n1")).unwrap();
     absent(&nb, "n1/n2/f.md");
     wait_for(COMMIT, "status watches back to 1", || {
@@ -487,11 +572,15 @@ fn files_over_max_file_size_are_skipped_and_reported() {
             .collect()
     };
     wait_for(COMMIT, "big.bin in status skipped_large", || {
-        skipped(&sb).iter().any(|p| p.ends_with("big.bin")).then_some(())
+        skipped(&sb)
+            .iter()
+            .any(|p| p.ends_with("big.bin"))
+            .then_some(())
     });
     let log = d.wait_log("big.bin", COMMIT);
     assert!(
-        log.lines().any(|l| l.contains("big.bin") && l.contains("WARN")),
+        log.lines()
+            .any(|l| l.contains("big.bin") && l.contains("WARN")),
         "a warning names big.bin:\n{log}"
     );
     assert_eq!(nb.blob("big.bin"), None, "big.bin is never committed");
@@ -499,7 +588,10 @@ fn files_over_max_file_size_are_skipped_and_reported() {
     // Another commit later: big.bin is still not committed and still reported.
     nb.write("small2.md", "small 2\n");
     committed(&nb, "small2.md", "small 2\n");
-    assert!(!nb.ever_committed().contains("big.bin"), "big.bin was committed");
+    assert!(
+        !nb.ever_committed().contains("big.bin"),
+        "big.bin was committed"
+    );
     assert!(
         skipped(&sb).iter().any(|p| p.ends_with("big.bin")),
         "status must keep reporting big.bin while it stays uncommitted: {}",
@@ -543,8 +635,15 @@ fn symlinks_are_committed_as_links_never_followed() {
     // Writing through the link into the outside folder changes nothing here.
     let count = nb.count();
     std::fs::write(outside.join("new.txt"), "new\n").unwrap();
-    count_stays(&nb, count, "for a write outside the notebook through a symlink");
-    assert!(!nb.ever_committed().iter().any(|p| p.starts_with("outside-dir/")));
+    count_stays(
+        &nb,
+        count,
+        "for a write outside the notebook through a symlink",
+    );
+    assert!(!nb
+        .ever_committed()
+        .iter()
+        .any(|p| p.starts_with("outside-dir/")));
     assert_eq!(nb.status_porcelain(), "");
     assert_sound(&nb);
 }
@@ -577,15 +676,19 @@ fn max_delay_commits_while_writes_never_pause() {
     };
     let began = Instant::now();
     // With a 5 s debounce and writes every 100 ms, only max_delay can commit.
-    let first = wait_for(Duration::from_secs(15), "a commit of log.txt while writes go on", || {
-        (nb.head() != head0 && nb.blob("log.txt").is_some()).then(|| nb.head().unwrap())
-    });
+    let first = wait_for(
+        Duration::from_secs(15),
+        "a commit of log.txt while writes go on",
+        || (nb.head() != head0 && nb.blob("log.txt").is_some()).then(|| nb.head().unwrap()),
+    );
     let first_at = began.elapsed();
     assert!(!stop.load(Ordering::SeqCst));
     // And again: max_delay keeps applying while the writer goes on.
-    wait_for(Duration::from_secs(15), "a second commit while writes go on", || {
-        (nb.head().as_deref() != Some(first.as_str())).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(15),
+        "a second commit while writes go on",
+        || (nb.head().as_deref() != Some(first.as_str())).then_some(()),
+    );
     let second_at = began.elapsed();
     stop.store(true, Ordering::SeqCst);
     writer.join().unwrap();
@@ -613,7 +716,10 @@ fn changes_made_while_stopped_are_committed_at_start_before_readiness() {
     nb.write("keep.md", "keep\n");
     nb.write("modify.md", "old\n");
     nb.write("delete.md", "delete\n");
-    nb.write("dir/rename-me.md", "a file long enough to be recognised as renamed\n");
+    nb.write(
+        "dir/rename-me.md",
+        "a file long enough to be recognised as renamed\n",
+    );
     nb.commit_all("base");
     sb.write_config("", &[("nb", &nb.path, "")]);
     {
@@ -628,7 +734,11 @@ fn changes_made_while_stopped_are_committed_at_start_before_readiness() {
     std::fs::remove_file(nb.path.join("delete.md")).unwrap();
     nb.write("new.md", "new\n");
     nb.write("x/y/z/nested.md", "nested\n");
-    std::fs::rename(nb.path.join("dir/rename-me.md"), nb.path.join("dir/renamed.md")).unwrap();
+    std::fs::rename(
+        nb.path.join("dir/rename-me.md"),
+        nb.path.join("dir/renamed.md"),
+    )
+    .unwrap();
 
     let notify = NotifyListener::bind(&sb);
     let _d = sb.spawn(&[("NOTIFY_SOCKET", notify.path.to_str().unwrap())]);
@@ -653,15 +763,22 @@ impl NotifyListener {
     fn bind(sb: &Sandbox) -> NotifyListener {
         let path = sb.root.join("run/notify.sock");
         let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         NotifyListener { sock, path }
     }
 
     fn expect(&self, first_line: &str) -> String {
         let mut buf = vec![0u8; 4096];
-        let n = self.sock.recv(&mut buf).unwrap_or_else(|e| panic!("no {first_line} datagram: {e}"));
+        let n = self
+            .sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no {first_line} datagram: {e}"));
         let msg = String::from_utf8_lossy(&buf[..n]).to_string();
-        assert!(msg.lines().next() == Some(first_line), "expected {first_line}, got {msg:?}");
+        assert!(
+            msg.lines().next() == Some(first_line),
+            "expected {first_line}, got {msg:?}"
+        );
         msg
     }
 }
@@ -694,7 +811,9 @@ fn start_conflicted_merge(sb: &Sandbox, nb: &Repo) -> String {
         let says = |k: &str| s[k].as_str().is_some_and(|v| v.contains("merge"));
         (says("state") && says("last_error")).then_some(())
     });
-    holds_for(QUIET, "no commit while MERGE_HEAD exists", || nb.head().as_deref() == Some(main.as_str()));
+    holds_for(QUIET, "no commit while MERGE_HEAD exists", || {
+        nb.head().as_deref() == Some(main.as_str())
+    });
     assert_eq!(nb.blob("during-merge.md"), None);
     main
 }
@@ -709,7 +828,11 @@ fn no_commit_mid_merge_until_it_is_aborted() {
 
     nb.git(&["merge", "--abort"]);
     committed(&nb, "during-merge.md", "written mid-merge\n");
-    assert_eq!(nb.git(&["rev-parse", "HEAD^"]), main, "committed on top of main");
+    assert_eq!(
+        nb.git(&["rev-parse", "HEAD^"]),
+        main,
+        "committed on top of main"
+    );
     assert_eq!(nb.blob("f.md").as_deref(), Some("main\n"));
     assert_eq!(nb.commit_paths("HEAD"), ["during-merge.md"]);
     wait_for(COMMIT, "status state clean again", || {
@@ -736,7 +859,11 @@ fn no_commit_mid_merge_until_it_is_resolved_and_committed() {
     let merge = nb.head().unwrap();
     assert_ne!(merge, main);
     committed(&nb, "during-merge.md", "written mid-merge\n");
-    assert_eq!(nb.git(&["rev-parse", "HEAD^"]), merge, "the auto-commit follows the merge commit");
+    assert_eq!(
+        nb.git(&["rev-parse", "HEAD^"]),
+        merge,
+        "the auto-commit follows the merge commit"
+    );
     assert_eq!(nb.git(&["rev-list", "--count", "--merges", "HEAD"]), "1");
     assert_eq!(nb.blob("f.md").as_deref(), Some("resolved\n"));
     assert_eq!(nb.status_porcelain(), "");
@@ -794,7 +921,11 @@ fn a_foreign_ref_lock_defers_the_commit_until_it_is_removed() {
     std::fs::remove_file(&lock).unwrap();
     committed(&nb, "a.md", "a\n");
     assert_eq!(nb.count(), 2);
-    assert_eq!(nb.status_porcelain(), "", "index in step with HEAD after the retry");
+    assert_eq!(
+        nb.status_porcelain(),
+        "",
+        "index in step with HEAD after the retry"
+    );
     assert_sound(&nb);
 }
 
@@ -818,9 +949,11 @@ fn a_stale_index_lock_left_by_our_own_crash_does_not_wedge_auto_commits() {
 
     let _d = sb.start_serving(&["nb"]);
     nb.write("after-crash.md", "after\n");
-    wait_for(Duration::from_secs(30), "a commit despite the stale index.lock", || {
-        (nb.blob("after-crash.md").as_deref() == Some("after\n")).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "a commit despite the stale index.lock",
+        || (nb.blob("after-crash.md").as_deref() == Some("after\n")).then_some(()),
+    );
     assert_eq!(nb.status_porcelain(), "");
     assert_sound(&nb);
 }
@@ -842,9 +975,13 @@ fn paused_notebooks_collect_changes_and_commit_them_on_resume() {
     nb.write("p1.md", "p1\n");
     nb.write("p2.md", "p2\n");
     std::fs::remove_file(nb.path.join("base.md")).unwrap();
-    wait_for(COMMIT, "pending > 0 while paused", || (pending(&sb, "nb") >= 3).then_some(()));
+    wait_for(COMMIT, "pending > 0 while paused", || {
+        (pending(&sb, "nb") >= 3).then_some(())
+    });
     count_stays(&nb, count, "while paused");
-    holds_for(QUIET, "changes still pending while paused", || pending(&sb, "nb") >= 3);
+    holds_for(QUIET, "changes still pending while paused", || {
+        pending(&sb, "nb") >= 3
+    });
 
     let r = c.ok("resume", json!({"notebook": "nb"}));
     assert_eq!(r["paused"], json!(false));
@@ -852,7 +989,9 @@ fn paused_notebooks_collect_changes_and_commit_them_on_resume() {
     committed(&nb, "p2.md", "p2\n");
     absent(&nb, "base.md");
     assert_eq!(c.status_of("nb")["paused"], json!(false));
-    wait_for(COMMIT, "pending 0 after resume", || (pending(&sb, "nb") == 0).then_some(()));
+    wait_for(COMMIT, "pending 0 after resume", || {
+        (pending(&sb, "nb") == 0).then_some(())
+    });
     assert_eq!(nb.status_porcelain(), "");
     assert_sound(&nb);
 }
@@ -867,8 +1006,18 @@ fn a_linked_worktree_notebook_auto_commits_on_its_branch() {
     main.write("m.md", "main\n");
     main.commit_all("base");
     let wt_path = sb.root.join("books/wt");
-    main.git(&["worktree", "add", "-q", "-b", "wtbranch", wt_path.to_str().unwrap()]);
-    assert!(wt_path.join(".git").is_file(), ".git is a file in a linked worktree");
+    main.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "-b",
+        "wtbranch",
+        wt_path.to_str().unwrap(),
+    ]);
+    assert!(
+        wt_path.join(".git").is_file(),
+        ".git is a file in a linked worktree"
+    );
     let wt = sb.open_repo(&wt_path);
     let main_head = main.head().unwrap();
 
@@ -877,10 +1026,18 @@ fn a_linked_worktree_notebook_auto_commits_on_its_branch() {
     wt.write("w.md", "in the worktree\n");
     committed(&wt, "w.md", "in the worktree\n");
     assert_eq!(wt.git(&["rev-parse", "--abbrev-ref", "HEAD"]), "wtbranch");
-    assert_eq!(main.head().unwrap(), main_head, "main's branch is untouched");
+    assert_eq!(
+        main.head().unwrap(),
+        main_head,
+        "main's branch is untouched"
+    );
     assert_eq!(main.git(&["rev-parse", "wtbranch"]), wt.head().unwrap());
     assert_eq!(wt.status_porcelain(), "");
-    assert_eq!(main.status_porcelain(), "", "the main work tree's index is untouched");
+    assert_eq!(
+        main.status_porcelain(),
+        "",
+        "the main work tree's index is untouched"
+    );
     wt.assert_fsck_clean();
     main.assert_fsck_clean();
     wt.assert_no_empty_commits();
@@ -904,7 +1061,10 @@ fn a_repository_whose_git_dir_is_a_symlink_auto_commits() {
     committed(&nb, "new.md", "new\n");
     nb.write("base.md", "base 2\n");
     committed(&nb, "base.md", "base 2\n");
-    assert!(nb.path.join(".git").is_symlink(), "the symlink is left alone");
+    assert!(
+        nb.path.join(".git").is_symlink(),
+        "the symlink is left alone"
+    );
     assert!(!nb.ever_committed().iter().any(|p| p.starts_with(".git")));
     assert_eq!(nb.status_porcelain(), "");
     assert_sound(&nb);

@@ -49,20 +49,35 @@ fn check_config_prints_every_notebook_and_exits_0() {
     let b = sb.repo("beta");
     sb.write_config(
         "max_delay = \"1m\"",
-        &[("alpha", &a.path, ""), ("beta", &b.path, "debounce = \"750ms\"")],
+        &[
+            ("alpha", &a.path, ""),
+            ("beta", &b.path, "debounce = \"750ms\""),
+        ],
     );
     let out = sb
         .command(&["check-config", "--config", sb.config.to_str().unwrap()])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "check-config on a valid config:\n{text}");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "check-config on a valid config:\n{text}"
+    );
     for (name, path) in [("alpha", &a.path), ("beta", &b.path)] {
         assert!(text.contains(name), "{name} listed:\n{text}");
-        assert!(text.contains(&path.display().to_string()), "{} listed:\n{text}", path.display());
+        assert!(
+            text.contains(&path.display().to_string()),
+            "{} listed:\n{text}",
+            path.display()
+        );
     }
     // Effective (inherited and overridden) debounce.
-    assert!(text.contains("100ms"), "alpha's inherited debounce shown:\n{text}");
+    assert!(
+        text.contains("100ms"),
+        "alpha's inherited debounce shown:\n{text}"
+    );
     assert!(text.contains("750ms"), "beta's own debounce shown:\n{text}");
     assert!(!sb.socket.exists(), "check-config starts nothing");
 }
@@ -91,15 +106,26 @@ fn broken_config(sb: &Sandbox) -> String {
 fn assert_every_error_named(text: &str) {
     let lines: Vec<&str> = text.lines().collect();
     let has = |what: &str, f: &dyn Fn(&str) -> bool| {
-        assert!(lines.iter().any(|l| f(l)), "no error line for {what}:\n{text}");
+        assert!(
+            lines.iter().any(|l| f(l)),
+            "no error line for {what}:\n{text}"
+        );
     };
-    has("the unknown key", &|l| l.contains("bogus_key") && l.to_lowercase().contains("unknown"));
-    has("the bad duration", &|l| l.contains("debounce") && l.contains("parsecs"));
-    has("the duplicate name", &|l| l.contains("\"a\"") && l.to_lowercase().contains("duplicate"));
+    has("the unknown key", &|l| {
+        l.contains("bogus_key") && l.to_lowercase().contains("unknown")
+    });
+    has("the bad duration", &|l| {
+        l.contains("debounce") && l.contains("parsecs")
+    });
+    has("the duplicate name", &|l| {
+        l.contains("\"a\"") && l.to_lowercase().contains("duplicate")
+    });
     has("two notebooks on one real path", &|l| {
         l.contains("via-link") && (l.contains("same") || l.contains("already"))
     });
-    has("the missing folder", &|l| l.contains("gone") && l.contains("missing") && l.contains("exist"));
+    has("the missing folder", &|l| {
+        l.contains("gone") && l.contains("missing") && l.contains("exist")
+    });
 }
 
 #[test]
@@ -110,10 +136,18 @@ fn check_config_reports_every_error_at_once_and_exits_2() {
         .command(&["check-config", "--config", sb.config.to_str().unwrap()])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "check-config on a broken config:\n{text}");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "check-config on a broken config:\n{text}"
+    );
     assert_every_error_named(&text);
-    assert!(!sb.root.join("books/would-be-created").exists(), "check-config creates nothing");
+    assert!(
+        !sb.root.join("books/would-be-created").exists(),
+        "check-config creates nothing"
+    );
 }
 
 #[test]
@@ -121,11 +155,22 @@ fn the_daemon_exits_2_on_an_invalid_config_and_starts_nothing() {
     let sb = Sandbox::new();
     sb.write_config_text(&broken_config(&sb));
     let mut d = sb.spawn(&[]);
-    assert_eq!(d.wait_exit(COMMIT), Some(2), "exit code on an invalid config");
+    assert_eq!(
+        d.wait_exit(COMMIT),
+        Some(2),
+        "exit code on an invalid config"
+    );
     assert_every_error_named(&d.log_text());
     assert!(!sb.socket.exists(), "no socket file on an invalid config");
-    assert!(!sb.root.join("books/would-be-created").exists(), "no notebook created");
-    assert_eq!(sb.open_repo(&sb.root.join("books/a")).head(), None, "nothing committed");
+    assert!(
+        !sb.root.join("books/would-be-created").exists(),
+        "no notebook created"
+    );
+    assert_eq!(
+        sb.open_repo(&sb.root.join("books/a")).head(),
+        None,
+        "nothing committed"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -141,20 +186,27 @@ impl NotifyListener {
     fn bind(sb: &Sandbox) -> NotifyListener {
         let path = sb.root.join("run/notify.sock");
         let sock = UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         NotifyListener { sock, path }
     }
 
     fn recv(&self) -> String {
         let mut buf = vec![0u8; 4096];
-        let n = self.sock.recv(&mut buf).unwrap_or_else(|e| panic!("no notify datagram: {e}"));
+        let n = self
+            .sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notify datagram: {e}"));
         String::from_utf8_lossy(&buf[..n]).to_string()
     }
 
     /// The next datagram, which must contain `line` as one of its lines.
     fn expect(&self, line: &str) -> String {
         let msg = self.recv();
-        assert!(msg.lines().any(|l| l == line), "expected {line}, got {msg:?}");
+        assert!(
+            msg.lines().any(|l| l == line),
+            "expected {line}, got {msg:?}"
+        );
         msg
     }
 
@@ -164,7 +216,10 @@ impl NotifyListener {
 }
 
 fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
@@ -182,13 +237,20 @@ fn a_client_connecting_during_start_up_finds_the_configured_notebooks() {
     }
     sb.write_config("", &[("nb", &nb.path, "")]);
     let d = sb.spawn(&[]);
-    let stream = wait_for(Duration::from_secs(20), "the socket to accept a connection", || {
-        std::os::unix::net::UnixStream::connect(&sb.socket).ok()
-    });
+    let stream = wait_for(
+        Duration::from_secs(20),
+        "the socket to accept a connection",
+        || std::os::unix::net::UnixStream::connect(&sb.socket).ok(),
+    );
     drop(stream);
     let mut c = sb.client();
     let r = c.request("lock", json!({"notebook": "nb", "timeout_ms": 20000}));
-    assert_eq!(r["ok"], json!(true), "lock right after start-up: {r}\n{}", d.log_text());
+    assert_eq!(
+        r["ok"],
+        json!(true),
+        "lock right after start-up: {r}\n{}",
+        d.log_text()
+    );
     assert_eq!(c.status_names(), ["nb"]);
     // Readiness came after the catch-up: it is all on HEAD.
     assert!(nb.uncommitted(&no_skip).is_empty());
@@ -215,7 +277,10 @@ fn readiness_reload_and_stopping_are_reported_to_notify_socket() {
         .unwrap_or_else(|| panic!("RELOADING=1 without MONOTONIC_USEC: {msg:?}"))
         .parse()
         .unwrap();
-    assert!(usec >= before && usec <= monotonic_usec(), "MONOTONIC_USEC={usec} is CLOCK_MONOTONIC now");
+    assert!(
+        usec >= before && usec <= monotonic_usec(),
+        "MONOTONIC_USEC={usec} is CLOCK_MONOTONIC now"
+    );
     notify.expect("READY=1");
 
     d.signal(libc::SIGTERM);
@@ -228,16 +293,28 @@ fn signal_commits_pending_and_exits_0(sig: i32) {
     let nb = sb.repo("nb");
     nb.write("base.md", "base\n");
     nb.commit_all("base");
-    sb.write_config_text(&config_text(&sb, &[("nb", &nb.path, "debounce = \"30s\"\nmax_delay = \"10m\"")]));
+    sb.write_config_text(&config_text(
+        &sb,
+        &[("nb", &nb.path, "debounce = \"30s\"\nmax_delay = \"10m\"")],
+    ));
     let mut d = sb.start_serving(&["nb"]);
     nb.write("pending.md", "pending\n");
-    wait_for(COMMIT, "the change to be pending", || (pending(&sb, "nb") > 0).then_some(()));
+    wait_for(COMMIT, "the change to be pending", || {
+        (pending(&sb, "nb") > 0).then_some(())
+    });
     let began = Instant::now();
     d.signal(sig);
     assert_eq!(d.wait_exit(COMMIT), Some(0), "exit code after signal {sig}");
     let took = began.elapsed();
-    assert!(took < Duration::from_secs(5), "signal {sig}: exit took {took:?} (debounce is 30 s)");
-    assert_eq!(nb.blob("pending.md").as_deref(), Some("pending\n"), "signal {sig} commits pending changes");
+    assert!(
+        took < Duration::from_secs(5),
+        "signal {sig}: exit took {took:?} (debounce is 30 s)"
+    );
+    assert_eq!(
+        nb.blob("pending.md").as_deref(),
+        Some("pending\n"),
+        "signal {sig} commits pending changes"
+    );
     assert!(!sb.socket.exists(), "the socket file is removed");
     assert_eq!(nb.status_porcelain(), "");
     nb.assert_fsck_clean();
@@ -261,7 +338,10 @@ fn sigterm_right_after_a_write_still_commits_it() {
     let nb = sb.repo("nb");
     nb.write("base.md", "base\n");
     nb.commit_all("base");
-    sb.write_config_text(&config_text(&sb, &[("nb", &nb.path, "debounce = \"30s\"\nmax_delay = \"10m\"")]));
+    sb.write_config_text(&config_text(
+        &sb,
+        &[("nb", &nb.path, "debounce = \"30s\"\nmax_delay = \"10m\"")],
+    ));
     let mut d = sb.start_serving(&["nb"]);
     nb.write("last-second.md", "saved just before shutdown\n");
     d.signal(libc::SIGTERM);
@@ -291,8 +371,15 @@ fn sigterm_with_nothing_pending_does_not_wait_for_a_clients_lock() {
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(COMMIT), Some(0));
     let took = began.elapsed();
-    assert!(took < Duration::from_secs(3), "exit took {took:?} with nothing to commit");
-    assert!(!d.log_text().contains("uncommitted"), "no false warning:\n{}", d.log_text());
+    assert!(
+        took < Duration::from_secs(3),
+        "exit took {took:?} with nothing to commit"
+    );
+    assert!(
+        !d.log_text().contains("uncommitted"),
+        "no false warning:\n{}",
+        d.log_text()
+    );
     assert_eq!(nb.count(), 1);
 }
 
@@ -304,21 +391,40 @@ fn sigterm_with_pending_changes_waits_at_most_lock_timeout_for_a_clients_lock() 
     let nb = sb.repo("nb");
     nb.write("base.md", "base\n");
     nb.commit_all("base");
-    sb.write_config_text(&config_text(&sb, &[("nb", &nb.path, "debounce = \"30s\"\nmax_delay = \"10m\"")]));
+    sb.write_config_text(&config_text(
+        &sb,
+        &[("nb", &nb.path, "debounce = \"30s\"\nmax_delay = \"10m\"")],
+    ));
     let mut d = sb.start_serving(&["nb"]);
     let mut holder = sb.client();
     holder.ok("lock", json!({"notebook": "nb"}));
     nb.write("pending.md", "pending\n");
-    wait_for(COMMIT, "the change to be pending", || (pending(&sb, "nb") > 0).then_some(()));
+    wait_for(COMMIT, "the change to be pending", || {
+        (pending(&sb, "nb") > 0).then_some(())
+    });
     let began = Instant::now();
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(COMMIT), Some(0));
     let took = began.elapsed();
     // lock.timeout is 5 s in config_text.
-    assert!(took >= Duration::from_millis(4500), "the flush waited for the lock ({took:?})");
-    assert!(took < Duration::from_secs(12), "but no longer than lock.timeout ({took:?})");
-    assert!(d.log_text().contains("uncommitted"), "a warning says changes stay uncommitted:\n{}", d.log_text());
-    assert_eq!(nb.blob("pending.md"), None, "nothing committed under a client's lock");
+    assert!(
+        took >= Duration::from_millis(4500),
+        "the flush waited for the lock ({took:?})"
+    );
+    assert!(
+        took < Duration::from_secs(12),
+        "but no longer than lock.timeout ({took:?})"
+    );
+    assert!(
+        d.log_text().contains("uncommitted"),
+        "a warning says changes stay uncommitted:\n{}",
+        d.log_text()
+    );
+    assert_eq!(
+        nb.blob("pending.md"),
+        None,
+        "nothing committed under a client's lock"
+    );
     drop(holder);
     let _d = sb.start_serving(&["nb"]);
     committed(&nb, "pending.md", "pending\n");
@@ -334,7 +440,10 @@ fn config_text(sb: &Sandbox, notebooks: &[(&str, &Path, &str)]) -> String {
         toml_str(&sb.socket)
     );
     for (name, path, extra) in notebooks {
-        text.push_str(&format!("\n[[notebook]]\nname = {name:?}\npath = {}\n{extra}\n", toml_str(path)));
+        text.push_str(&format!(
+            "\n[[notebook]]\nname = {name:?}\npath = {}\n{extra}\n",
+            toml_str(path)
+        ));
     }
     text
 }
@@ -347,7 +456,10 @@ fn sighup_starts_an_added_notebook() {
     two.write("before.md", "made before the reload\n");
     sb.write_config_text(&config_text(&sb, &[("one", &one.path, "")]));
     let d = sb.start_serving(&["one"]);
-    sb.write_config_text(&config_text(&sb, &[("one", &one.path, ""), ("two", &two.path, "")]));
+    sb.write_config_text(&config_text(
+        &sb,
+        &[("one", &one.path, ""), ("two", &two.path, "")],
+    ));
     d.signal(libc::SIGHUP);
     d.wait_serving(&sb, &["one", "two"]);
     committed(&two, "before.md", "made before the reload\n");
@@ -367,11 +479,16 @@ fn sighup_commits_a_removed_notebooks_pending_changes_then_drops_it() {
     two.commit_all("base");
     sb.write_config_text(&config_text(
         &sb,
-        &[("one", &one.path, ""), ("two", &two.path, "debounce = \"30s\"\nmax_delay = \"10m\"")],
+        &[
+            ("one", &one.path, ""),
+            ("two", &two.path, "debounce = \"30s\"\nmax_delay = \"10m\""),
+        ],
     ));
     let d = sb.start_serving(&["one", "two"]);
     two.write("pending.md", "pending at reload\n");
-    wait_for(COMMIT, "two's change to be pending", || (pending(&sb, "two") > 0).then_some(()));
+    wait_for(COMMIT, "two's change to be pending", || {
+        (pending(&sb, "two") > 0).then_some(())
+    });
 
     sb.write_config_text(&config_text(&sb, &[("one", &one.path, "")]));
     d.signal(libc::SIGHUP);
@@ -382,7 +499,9 @@ fn sighup_commits_a_removed_notebooks_pending_changes_then_drops_it() {
     // No longer watched.
     let head = two.head();
     two.write("unwatched.md", "x\n");
-    holds_for(QUIET, "no commit in a removed notebook", || two.head() == head);
+    holds_for(QUIET, "no commit in a removed notebook", || {
+        two.head() == head
+    });
     // The remaining notebook still works.
     one.write("still.md", "still\n");
     committed(&one, "still.md", "still\n");
@@ -400,23 +519,49 @@ fn sighup_keeps_an_unchanged_notebooks_lock_and_pending_changes() {
     let d = sb.start_serving(&["one"]);
 
     let mut holder = sb.client();
-    assert_eq!(holder.ok("lock", json!({"notebook": "one"}))["depth"], json!(1));
+    assert_eq!(
+        holder.ok("lock", json!({"notebook": "one"}))["depth"],
+        json!(1)
+    );
     one.write("held.md", "written under a client's lock\n");
-    wait_for(COMMIT, "the change to be pending", || (pending(&sb, "one") > 0).then_some(()));
+    wait_for(COMMIT, "the change to be pending", || {
+        (pending(&sb, "one") > 0).then_some(())
+    });
 
-    sb.write_config_text(&config_text(&sb, &[("one", &one.path, ""), ("two", &two.path, "")]));
+    sb.write_config_text(&config_text(
+        &sb,
+        &[("one", &one.path, ""), ("two", &two.path, "")],
+    ));
     d.signal(libc::SIGHUP);
     d.wait_serving(&sb, &["one", "two"]);
 
     // The lock survived the reload: another client still times out.
     let mut other = sb.client();
-    other.err("lock", json!({"notebook": "one", "timeout_ms": 300}), "timeout");
+    other.err(
+        "lock",
+        json!({"notebook": "one", "timeout_ms": 300}),
+        "timeout",
+    );
     let st = status(&sb, "one");
-    assert_eq!(st["lock"]["held"], json!(true), "still held after reload: {st}");
-    assert!(st["pending"].as_u64().unwrap() > 0, "pending changes kept: {st}");
-    assert_eq!(one.blob("held.md"), None, "no commit while the client holds the lock");
+    assert_eq!(
+        st["lock"]["held"],
+        json!(true),
+        "still held after reload: {st}"
+    );
+    assert!(
+        st["pending"].as_u64().unwrap() > 0,
+        "pending changes kept: {st}"
+    );
+    assert_eq!(
+        one.blob("held.md"),
+        None,
+        "no commit while the client holds the lock"
+    );
 
-    assert_eq!(holder.ok("unlock", json!({"notebook": "one"}))["depth"], json!(0));
+    assert_eq!(
+        holder.ok("unlock", json!({"notebook": "one"}))["depth"],
+        json!(0)
+    );
     committed(&one, "held.md", "written under a client's lock\n");
     one.assert_fsck_clean();
 }
@@ -434,18 +579,40 @@ fn sighup_changing_a_notebook_held_by_a_client_keeps_it_served() {
     let mut holder = sb.client();
     holder.ok("lock", json!({"notebook": "one"}));
 
-    sb.write_config_text(&config_text(&sb, &[("one", &one.path, "max_delay = \"1m\"")]));
+    sb.write_config_text(&config_text(
+        &sb,
+        &[("one", &one.path, "max_delay = \"1m\"")],
+    ));
     d.signal(libc::SIGHUP);
     d.wait_log("reload", COMMIT);
-    wait_for(Duration::from_secs(20), "the reload to finish (started or failed)", || {
-        let log = d.log_text();
-        (log.contains("started by reload") || log.contains("reload failed")).then_some(())
-    });
-    assert!(!d.log_text().contains("reload failed"), "the reload failed:\n{}", d.log_text());
-    assert_eq!(sb.client().status_names(), ["one"], "the notebook is still served");
-    sb.client().err("lock", json!({"notebook": "one", "timeout_ms": 300}), "timeout");
+    wait_for(
+        Duration::from_secs(20),
+        "the reload to finish (started or failed)",
+        || {
+            let log = d.log_text();
+            (log.contains("started by reload") || log.contains("reload failed")).then_some(())
+        },
+    );
+    assert!(
+        !d.log_text().contains("reload failed"),
+        "the reload failed:\n{}",
+        d.log_text()
+    );
+    assert_eq!(
+        sb.client().status_names(),
+        ["one"],
+        "the notebook is still served"
+    );
+    sb.client().err(
+        "lock",
+        json!({"notebook": "one", "timeout_ms": 300}),
+        "timeout",
+    );
     one.write("after.md", "after the reload\n");
-    assert_eq!(holder.ok("unlock", json!({"notebook": "one"}))["depth"], json!(0));
+    assert_eq!(
+        holder.ok("unlock", json!({"notebook": "one"}))["depth"],
+        json!(0)
+    );
     committed(&one, "after.md", "after the reload\n");
     one.assert_fsck_clean();
 }
@@ -460,12 +627,17 @@ fn an_invalid_config_on_reload_is_logged_and_the_old_one_stays() {
     d.signal(libc::SIGHUP);
     let log = d.wait_log("no_such_key", COMMIT);
     assert!(
-        log.lines().any(|l| l.contains("ERROR") && l.to_lowercase().contains("reload")),
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.to_lowercase().contains("reload")),
         "the failed reload is an error in the log:\n{log}"
     );
     // Over the socket too: the reply says it failed.
     let resp = sb.client().request("reload", json!({}));
-    assert_eq!(resp["ok"], json!(false), "reload of an invalid config fails: {resp}");
+    assert_eq!(
+        resp["ok"],
+        json!(false),
+        "reload of an invalid config fails: {resp}"
+    );
     assert_eq!(sb.client().status_names(), ["one"]);
     one.write("still.md", "still served\n");
     committed(&one, "still.md", "still served\n");
@@ -510,7 +682,10 @@ fn crash_loop(remove_stale_locks: bool) {
     let nb = sb.repo("nb");
     // Some bulk so index writes take a moment and kills can land inside them.
     for i in 0..1500 {
-        nb.write(&format!("bulk/{:02}/f{i}.md", i % 30), &format!("bulk {i}\n"));
+        nb.write(
+            &format!("bulk/{:02}/f{i}.md", i % 30),
+            &format!("bulk {i}\n"),
+        );
     }
     nb.commit_all("bulk");
     sb.write_config("", &[("nb", &nb.path, "")]);
@@ -519,7 +694,11 @@ fn crash_loop(remove_stale_locks: bool) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
         });
     eprintln!("crash test seed: CRASH_SEED={seed}");
     let mut rng = Rng(seed);
@@ -549,7 +728,10 @@ fn crash_loop(remove_stale_locks: bool) {
                         let b = root.join(format!("bulk/{:02}/f{}.md", n % 30, n));
                         std::fs::write(b, format!("bulk edited {i}\n")).unwrap();
                     }
-                    _ => std::fs::write(&path, format!("write {i}\n").repeat(1 + (i % 50) as usize)).unwrap(),
+                    _ => {
+                        std::fs::write(&path, format!("write {i}\n").repeat(1 + (i % 50) as usize))
+                            .unwrap()
+                    }
                 }
                 written.fetch_add(1, Ordering::SeqCst);
                 // The writer's pace (not a synchronisation).
@@ -612,17 +794,28 @@ fn crash_loop(remove_stale_locks: bool) {
             Instant::now() < end,
             "after {kills} kill -9 and a restart, files are not committed{}:\n  {}\nstatus: {}",
             stale_lock_note(&nb),
-            diffs.iter().take(20).cloned().collect::<Vec<_>>().join("\n  "),
+            diffs
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n  "),
             status(&sb, "nb")
         );
         std::thread::sleep(Duration::from_millis(50));
     }
     nb.assert_fsck_clean();
     nb.assert_no_empty_commits();
-    assert!(!nb.path.join(".git/index.lock").exists(), "index.lock left behind");
+    assert!(
+        !nb.path.join(".git/index.lock").exists(),
+        "index.lock left behind"
+    );
     // The index is in step with HEAD again.
     let porcelain = nb.status_porcelain();
-    assert!(porcelain.is_empty(), "git status after recovery: {porcelain}");
+    assert!(
+        porcelain.is_empty(),
+        "git status after recovery: {porcelain}"
+    );
 }
 
 /// Crash safety as issue 3 states it: no manual step after kill -9.
@@ -671,17 +864,32 @@ fn journal_logs_have_no_timestamps_or_colours_and_commits_are_info_naming_the_no
     let log = wait_log_line(&d, |l| l.contains(short) && l.starts_with("<6>"));
     assert!(!log.contains('\x1b'), "no ANSI escapes:\n{log}");
     let timestamp = |l: &str| {
-        let b = l.trim_start_matches(|c| c == '<' || c == '>' || char::is_numeric(c)).as_bytes();
-        b.len() >= 16 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[7] == b'-' && (b[10] == b'T' || b[10] == b' ')
+        let b = l
+            .trim_start_matches(|c| c == '<' || c == '>' || char::is_numeric(c))
+            .as_bytes();
+        b.len() >= 16
+            && b[..4].iter().all(u8::is_ascii_digit)
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && (b[10] == b'T' || b[10] == b' ')
     };
     for line in log.lines() {
         assert!(!timestamp(line), "a timestamp in a journal line: {line}");
     }
     // Commits at info (<6>), naming the notebook, the short id and the file count.
-    let commit_line = log.lines().find(|l| l.contains(short) && l.starts_with("<6>")).unwrap();
-    assert!(commit_line.contains("journalnb"), "the commit line names the notebook: {commit_line}");
+    let commit_line = log
+        .lines()
+        .find(|l| l.contains(short) && l.starts_with("<6>"))
+        .unwrap();
+    assert!(
+        commit_line.contains("journalnb"),
+        "the commit line names the notebook: {commit_line}"
+    );
     let files = nb.commit_paths("HEAD").len();
-    assert!(commit_line.contains(&format!("files={files}")), "the file count ({files}): {commit_line}");
+    assert!(
+        commit_line.contains(&format!("files={files}")),
+        "the file count ({files}): {commit_line}"
+    );
 }
 
 #[test]
@@ -695,7 +903,16 @@ fn plain_logs_to_a_file_have_no_colours_and_commits_are_info_naming_the_notebook
     let head = nb.head().unwrap();
     let short = &head[..7];
     let log = wait_log_line(&d, |l| l.contains(short) && l.contains(" INFO "));
-    assert!(!log.contains('\x1b'), "no ANSI escapes when stderr is not a terminal:\n{log}");
-    let line = log.lines().find(|l| l.contains(short) && l.contains(" INFO ")).unwrap();
-    assert!(line.contains("plainnb"), "the info line names the notebook: {line}");
+    assert!(
+        !log.contains('\x1b'),
+        "no ANSI escapes when stderr is not a terminal:\n{log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains(short) && l.contains(" INFO "))
+        .unwrap();
+    assert!(
+        line.contains("plainnb"),
+        "the info line names the notebook: {line}"
+    );
 }

@@ -59,8 +59,14 @@ impl Sandbox {
         .unwrap();
         let env = vec![
             ("HOME".into(), root.join("home").display().to_string()),
-            ("XDG_CONFIG_HOME".into(), root.join("cfg").display().to_string()),
-            ("XDG_RUNTIME_DIR".into(), root.join("run").display().to_string()),
+            (
+                "XDG_CONFIG_HOME".into(),
+                root.join("cfg").display().to_string(),
+            ),
+            (
+                "XDG_RUNTIME_DIR".into(),
+                root.join("run").display().to_string(),
+            ),
             ("TMPDIR".into(), root.join("tmp").display().to_string()),
             ("GIT_CONFIG_GLOBAL".into(), gitconfig.display().to_string()),
             ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
@@ -172,12 +178,18 @@ impl Daemon {
                 c.set_read_timeout(Some(Duration::from_secs(2))).ok();
                 if c.write_all(b"{\"cmd\":\"ping\"}\n").is_ok() {
                     let mut line = String::new();
-                    if BufReader::new(&c).read_line(&mut line).is_ok() && line.contains("\"ok\":true") {
+                    if BufReader::new(&c).read_line(&mut line).is_ok()
+                        && line.contains("\"ok\":true")
+                    {
                         return;
                     }
                 }
             }
-            assert!(Instant::now() < end, "daemon never became ready\n{}", self.log_text());
+            assert!(
+                Instant::now() < end,
+                "daemon never became ready\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -199,7 +211,11 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < end, "daemon did not exit\n{}", self.log_text());
+            assert!(
+                Instant::now() < end,
+                "daemon did not exit\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -217,7 +233,11 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("--- daemon log ({}) ---\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "--- daemon log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
     }
 }
@@ -374,7 +394,10 @@ impl Client {
 pub fn holds_for(duration: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + duration;
     loop {
-        assert!(cond(), "expected {what} for {duration:?}, but it stopped holding");
+        assert!(
+            cond(),
+            "expected {what} for {duration:?}, but it stopped holding"
+        );
         if Instant::now() >= end {
             return;
         }
@@ -444,9 +467,18 @@ impl Repo {
     /// Paths a commit changed (both sides of renames; `--root` for the first).
     pub fn commit_paths(&self, rev: &str) -> Vec<String> {
         let out = self.git(&[
-            "diff-tree", "--no-commit-id", "--name-only", "-r", "--root", "--no-renames", rev,
+            "diff-tree",
+            "--no-commit-id",
+            "--name-only",
+            "-r",
+            "--root",
+            "--no-renames",
+            rev,
         ]);
-        out.lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+        out.lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect()
     }
 
     /// Every path any commit reachable from any ref ever contained.
@@ -494,10 +526,16 @@ impl Repo {
     /// Files (and symlinks) on disk, relative, skipping `.git` and what `skip` rejects.
     pub fn disk_files(&self, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
         fn walk(root: &Path, dir: &Path, out: &mut Vec<String>, skip: &dyn Fn(&str) -> bool) {
-            let Ok(rd) = std::fs::read_dir(dir) else { return };
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
             for entry in rd.flatten() {
                 let path = entry.path();
-                let rel = path.strip_prefix(root).unwrap().to_string_lossy().to_string();
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
                 if rel == ".git" || skip(&rel) {
                     continue;
                 }
@@ -533,7 +571,9 @@ impl Repo {
         let mut diffs = Vec::new();
         if !disk.is_empty() {
             let mut cmd = Command::new("git");
-            cmd.arg("-C").arg(&self.path).args(["hash-object", "--no-filters", "--stdin-paths"]);
+            cmd.arg("-C")
+                .arg(&self.path)
+                .args(["hash-object", "--no-filters", "--stdin-paths"]);
             for (k, v) in &self.env {
                 cmd.env(k, v);
             }
@@ -603,7 +643,11 @@ impl Repo {
         for r in &rows {
             if let Some(parent) = r.get(2) {
                 if let Some(pt) = tree_of.get(parent) {
-                    assert_ne!(pt, &r[1], "commit {} is empty (same tree as its parent)", r[0]);
+                    assert_ne!(
+                        pt, &r[1],
+                        "commit {} is empty (same tree as its parent)",
+                        r[0]
+                    );
                 }
             } else {
                 let files = self.git(&["ls-tree", "-r", "--name-only", &r[0]]);
