@@ -121,6 +121,8 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         events,
     };
 
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
     let mut started = Vec::new();
     let lock_timeout = config.lock.timeout;
     let starts: Vec<_> = config
@@ -147,9 +149,9 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         return EXIT_FAILURE;
     }
     daemon.registry.replace(started);
-    // Accepting starts only now: a client that connected early waits in the
-    // listen backlog, so a ping answered means the notebooks are open.
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Accept only now: a client that connected while the notebooks opened
+    // waits in the listen backlog instead of being told `not_found` for a
+    // configured notebook (the socket is bound, and the flock held, early).
     let server_task = tokio::spawn(server::serve(socket.clone(), ctx.clone(), shutdown_rx));
     let names = daemon.registry.names();
     sd_notify::notify(&format!(

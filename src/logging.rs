@@ -26,7 +26,11 @@ pub fn init(level: Option<&str>) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let result = if journal {
-        builder.event_format(JournalFormat).try_init()
+        // No ANSI in the journal: the field formatter colours by default.
+        builder
+            .with_ansi(false)
+            .event_format(JournalFormat)
+            .try_init()
     } else {
         builder
             .with_ansi(std::io::stderr().is_terminal())

@@ -184,7 +184,8 @@ struct Shared {
     pending: Mutex<Pending>,
     health: Mutex<Health>,
     paused: AtomicBool,
-    watches: AtomicUsize,
+    /// The watcher's live count of inotify watches (unset without a watcher).
+    watches: std::sync::OnceLock<Arc<AtomicUsize>>,
     events: broadcast::Sender<NotebookEvent>,
     /// Sync state; `None` when sync is off for this notebook.
     sync_health: Mutex<Option<SyncHealth>>,
@@ -270,7 +271,7 @@ impl Notebook {
                 ..Health::default()
             }),
             paused: AtomicBool::new(false),
-            watches: AtomicUsize::new(0),
+            watches: std::sync::OnceLock::new(),
             events,
             sync_health: Mutex::new(config.sync.as_ref().map(|_| SyncHealth {
                 state: "ok".into(),
@@ -292,7 +293,7 @@ impl Notebook {
         })?;
         let watcher = match watcher {
             Ok(w) => {
-                shared.watches.store(w.watch_count(), Ordering::Relaxed);
+                let _ = shared.watches.set(w.watch_counter());
                 Some(w)
             }
             Err(e) => {
@@ -319,8 +320,10 @@ impl Notebook {
             control_rx,
             Some(caught_up_tx),
         ));
-        // The loop answers after its first (catch-up) round, whatever its outcome.
-        let _ = caught_up_rx.await;
+        // The loop answers after its first (catch-up) round, whatever its
+        // outcome. A client may hold the lock already (a notebook restarted
+        // by a reload): wait for that at most lock.timeout; the loop goes on.
+        let _ = tokio::time::timeout(lock_timeout, caught_up_rx).await;
         Ok(Notebook { shared, control })
     }
 
@@ -484,7 +487,7 @@ impl Notebook {
                 "time": rfc3339(c.at),
             })),
             "last_error": health.last_error.clone().or_else(|| health.watch_problem.clone()),
-            "watches": self.shared.watches.load(Ordering::Relaxed),
+            "watches": self.shared.watches.get().map_or(0, |c| c.load(Ordering::Relaxed)),
             "skipped_large": health.skipped_large.iter().map(|(p, size)| json!({
                 "path": p.display().to_string(),
                 "size": size,
@@ -758,26 +761,25 @@ async fn run(
         }
     }
 
-    // Final flush. The watcher stops first and may drop a batch in hand, so
-    // the flush compares the whole work tree with HEAD: nothing is lost.
+    // Final flush. The watcher stops first and may drop a batch in hand, and a
+    // save made just before the stop may still be on its way: compare the
+    // whole work tree with HEAD, as at start. For that check alone wait only
+    // briefly for the lock: a client holding it must not delay the exit for
+    // nothing.
     if let Some(w) = watcher {
         w.stop();
     }
     drain_watch_events(&shared, &mut watch_rx);
-    {
-        let mut pending = shared.pending.lock();
-        pending.rescan = true;
-        pending.touch(Instant::now());
-    }
-    let result = commit_round(
-        shared.clone(),
-        owner,
-        Some(shared.lock_timeout),
-        SyncWork::None,
-    )
-    .await;
+    let known = !shared.pending.lock().is_empty();
+    shared.pending.lock().rescan = true;
+    let wait = if known {
+        shared.lock_timeout
+    } else {
+        shared.lock_timeout.min(Duration::from_secs(1))
+    };
+    let result = commit_round(shared.clone(), owner, Some(wait), SyncWork::None).await;
     settle(&shared, result.commit, &mut backoff);
-    if !shared.pending.lock().is_empty() {
+    if known && !shared.pending.lock().is_empty() {
         tracing::warn!(notebook = %shared.name, "stopping with uncommitted changes; they are committed at the next start");
     }
     git_lock_manager().forget_owner(owner);
@@ -1060,13 +1062,21 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
             for (path, size) in &outcome.skipped_large {
                 tracing::warn!(notebook = %shared.name, path = %path.display(), size, limit = shared.config.max_file_size, "file larger than max_file_size is not committed");
             }
-            // Remember skipped files until a later commit includes them (shrunk or deleted).
-            health.skipped_large.retain(|(p, _)| {
-                !outcome.paths.contains(p) && !outcome.skipped_large.iter().any(|(q, _)| q == p)
-            });
-            health
-                .skipped_large
-                .extend(outcome.skipped_large.iter().cloned());
+            // A file skipped earlier stays reported until it is committed,
+            // shrinks or goes: this round's batch may simply not include it.
+            let mut skipped = outcome.skipped_large.clone();
+            for (path, _) in std::mem::take(&mut health.skipped_large) {
+                if outcome.paths.contains(&path) || skipped.iter().any(|(p, _)| *p == path) {
+                    continue;
+                }
+                match std::fs::symlink_metadata(shared.git.root().join(&path)) {
+                    Ok(m) if m.is_file() && m.len() > shared.config.max_file_size => {
+                        skipped.push((path, m.len()));
+                    }
+                    _ => {}
+                }
+            }
+            health.skipped_large = skipped;
             if let Some(id) = outcome.commit {
                 let id = id.to_string();
                 let short = &id[..id.len().min(8)];

@@ -260,6 +260,12 @@ impl NotebookWatcher {
         self.watch_count.load(Ordering::Relaxed)
     }
 
+    /// The live counter behind [`Self::watch_count`], for a status that
+    /// outlives this handle's borrow.
+    pub fn watch_counter(&self) -> Arc<AtomicUsize> {
+        self.watch_count.clone()
+    }
+
     /// The notebook root this watcher covers.
     pub fn root(&self) -> &Path {
         &self.root

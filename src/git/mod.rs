@@ -217,6 +217,11 @@ impl GitManager {
     /// (linked worktree). The initial branch of a new repository is
     /// `init.defaultBranch` from the user's git config, else `main`.
     pub fn init_or_get_repo(&self, init: bool) -> Result<bool, GitError> {
+        // Opening an existing repository changes nothing: no lock, so a
+        // notebook restarted by a reload while a client holds its lock opens.
+        if self.open().is_ok() {
+            return Ok(false);
+        }
         let _hold = self.hold(LockMode::Exclusive)?;
         match self.open() {
             Ok(_) => Ok(false),

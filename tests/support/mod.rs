@@ -512,3 +512,325 @@ impl Client {
         &self.writer
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers added for the daemon behaviour tests (issue 3).
+
+/// Polls `cond` for the whole of `duration`; panics naming `what` as soon as
+/// it is false. For bounded "nothing happens" observations.
+pub fn holds_for(duration: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + duration;
+    loop {
+        assert!(
+            cond(),
+            "expected {what} for {duration:?}, but it stopped holding"
+        );
+        if Instant::now() >= end {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Sandbox {
+    /// A git repository at `path` (anywhere, e.g. outside /tmp for editor
+    /// tests), initialised with this sandbox's git environment.
+    pub fn repo_at(&self, path: &Path) -> Repo {
+        std::fs::create_dir_all(path).unwrap();
+        let repo = Repo {
+            path: path.canonicalize().unwrap(),
+            env: self.env.clone(),
+        };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo
+    }
+
+    /// A `Repo` handle on an existing work tree (no `git init`).
+    pub fn open_repo(&self, path: &Path) -> Repo {
+        Repo {
+            path: path.canonicalize().unwrap(),
+            env: self.env.clone(),
+        }
+    }
+
+    /// Writes the config file verbatim (atomically).
+    pub fn write_config_text(&self, text: &str) {
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, &self.config).unwrap();
+    }
+}
+
+impl Daemon {
+    /// Waits until the log contains `needle`; returns the whole log.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            let text = self.log_text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out after {timeout:?} waiting for {needle:?} in the daemon log\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Repo {
+    /// Stages everything and commits with the git CLI.
+    pub fn commit_all(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.head().unwrap()
+    }
+
+    /// Paths a commit changed (both sides of renames; `--root` for the first).
+    pub fn commit_paths(&self, rev: &str) -> Vec<String> {
+        let out = self.git(&[
+            "diff-tree",
+            "--no-commit-id",
+            "--name-only",
+            "-r",
+            "--root",
+            "--no-renames",
+            rev,
+        ]);
+        out.lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// Every path any commit reachable from any ref ever contained.
+    pub fn ever_committed(&self) -> std::collections::BTreeSet<String> {
+        if self.head().is_none() {
+            return Default::default();
+        }
+        let out = self.git(&["log", "--all", "--format=", "--name-only", "--no-renames"]);
+        out.lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Paths in HEAD's tree with their modes: (mode, path).
+    pub fn head_tree(&self) -> Vec<(String, String, String)> {
+        if self.head().is_none() {
+            return Vec::new();
+        }
+        let out = self.git_output(&["ls-tree", "-r", "-z", "HEAD"]);
+        assert!(out.status.success());
+        out.stdout
+            .split(|b| *b == 0)
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let e = String::from_utf8_lossy(e);
+                let (meta, path) = e.split_once('\t').unwrap();
+                let mut it = meta.split(' ');
+                let mode = it.next().unwrap().to_string();
+                let _kind = it.next();
+                let oid = it.next().unwrap().to_string();
+                (mode, oid, path.to_string())
+            })
+            .collect()
+    }
+
+    /// Mode of `rel` in HEAD, if present.
+    pub fn head_mode(&self, rel: &str) -> Option<String> {
+        self.head_tree()
+            .into_iter()
+            .find(|(_, _, p)| p == rel)
+            .map(|(m, _, _)| m)
+    }
+
+    /// Files (and symlinks) on disk, relative, skipping `.git` and what `skip` rejects.
+    pub fn disk_files(&self, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>, skip: &dyn Fn(&str) -> bool) {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in rd.flatten() {
+                let path = entry.path();
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                if rel == ".git" || skip(&rel) {
+                    continue;
+                }
+                let Ok(ft) = entry.file_type() else { continue };
+                if ft.is_dir() {
+                    walk(root, &path, out, skip);
+                } else {
+                    out.push(rel);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.path, &self.path, &mut out, skip);
+        out.sort();
+        out
+    }
+
+    /// Differences between the work tree and HEAD, without trusting the
+    /// index: blob ids of HEAD compared with `git hash-object` of the files.
+    /// Empty when everything on disk is committed exactly.
+    pub fn uncommitted(&self, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let head: std::collections::BTreeMap<String, String> = self
+            .head_tree()
+            .into_iter()
+            .filter(|(m, _, _)| m != "120000")
+            .map(|(_, oid, p)| (p, oid))
+            .collect();
+        let disk: Vec<String> = self
+            .disk_files(skip)
+            .into_iter()
+            .filter(|p| !self.path.join(p).is_symlink())
+            .collect();
+        let mut diffs = Vec::new();
+        if !disk.is_empty() {
+            let mut cmd = Command::new("git");
+            cmd.arg("-C")
+                .arg(&self.path)
+                .args(["hash-object", "--no-filters", "--stdin-paths"]);
+            for (k, v) in &self.env {
+                cmd.env(k, v);
+            }
+            let mut child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let input = disk.join("\n") + "\n";
+            let mut stdin = child.stdin.take().unwrap();
+            let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+            let out = child.wait_with_output().unwrap();
+            let _ = writer.join();
+            if !out.status.success() {
+                // A file vanished between the walk and the hash: report, let the caller poll again.
+                return vec!["(work tree changed while hashing)".into()];
+            }
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            for (p, id) in disk.iter().zip(ids) {
+                if head.get(p) != Some(&id) {
+                    diffs.push(format!("{p} (not on HEAD or different)"));
+                }
+            }
+        }
+        for p in head.keys() {
+            if !disk.contains(p) && !skip(p) {
+                diffs.push(format!("{p} (on HEAD but not on disk)"));
+            }
+        }
+        diffs
+    }
+
+    /// Waits until every file on disk equals HEAD.
+    pub fn wait_all_committed(&self, timeout: Duration, skip: &dyn Fn(&str) -> bool) {
+        let end = Instant::now() + timeout;
+        loop {
+            let diffs = self.uncommitted(skip);
+            if diffs.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out after {timeout:?} waiting for every file to be committed; still different:\n  {}",
+                diffs.join("\n  ")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every commit on HEAD changes its tree compared with its first parent.
+    pub fn assert_no_empty_commits(&self) {
+        if self.head().is_none() {
+            return;
+        }
+        let out = self.git(&["log", "--format=%H %T %P"]);
+        let mut tree_of = std::collections::HashMap::new();
+        let rows: Vec<Vec<String>> = out
+            .lines()
+            .map(|l| l.split(' ').map(str::to_string).collect())
+            .collect();
+        for r in &rows {
+            tree_of.insert(r[0].clone(), r[1].clone());
+        }
+        for r in &rows {
+            if let Some(parent) = r.get(2) {
+                if let Some(pt) = tree_of.get(parent) {
+                    assert_ne!(
+                        pt, &r[1],
+                        "commit {} is empty (same tree as its parent)",
+                        r[0]
+                    );
+                }
+            } else {
+                let files = self.git(&["ls-tree", "-r", "--name-only", &r[0]]);
+                assert!(!files.is_empty(), "root commit {} is empty", r[0]);
+            }
+        }
+    }
+
+    /// Waits until HEAD differs from `from`; returns the new HEAD.
+    pub fn wait_head_moves(&self, from: Option<&str>, timeout: Duration) -> String {
+        wait_for(timeout, "HEAD to move", || {
+            let h = self.head();
+            (h.as_deref() != from).then_some(h).flatten()
+        })
+    }
+}
+
+impl Sandbox {
+    /// Starts the daemon and waits until `status` lists every one of
+    /// `names`: the socket answers `ping` while notebooks are still opening
+    /// (and catching up), so `start` alone does not mean they are served.
+    pub fn start_serving(&self, names: &[&str]) -> Daemon {
+        let d = self.start();
+        d.wait_serving(self, names);
+        d
+    }
+}
+
+impl Daemon {
+    /// Waits until `status` lists every one of `names`.
+    pub fn wait_serving(&self, sb: &Sandbox, names: &[&str]) {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let listed = sb.client().status_names();
+            if names.iter().all(|n| listed.iter().any(|l| l == n)) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "status never listed {names:?} (it lists {listed:?})\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Client {
+    /// Names of the notebooks `status` lists.
+    pub fn status_names(&mut self) -> Vec<String> {
+        let resp = self.ok("status", json!({}));
+        resp["notebooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["name"].as_str().map(str::to_string))
+            .collect()
+    }
+}
