@@ -169,6 +169,15 @@ impl Pending {
 struct Batch {
     paths: Vec<PathBuf>,
     rescan: bool,
+    /// When its oldest change arrived, kept across retries for max_delay.
+    first_at: Option<Instant>,
+}
+
+fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// State shared by the loop, the socket server and status.
@@ -958,11 +967,12 @@ async fn commit_round(
         let batch = Batch {
             paths: std::mem::take(&mut pending.paths).into_iter().collect(),
             rescan: std::mem::take(&mut pending.rescan),
+            first_at: pending.first_at.take(),
         };
-        pending.first_at = None;
         pending.last_at = None;
         batch
     };
+    let batch_first_at = batch.first_at;
     let worker = shared.clone();
     let task = tokio::task::spawn_blocking(move || {
         let _hold = guard;
@@ -1002,9 +1012,12 @@ async fn commit_round(
     let commit = match committed {
         Ok(outcome) => {
             if !outcome.recheck.is_empty() {
+                // A file changed while staged: look again, but keep its first
+                // pending time so max_delay still bounds how long it waits.
                 let mut pending = shared.pending.lock();
                 pending.paths.extend(outcome.recheck.iter().cloned());
                 pending.touch(Instant::now());
+                pending.first_at = min_instant(pending.first_at, batch_first_at);
             }
             Round::Done(Box::new(outcome))
         }
@@ -1024,6 +1037,7 @@ fn requeue(shared: &Shared, batch: Batch) {
     pending.paths.extend(batch.paths);
     pending.rescan |= batch.rescan;
     pending.touch(Instant::now());
+    pending.first_at = min_instant(pending.first_at, batch.first_at);
 }
 
 fn commit_batch(shared: &Shared, batch: &Batch) -> Result<AutoCommitOutcome, GitError> {

@@ -818,13 +818,10 @@ fn crash_loop(remove_stale_locks: bool) {
     );
 }
 
-/// Crash safety as issue 3 states it: no manual step after kill -9.
-/// Fails today when a kill lands inside libgit2's index write: the partial
-/// `.git/index.lock` it leaves is treated like another process's lock and
-/// retried forever (see `a_stale_index_lock_left_by_our_own_crash...` in
-/// daemon_behaviour.rs).
+/// Crash safety as issue 3 states it: no manual step after kill -9, even
+/// when a kill lands inside libgit2's index write and leaves a partial
+/// `.git/index.lock` (the crash marker proves it is ours; see src/recovery.rs).
 #[test]
-#[ignore = "stale index.lock after gitlockd's own kill -9 wedges auto-commit: not handled yet (being implemented)"]
 fn kill_9_at_random_moments_loses_nothing_and_needs_no_manual_step() {
     crash_loop(false);
 }
