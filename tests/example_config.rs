@@ -68,7 +68,9 @@ fn key_lines(text: &str) -> Vec<(String, String, bool)> {
             }
             continue;
         }
-        let Some((key, _)) = body.split_once('=') else { continue };
+        let Some((key, _)) = body.split_once('=') else {
+            continue;
+        };
         let key = key.trim();
         if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             out.push((table.clone(), key.to_string(), commented));
@@ -88,7 +90,10 @@ fn example_shows_every_key() {
         );
     }
     // Every key line is explained: the file has a comment on or above it.
-    for line in text.lines().filter(|l| l.contains(" = ") && !l.trim_start().starts_with('#')) {
+    for line in text
+        .lines()
+        .filter(|l| l.contains(" = ") && !l.trim_start().starts_with('#'))
+    {
         let key = line.split('=').next().unwrap().trim();
         let explained = line.contains('#')
             || ["name", "path", "init"].contains(&key)
@@ -115,8 +120,14 @@ fn example_passes_check_config_and_shows_the_real_defaults() {
     );
     let demo = copy.parent().unwrap().join("demo-notebook");
     assert!(stdout.contains("notebook \"demo\""), "{stdout}");
-    assert!(stdout.contains(demo.to_str().unwrap()), "path not resolved next to the file:\n{stdout}");
-    assert!(!demo.exists(), "check-config must start nothing, not even init");
+    assert!(
+        stdout.contains(demo.to_str().unwrap()),
+        "path not resolved next to the file:\n{stdout}"
+    );
+    assert!(
+        !demo.exists(),
+        "check-config must start nothing, not even init"
+    );
 
     // The values the example sets are the built-in defaults: the example
     // loads to the same settings as a file holding only its notebook.
@@ -128,8 +139,14 @@ fn example_passes_check_config_and_shows_the_real_defaults() {
     )
     .unwrap();
     let bare = config::load(&bare).unwrap();
-    assert_eq!(example.lock, bare.lock, "[lock] values differ from the defaults");
-    assert_eq!(example.notebooks, bare.notebooks, "[defaults] values differ from the defaults");
+    assert_eq!(
+        example.lock, bare.lock,
+        "[lock] values differ from the defaults"
+    );
+    assert_eq!(
+        example.notebooks, bare.notebooks,
+        "[defaults] values differ from the defaults"
+    );
     assert_eq!(example.socket, bare.socket);
     assert_eq!(example.notebooks[0].path, demo);
     assert!(example.notebooks[0].init);
@@ -165,7 +182,10 @@ fn example_with_every_commented_key_enabled_is_valid() {
     assert_eq!(cfg.socket, socket);
     let nb = &cfg.notebooks[0];
     assert_eq!(nb.author_name.as_deref(), Some("..."));
-    assert!(nb.sync.is_some(), "the [notebook.sync] example was not enabled:\n{text}");
+    assert!(
+        nb.sync.is_some(),
+        "the [notebook.sync] example was not enabled:\n{text}"
+    );
 }
 
 #[test]
@@ -193,7 +213,10 @@ fn example_works_out_of_the_box() {
             .is_some_and(|a| a.iter().any(|n| n["name"] == "demo"));
         up.then_some(())
     });
-    assert!(demo.join(".git").is_dir(), "demo-notebook was not created as a git repo");
+    assert!(
+        demo.join(".git").is_dir(),
+        "demo-notebook was not created as a git repo"
+    );
     let repo = Repo {
         path: demo.clone(),
         env: sb.env.clone(),
@@ -204,9 +227,11 @@ fn example_works_out_of_the_box() {
     let debounce = config::load(&copy).unwrap().notebooks[0].debounce;
     assert_eq!(debounce, Duration::from_millis(500));
     std::fs::write(demo.join("hello.md"), "# Hello\n").unwrap();
-    support::wait_for(debounce + Duration::from_secs(15), "hello.md committed", || {
-        (repo.blob("hello.md").as_deref() == Some("# Hello\n")).then_some(())
-    });
+    support::wait_for(
+        debounce + Duration::from_secs(15),
+        "hello.md committed",
+        || (repo.blob("hello.md").as_deref() == Some("# Hello\n")).then_some(()),
+    );
     let subject = repo.git(&["log", "-1", "--format=%s"]);
     assert!(subject.starts_with("gitlockd: "), "subject {subject:?}");
     assert_eq!(repo.status_porcelain(), "");
@@ -218,7 +243,11 @@ fn example_works_out_of_the_box() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(log.status.success(), "{}", String::from_utf8_lossy(&log.stderr));
+    assert!(
+        log.status.success(),
+        "{}",
+        String::from_utf8_lossy(&log.stderr)
+    );
     assert!(String::from_utf8_lossy(&log.stdout).contains("hello.md"));
 
     daemon.signal(libc::SIGTERM);

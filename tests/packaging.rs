@@ -26,7 +26,8 @@ const FILES: &[&str] = &[
 ];
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -50,15 +51,21 @@ fn build_deb(out_dir: &Path) -> PathBuf {
         .arg(out_dir)
         .env("DEB_COMPRESS", "gzip"));
     let deb = PathBuf::from(stdout(&out).trim());
-    assert!(deb.is_file(), "build-deb.sh printed {deb:?}, which is not a file");
+    assert!(
+        deb.is_file(),
+        "build-deb.sh printed {deb:?}, which is not a file"
+    );
     deb
 }
 
 /// `Field: value` pairs of `dpkg-deb --field`.
 fn field(deb: &Path, name: &str) -> String {
-    stdout(&run(Command::new("dpkg-deb").arg("--field").arg(deb).arg(name)))
-        .trim()
-        .to_string()
+    stdout(&run(Command::new("dpkg-deb")
+        .arg("--field")
+        .arg(deb)
+        .arg(name)))
+    .trim()
+    .to_string()
 }
 
 /// The Debian packages providing the binary's shared libraries (DT_NEEDED,
@@ -67,7 +74,9 @@ fn library_packages() -> BTreeSet<String> {
     let ldd = stdout(&run(Command::new("ldd").arg(bin())));
     let mut pkgs = BTreeSet::new();
     for line in ldd.lines() {
-        let Some((_, rest)) = line.split_once("=> ") else { continue };
+        let Some((_, rest)) = line.split_once("=> ") else {
+            continue;
+        };
         let lib = rest.split_whitespace().next().unwrap();
         let real = std::fs::canonicalize(lib).unwrap();
         // dpkg -S knows a path as shipped; try it and its merged-/usr twin.
@@ -112,8 +121,15 @@ fn deb_package_has_every_file_and_correct_control_fields() {
             .lines()
             .find(|l| l.ends_with(&format!("./{file}")))
             .unwrap_or_else(|| panic!("{file} missing from the package:\n{contents}"));
-        assert!(line.contains("root/root"), "{file} not owned by root: {line}");
-        let want = if *file == "usr/bin/gitlockd" { "-rwxr-xr-x" } else { "-rw-r--r--" };
+        assert!(
+            line.contains("root/root"),
+            "{file} not owned by root: {line}"
+        );
+        let want = if *file == "usr/bin/gitlockd" {
+            "-rwxr-xr-x"
+        } else {
+            "-rw-r--r--"
+        };
         assert!(line.starts_with(want), "{file} should be {want}: {line}");
     }
     let files = contents.lines().filter(|l| l.starts_with('-')).count();
@@ -145,7 +161,10 @@ fn deb_package_has_every_file_and_correct_control_fields() {
 
     // Unpack and use what was packaged.
     let root = dir.path().join("root");
-    run(Command::new("dpkg-deb").arg("--extract").arg(&deb).arg(&root));
+    run(Command::new("dpkg-deb")
+        .arg("--extract")
+        .arg(&deb)
+        .arg(&root));
     let packaged = root.join("usr/bin/gitlockd");
     let v = stdout(&run(Command::new(&packaged).arg("--version")));
     assert_eq!(v.trim(), format!("gitlockd {version}"));
@@ -157,7 +176,9 @@ fn deb_package_has_every_file_and_correct_control_fields() {
         std::fs::read(root.join("usr/share/doc/gitlockd/config.example.toml")).unwrap(),
         std::fs::read(Path::new(ROOT).join("config.example.toml")).unwrap()
     );
-    let man = run(Command::new("gzip").arg("-dc").arg(root.join("usr/share/man/man1/gitlockd.1.gz")));
+    let man = run(Command::new("gzip")
+        .arg("-dc")
+        .arg(root.join("usr/share/man/man1/gitlockd.1.gz")));
     assert_eq!(stdout(&man), stdout(&run(Command::new(bin()).arg("man"))));
     for (shell, path) in [
         ("bash", "usr/share/bash-completion/completions/gitlockd"),
@@ -177,13 +198,21 @@ fn deb_package_has_every_file_and_correct_control_fields() {
         .current_dir(&root)
         .stdin(std::fs::File::open(control_file(&deb, dir.path(), "md5sums")).unwrap())
         .arg("-"));
-    assert_eq!(stdout(&sums).lines().count(), FILES.len(), "{}", stdout(&sums));
+    assert_eq!(
+        stdout(&sums).lines().count(),
+        FILES.len(),
+        "{}",
+        stdout(&sums)
+    );
 }
 
 /// Extracts DEBIAN/`name` from the package.
 fn control_file(deb: &Path, scratch: &Path, name: &str) -> PathBuf {
     let ctrl = scratch.join("control");
-    run(Command::new("dpkg-deb").arg("--control").arg(deb).arg(&ctrl));
+    run(Command::new("dpkg-deb")
+        .arg("--control")
+        .arg(deb)
+        .arg(&ctrl));
     ctrl.join(name)
 }
 
@@ -201,5 +230,9 @@ fn build_deb_refuses_a_missing_binary() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an executable"));
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }

@@ -35,7 +35,10 @@ fn systemd_analyze() -> Option<PathBuf> {
 fn unit_copy(dir: &Path, text: &str) -> PathBuf {
     let exec = format!("ExecStart=\"{}\" ", bin().display());
     let patched = text.replace("ExecStart=/usr/bin/gitlockd ", &exec);
-    assert_ne!(patched, text, "the unit's ExecStart should start with /usr/bin/gitlockd");
+    assert_ne!(
+        patched, text,
+        "the unit's ExecStart should start with /usr/bin/gitlockd"
+    );
     let path = dir.join("gitlockd.service");
     std::fs::write(&path, patched).unwrap();
     path
@@ -46,7 +49,9 @@ fn verify(analyze: &Path, unit: &Path) -> (bool, String) {
     let runtime = tempfile::tempdir().unwrap();
     std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut cmd = Command::new(analyze);
-    cmd.args(["--user", "--man=no", "verify"]).arg(unit).env_clear();
+    cmd.args(["--user", "--man=no", "verify"])
+        .arg(unit)
+        .env_clear();
     for key in ["PATH", "HOME", "USER", "LANG"] {
         if let Some(v) = std::env::var_os(key) {
             cmd.env(key, v);
@@ -132,7 +137,11 @@ fn unit_has_the_promised_settings() {
         ("WantedBy", "default.target"),
     ];
     for (key, value) in want {
-        assert_eq!(setting(&text, key).as_deref(), Some(value), "{key}= in {UNIT}");
+        assert_eq!(
+            setting(&text, key).as_deref(),
+            Some(value),
+            "{key}= in {UNIT}"
+        );
     }
     // Options that need mount namespaces in a user manager (so unprivileged
     // user namespaces) or that could hide the user's notebooks stay out.
@@ -146,7 +155,11 @@ fn unit_has_the_promised_settings() {
         "InaccessiblePaths",
         "TemporaryFileSystem",
     ] {
-        assert_eq!(setting(&text, key), None, "{key}= must not be set in {UNIT}");
+        assert_eq!(
+            setting(&text, key),
+            None,
+            "{key}= must not be set in {UNIT}"
+        );
     }
     // Stopping commits everything pending, waiting up to lock.timeout for a
     // held lock: systemd must not SIGKILL the daemon before that.
@@ -190,7 +203,10 @@ fn fields(msg: &str) -> Vec<(&str, &str)> {
 }
 
 fn field<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
-    fields(msg).into_iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    fields(msg)
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
 }
 
 /// Nothing else queued on the socket.
@@ -219,7 +235,11 @@ fn ping_once(socket: &Path) -> bool {
 }
 
 fn expect_ready(msg: &str, notebooks: usize) {
-    assert_eq!(field(msg, "READY"), Some("1"), "expected READY=1, got {msg:?}");
+    assert_eq!(
+        field(msg, "READY"),
+        Some("1"),
+        "expected READY=1, got {msg:?}"
+    );
     assert_eq!(
         field(msg, "STATUS"),
         Some(format!("watching {notebooks} notebook(s)").as_str()),
@@ -241,7 +261,10 @@ fn notifications_on_start_reload_and_stop() {
     // Start: READY=1 once the control socket serves and the notebook is watched.
     let ready = next_message(&notify, Duration::from_secs(20), "READY=1 after start");
     expect_ready(&ready, 1);
-    assert!(ping_once(&sb.socket), "READY=1 sent before the socket answers ping");
+    assert!(
+        ping_once(&sb.socket),
+        "READY=1 sent before the socket answers ping"
+    );
     assert_eq!(sb.client().status_of("nb1")["name"], "nb1");
     assert_drained(&notify);
 
@@ -274,7 +297,10 @@ fn notifications_on_start_reload_and_stop() {
     daemon.signal(libc::SIGHUP);
     let reloading = next_message(&notify, Duration::from_secs(20), "RELOADING=1 (bad config)");
     assert_eq!(field(&reloading, "RELOADING"), Some("1"), "{reloading:?}");
-    assert!(field(&reloading, "MONOTONIC_USEC").is_some(), "{reloading:?}");
+    assert!(
+        field(&reloading, "MONOTONIC_USEC").is_some(),
+        "{reloading:?}"
+    );
     let ready = next_message(&notify, Duration::from_secs(20), "READY=1 (bad config)");
     expect_ready(&ready, 2);
     assert!(ping_once(&sb.socket));
@@ -283,13 +309,20 @@ fn notifications_on_start_reload_and_stop() {
     // socket file goes away and the exit code is 0.
     nb2.write("last.md", "written just before stop\n");
     support::wait_for(Duration::from_secs(10), "nb2 has a pending change", || {
-        (sb.client().status_of("nb2")["pending"].as_u64().unwrap_or(0) > 0).then_some(())
+        (sb.client().status_of("nb2")["pending"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0)
+        .then_some(())
     });
     daemon.signal(libc::SIGTERM);
     let stopping = next_message(&notify, Duration::from_secs(20), "STOPPING=1 after SIGTERM");
     assert_eq!(field(&stopping, "STOPPING"), Some("1"), "{stopping:?}");
     assert_eq!(daemon.wait_exit(Duration::from_secs(40)), Some(0));
-    assert!(!sb.socket.exists(), "the control socket should be removed on exit");
+    assert!(
+        !sb.socket.exists(),
+        "the control socket should be removed on exit"
+    );
     assert_eq!(
         nb2.blob("last.md").as_deref(),
         Some("written just before stop\n"),
@@ -361,7 +394,15 @@ fn stop_with_a_held_lock_ends_within_the_units_stop_timeout() {
     let mut daemon = sb.start();
 
     let mut holder = sb
-        .command(&["--socket", sb.socket.to_str().unwrap(), "lock", "nb", "--", "sleep", "120"])
+        .command(&[
+            "--socket",
+            sb.socket.to_str().unwrap(),
+            "lock",
+            "nb",
+            "--",
+            "sleep",
+            "120",
+        ])
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -370,9 +411,17 @@ fn stop_with_a_held_lock_ends_within_the_units_stop_timeout() {
     });
     nb.write("blocked.md", "waits for the lock\n");
     // Let the auto-commit round start and queue for the lock.
-    support::wait_for(Duration::from_secs(10), "an auto-commit waits for the lock", || {
-        (sb.client().status_of("nb")["lock"]["waiters"].as_u64().unwrap_or(0) > 0).then_some(())
-    });
+    support::wait_for(
+        Duration::from_secs(10),
+        "an auto-commit waits for the lock",
+        || {
+            (sb.client().status_of("nb")["lock"]["waiters"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0)
+            .then_some(())
+        },
+    );
 
     let start = Instant::now();
     daemon.signal(libc::SIGTERM);
@@ -381,9 +430,8 @@ fn stop_with_a_held_lock_ends_within_the_units_stop_timeout() {
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(code, Some(0));
-    let budget = unit_timeout_stop().mul_f64(
-        lock_timeout.as_secs_f64() / gitlockd::config::DEFAULT_LOCK_TIMEOUT.as_secs_f64(),
-    );
+    let budget = unit_timeout_stop()
+        .mul_f64(lock_timeout.as_secs_f64() / gitlockd::config::DEFAULT_LOCK_TIMEOUT.as_secs_f64());
     assert!(
         took < budget,
         "stopping took {took:?} with lock.timeout={lock_timeout:?}; the unit's TimeoutStopSec \
@@ -410,5 +458,10 @@ fn change_made_just_before_sigterm_is_committed() {
     std::thread::sleep(Duration::from_millis(20));
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(40)), Some(0));
-    assert_eq!(nb.blob("late.md").as_deref(), Some("late\n"), "{}", daemon.log_text());
+    assert_eq!(
+        nb.blob("late.md").as_deref(),
+        Some("late\n"),
+        "{}",
+        daemon.log_text()
+    );
 }
