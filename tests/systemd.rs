@@ -46,6 +46,11 @@ fn unit_copy(dir: &Path, text: &str) -> PathBuf {
 
 /// Runs `systemd-analyze --user --man=no verify UNIT`; returns (success, all output).
 fn verify(analyze: &Path, unit: &Path) -> (bool, String) {
+    verify_with_home(analyze, unit, None)
+}
+
+/// [`verify`] with HOME (what `%h` expands to) set to `home`.
+fn verify_with_home(analyze: &Path, unit: &Path, home: Option<&Path>) -> (bool, String) {
     let runtime = tempfile::tempdir().unwrap();
     std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut cmd = Command::new(analyze);
@@ -56,6 +61,9 @@ fn verify(analyze: &Path, unit: &Path) -> (bool, String) {
         if let Some(v) = std::env::var_os(key) {
             cmd.env(key, v);
         }
+    }
+    if let Some(home) = home {
+        cmd.env("HOME", home);
     }
     let out = cmd
         .env("XDG_RUNTIME_DIR", runtime.path())
@@ -96,6 +104,28 @@ fn unit_passes_systemd_analyze_verify_without_output() {
         output.contains("NoSuchSetting"),
         "systemd-analyze should warn about an unknown key; output:\n{output}"
     );
+}
+
+#[test]
+fn unit_edited_for_cargo_install_verifies() {
+    // What docs/ship-notes.md tells a `cargo install` user to do: ExecStart
+    // at %h/.cargo/bin/gitlockd. Verified with a HOME holding that binary.
+    let Some(analyze) = systemd_analyze() else {
+        println!("SKIPPED: systemd-analyze is not installed");
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".cargo/bin")).unwrap();
+    std::os::unix::fs::symlink(bin(), home.path().join(".cargo/bin/gitlockd")).unwrap();
+    let text = unit_text().replace(
+        "ExecStart=/usr/bin/gitlockd ",
+        "ExecStart=%h/.cargo/bin/gitlockd ",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("gitlockd.service");
+    std::fs::write(&unit, text).unwrap();
+    let (ok, output) = verify_with_home(&analyze, &unit, Some(home.path()));
+    assert!(ok && output.trim().is_empty(), "ok={ok}, output:\n{output}");
 }
 
 /// `Key=value` lines of the unit (comments skipped), in order.
@@ -392,6 +422,14 @@ fn stop_with_a_held_lock_ends_within_the_units_stop_timeout() {
         .replace("timeout = \"5s\"", "timeout = \"4s\"");
     std::fs::write(&sb.config, text).unwrap();
     let mut daemon = sb.start();
+    // The socket answers while notebooks still open.
+    support::wait_for(Duration::from_secs(20), "nb listed in status", || {
+        let resp = sb.client().request("status", serde_json::json!({}));
+        resp["notebooks"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n["name"] == "nb"))
+            .then_some(())
+    });
 
     let mut holder = sb
         .command(&[
@@ -463,5 +501,80 @@ fn change_made_just_before_sigterm_is_committed() {
         Some("late\n"),
         "{}",
         daemon.log_text()
+    );
+}
+
+/// Runs the daemon with stderr in a file and JOURNAL_STREAM naming that very
+/// file (as systemd does for the journal); SIGHUP with a broken config (an
+/// error), then SIGTERM. Returns the log text.
+fn run_under_fake_journal() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let sb = Sandbox::new();
+    let nb = sb.repo("nb");
+    sb.write_config("", &[("nb", &nb.path, "")]);
+    let log = sb.root.join("journal.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let meta = file.metadata().unwrap();
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    let child = sb
+        .command(&["--config", sb.config.to_str().unwrap()])
+        .env("JOURNAL_STREAM", stream)
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let mut daemon = support::Daemon {
+        child,
+        log: log.clone(),
+    };
+    daemon.wait_ready(&sb);
+    support::wait_for(Duration::from_secs(10), "ready logged", || {
+        daemon
+            .log_text()
+            .contains("gitlockd is ready")
+            .then_some(())
+    });
+    std::fs::write(&sb.config, "not = = toml\n").unwrap();
+    daemon.signal(libc::SIGHUP);
+    support::wait_for(Duration::from_secs(10), "reload error logged", || {
+        daemon.log_text().contains("reload failed").then_some(())
+    });
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(40)), Some(0));
+    daemon.log_text()
+}
+
+#[test]
+fn journal_log_lines_have_priorities_and_no_timestamps() {
+    let text = run_under_fake_journal();
+    let ready = text
+        .lines()
+        .find(|l| l.contains("gitlockd is ready"))
+        .unwrap();
+    assert!(ready.starts_with("<6>gitlockd is ready"), "{ready:?}");
+    let failed = text.lines().find(|l| l.contains("reload failed")).unwrap();
+    assert!(failed.starts_with("<3>"), "{failed:?}");
+    // Every line starts a new record with a priority, or continues a
+    // multi-line message; no timestamps (the journal adds its own).
+    assert!(
+        !text.contains("Z  INFO"),
+        "timestamped lines in journal mode:\n{text}"
+    );
+}
+
+/// Known daemon bug (reported, not fixed here): in journal mode the
+/// key=value fields carry ANSI escapes (italic keys, dimmed `=`), because
+/// src/logging.rs only calls `.with_ansi(..)` on the non-journal branch and
+/// tracing-subscriber's default is ANSI on. journalctl then shows
+/// `ESC[3mnotebookESC[0mESC[2m=ESC[0mdemo`. Fix: `.with_ansi(false)` before
+/// `.event_format(JournalFormat)`.
+#[test]
+#[ignore = "daemon bug: ANSI escapes in journal-mode log fields"]
+fn journal_log_lines_have_no_ansi_escapes() {
+    let text = run_under_fake_journal();
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escapes in journal output:\n{text:?}"
     );
 }
