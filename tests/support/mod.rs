@@ -137,6 +137,12 @@ impl Sandbox {
     }
 
     pub fn spawn(&self, extra_env: &[(&str, &str)]) -> Daemon {
+        self.spawn_in(None, extra_env)
+    }
+
+    /// Like [`Sandbox::spawn`], with the daemon's working directory set to
+    /// `cwd` (None: inherit the test's).
+    pub fn spawn_in(&self, cwd: Option<&Path>, extra_env: &[(&str, &str)]) -> Daemon {
         let log = self.root.join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -149,6 +155,9 @@ impl Sandbox {
         cmd.env("RUST_LOG", "info,gitlockd=debug");
         for (k, v) in extra_env {
             cmd.env(k, v);
+        }
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
         }
         let child = cmd
             .stdin(Stdio::null())
