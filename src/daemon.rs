@@ -42,10 +42,14 @@ pub fn run(options: DaemonOptions) -> i32 {
     let config = match config::load(&options.config_path) {
         Ok(c) => c,
         Err(errors) => {
-            eprintln!(
-                "gitlockd: invalid config {}:\n{errors}",
+            // One event per error, so each reaches the journal at error priority.
+            tracing::error!(
+                "invalid config {}; nothing started",
                 options.config_path.display()
             );
+            for error in &errors.0 {
+                tracing::error!("  {error}");
+            }
             return EXIT_CONFIG;
         }
     };
@@ -91,12 +95,10 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         Ok(s) => Arc::new(s),
         Err(e @ BindError::AlreadyRunning(_)) => {
             tracing::error!("{e}");
-            eprintln!("gitlockd: {e}");
             return EXIT_FAILURE;
         }
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("gitlockd: {e}");
             return EXIT_FAILURE;
         }
     };
@@ -142,7 +144,6 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
     if !failures.is_empty() {
         for message in &failures {
             tracing::error!("{message}");
-            eprintln!("gitlockd: {message}");
         }
         stop_all(started).await;
         socket.remove_file();

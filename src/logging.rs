@@ -1,8 +1,9 @@
 //! Log output: tracing to stderr, journal-friendly under systemd.
 //!
-//! When stderr is the journal (`JOURNAL_STREAM` set, as systemd does), lines
-//! carry no timestamp (the journal adds its own) and no colours, and start
-//! with a `<N>` syslog priority so `journalctl -p warning` works.
+//! When `JOURNAL_STREAM` is set (as systemd does), lines carry no timestamp
+//! (the journal adds its own) and no colours; when it names stderr itself,
+//! they also start with a `<N>` syslog priority so `journalctl -p warning`
+//! works.
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -21,15 +22,24 @@ pub fn init(level: Option<&str>) {
         None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
     }
     .unwrap_or_else(|_| EnvFilter::new("info"));
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some_and(|v| !v.is_empty());
+    let journal = stderr_is_journal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let announced = std::env::var_os("JOURNAL_STREAM").is_some_and(|v| !v.is_empty());
     let result = if journal {
         // No ANSI in the journal: the field formatter colours by default.
         builder
             .with_ansi(false)
             .event_format(JournalFormat)
+            .try_init()
+    } else if announced {
+        // Under a service manager, but stderr is not that stream (redirected):
+        // still no timestamps (the manager stamps lines) and no colours.
+        builder
+            .with_ansi(false)
+            .with_target(false)
+            .without_time()
             .try_init()
     } else {
         builder
@@ -39,6 +49,29 @@ pub fn init(level: Option<&str>) {
     };
     // A second init (tests) keeps the first subscriber; nothing to report.
     let _ = result;
+}
+
+/// Whether stderr is the journal stream systemd announced in `JOURNAL_STREAM`
+/// (`<device>:<inode>`). A shell that merely inherited the variable keeps the
+/// normal format, so journal-style lines never end up in a terminal.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    std::fs::File::from(fd)
+        .metadata()
+        .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
 /// `<priority>message key=value` lines, as sd-daemon(3) describes.

@@ -684,6 +684,8 @@ async fn run(
     let mut backoff = Backoff::new();
     let mut flush_waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut stop_waiter: Option<oneshot::Sender<()>> = None;
+    // One budget of lock.timeout for the whole stop: the round in flight and the final flush.
+    let mut stop_deadline: Option<Instant> = None;
     let mut sync = SyncSchedule::new(shared.config.sync.as_ref());
 
     loop {
@@ -750,6 +752,7 @@ async fn run(
                 Some(Control::Sync(tx)) => sync.waiting.push(tx),
                 Some(Control::Stop(tx)) => {
                     stop_waiter = Some(tx);
+                    stop_deadline = Some(Instant::now() + shared.lock_timeout);
                     match round.take() {
                         // Let the round in flight finish, bounded by lock.timeout.
                         Some(r) => {
@@ -781,10 +784,13 @@ async fn run(
     drain_watch_events(&shared, &mut watch_rx);
     let known = !shared.pending.lock().is_empty();
     shared.pending.lock().rescan = true;
+    let budget = stop_deadline
+        .map(|d| d.saturating_duration_since(Instant::now()))
+        .unwrap_or(shared.lock_timeout);
     let wait = if known {
-        shared.lock_timeout
+        budget
     } else {
-        shared.lock_timeout.min(Duration::from_secs(1))
+        budget.min(Duration::from_secs(1))
     };
     let result = commit_round(shared.clone(), owner, Some(wait), SyncWork::None).await;
     settle(&shared, result.commit, &mut backoff);

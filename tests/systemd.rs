@@ -486,7 +486,6 @@ fn stop_with_a_held_lock_ends_within_the_units_stop_timeout() {
 /// start, so nothing is lost, but the spec says SIGTERM commits everything
 /// pending. Run with `cargo test --test systemd -- --ignored`.
 #[test]
-#[ignore = "daemon bug: the watcher's last batch is not flushed on SIGTERM"]
 fn change_made_just_before_sigterm_is_committed() {
     let sb = Sandbox::new();
     let nb = sb.repo("nb");
@@ -570,7 +569,6 @@ fn journal_log_lines_have_priorities_and_no_timestamps() {
 /// `ESC[3mnotebookESC[0mESC[2m=ESC[0mdemo`. Fix: `.with_ansi(false)` before
 /// `.event_format(JournalFormat)`.
 #[test]
-#[ignore = "daemon bug: ANSI escapes in journal-mode log fields"]
 fn journal_log_lines_have_no_ansi_escapes() {
     let text = run_under_fake_journal();
     assert!(
