@@ -402,11 +402,15 @@ fn commit_index(
         .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
         .map_err(git_err(repo, "listing the commit's changes"))?;
     if let Some(scope) = scope {
+        // `p` is in scope when it or one of its ancestors is a scope path: a
+        // set lookup per ancestor, not a scan of the scope per path (that was
+        // quadratic: 2,000 new files took 1.4 s, 82% in Path::starts_with).
+        let in_scope: BTreeSet<&Path> = scope.iter().map(PathBuf::as_path).collect();
         let foreign: BTreeSet<PathBuf> = diff
             .deltas()
             .flat_map(|d| [d.old_file().path(), d.new_file().path()])
             .flatten()
-            .filter(|p| !scope.iter().any(|r| p.starts_with(r)))
+            .filter(|p| !p.ancestors().any(|a| in_scope.contains(a)))
             .map(Path::to_path_buf)
             .collect();
         if !foreign.is_empty() {
