@@ -424,20 +424,22 @@ impl Daemon {
         proc_status_kb(self.pid(), field)
     }
 
-    /// Voluntary + involuntary context switches summed over all threads: wake-ups.
-    pub fn context_switches(&self) -> u64 {
-        let mut total = 0;
+    /// Voluntary + involuntary context switches per thread id: wake-ups.
+    pub fn context_switches(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) {
             for t in tasks.flatten() {
                 let text = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+                let mut n = 0;
                 for line in text.lines() {
                     if line.starts_with("voluntary_ctxt_switches:") || line.starts_with("nonvoluntary_ctxt_switches:") {
-                        total += line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                        n += line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
                     }
                 }
+                out.insert(t.file_name().to_string_lossy().into_owned(), n);
             }
         }
-        total
+        out
     }
 
     pub fn threads(&self) -> usize {
