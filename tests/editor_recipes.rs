@@ -1,0 +1,98 @@
+//! The README's editor recipes (editors/gitlockd.vim, editors/gitlockd.lua),
+//! run for real in headless Vim and Neovim against a running daemon. An
+//! editor that is not installed is skipped with a note.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::{Repo, Sandbox};
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| d.join(program).is_file())
+    })
+}
+
+fn recipe(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("editors").join(name)
+}
+
+/// PATH with the binary under test first, so the recipe's `gitlockd` is it.
+fn path_with_gitlockd() -> String {
+    let bin_dir = support::bin().parent().unwrap().to_path_buf();
+    let rest = std::env::var("PATH").unwrap_or_default();
+    format!("{}:{rest}", bin_dir.display())
+}
+
+/// A daemon with a long debounce, so only the editor's command can commit.
+fn setup() -> (Sandbox, Repo, support::Daemon) {
+    let sb = Sandbox::new();
+    let nb = sb.repo("nb");
+    nb.write("base.md", "base\n");
+    nb.git(&["add", "-A"]);
+    nb.git(&["commit", "-q", "-m", "base"]);
+    sb.write_config(
+        "",
+        &[("nb", &nb.path, "debounce = \"1h\"\nmax_delay = \"1h\"")],
+    );
+    let d = sb.start();
+    nb.write("note.md", "edited in an editor\n");
+    (sb, nb, d)
+}
+
+fn run_editor(sb: &Sandbox, mut cmd: Command) {
+    for (k, v) in &sb.env {
+        cmd.env(k, v);
+    }
+    cmd.env("PATH", path_with_gitlockd())
+        .env("GITLOCKD_SOCKET", &sb.socket)
+        .stdin(std::process::Stdio::null());
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "editor failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn vim_recipe_commits_the_current_file_with_a_message() {
+    if !on_path("vim") {
+        println!("SKIPPED: vim is not installed");
+        return;
+    }
+    let (sb, nb, _d) = setup();
+    let file = nb.path.join("note.md");
+    let mut cmd = Command::new("vim");
+    cmd.args(["-Es", "-u", "NONE", "-i", "NONE", "-N"])
+        .arg("-c")
+        .arg(format!("source {}", recipe("gitlockd.vim").display()))
+        .arg(&file)
+        .args(["-c", "GitlockdCommit written from vim", "-c", "GitlockdLog", "-c", "qa!"]);
+    run_editor(&sb, cmd);
+    assert_eq!(nb.blob("note.md").as_deref(), Some("edited in an editor\n"));
+    assert_eq!(nb.git(&["log", "-1", "--format=%s"]), "written from vim");
+}
+
+#[test]
+fn neovim_recipe_commits_the_current_file_with_a_message() {
+    if !on_path("nvim") {
+        println!("SKIPPED: nvim is not installed");
+        return;
+    }
+    let (sb, nb, _d) = setup();
+    let file = nb.path.join("note.md");
+    let mut cmd = Command::new("nvim");
+    cmd.args(["--headless", "-u", "NONE", "-i", "NONE"])
+        .arg("-c")
+        .arg(format!("luafile {}", recipe("gitlockd.lua").display()))
+        .arg(&file)
+        .args(["-c", "GitlockdCommit written from neovim", "-c", "GitlockdLog", "-c", "qa!"]);
+    run_editor(&sb, cmd);
+    assert_eq!(nb.blob("note.md").as_deref(), Some("edited in an editor\n"));
+    assert_eq!(nb.git(&["log", "-1", "--format=%s"]), "written from neovim");
+}
