@@ -11,13 +11,14 @@ use std::process::Command;
 use support::{Repo, Sandbox};
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| d.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
 }
 
 fn recipe(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("editors").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("editors")
+        .join(name)
 }
 
 /// PATH with the binary under test first, so the recipe's `gitlockd` is it.
@@ -72,7 +73,14 @@ fn vim_recipe_commits_the_current_file_with_a_message() {
         .arg("-c")
         .arg(format!("source {}", recipe("gitlockd.vim").display()))
         .arg(&file)
-        .args(["-c", "GitlockdCommit written from vim", "-c", "GitlockdLog", "-c", "qa!"]);
+        .args([
+            "-c",
+            "GitlockdCommit written from vim",
+            "-c",
+            "GitlockdLog",
+            "-c",
+            "qa!",
+        ]);
     run_editor(&sb, cmd);
     assert_eq!(nb.blob("note.md").as_deref(), Some("edited in an editor\n"));
     assert_eq!(nb.git(&["log", "-1", "--format=%s"]), "written from vim");
@@ -91,7 +99,14 @@ fn neovim_recipe_commits_the_current_file_with_a_message() {
         .arg("-c")
         .arg(format!("luafile {}", recipe("gitlockd.lua").display()))
         .arg(&file)
-        .args(["-c", "GitlockdCommit written from neovim", "-c", "GitlockdLog", "-c", "qa!"]);
+        .args([
+            "-c",
+            "GitlockdCommit written from neovim",
+            "-c",
+            "GitlockdLog",
+            "-c",
+            "qa!",
+        ]);
     run_editor(&sb, cmd);
     assert_eq!(nb.blob("note.md").as_deref(), Some("edited in an editor\n"));
     assert_eq!(nb.git(&["log", "-1", "--format=%s"]), "written from neovim");
