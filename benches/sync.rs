@@ -9,14 +9,14 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{env_usize, fmt_d, print_header, print_table, Client, Row, Sandbox, Stats};
 use serde_json::json;
 
-fn clone(sb: &Sandbox, url: &PathBuf, name: &str) -> PathBuf {
+fn clone(sb: &Sandbox, url: &Path, name: &str) -> PathBuf {
     let path = sb.root.join("books").join(name);
     let status = Command::new("git")
         .args(["clone", "-q", url.to_str().unwrap(), path.to_str().unwrap()])
@@ -51,7 +51,11 @@ fn main() {
             .envs(sb.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     std::fs::create_dir_all(&remote).unwrap();
@@ -68,8 +72,16 @@ fn main() {
     sb.write_config(
         "debounce = \"100ms\"",
         &[
-            ("a", &a, "[notebook.sync]\npush_delay = \"0ms\"\npull_interval = \"1h\"\n"),
-            ("b", &b, "[notebook.sync]\npush_delay = \"0ms\"\npull_interval = \"1s\"\n"),
+            (
+                "a",
+                &a,
+                "[notebook.sync]\npush_delay = \"0ms\"\npull_interval = \"1h\"\n",
+            ),
+            (
+                "b",
+                &b,
+                "[notebook.sync]\npush_delay = \"0ms\"\npull_interval = \"1s\"\n",
+            ),
         ],
     );
     let _daemon = sb.start_daemon();
