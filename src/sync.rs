@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 
 use git2::{
     CheckoutNotificationType, ErrorCode, MergeOptions, Oid, Repository, RepositoryOpenFlags,
-    RepositoryState, Signature, StatusOptions, Tree,
+    Signature, StatusOptions, Tree,
 };
 
 use crate::config::SyncConfig;
@@ -539,24 +539,8 @@ fn target(repo: &Repository, cfg: &SyncConfig) -> Result<Target, SyncError> {
     })
 }
 
-fn busy_state(state: RepositoryState) -> Option<&'static str> {
-    match state {
-        RepositoryState::Clean => None,
-        RepositoryState::Merge => Some("merge"),
-        RepositoryState::Revert | RepositoryState::RevertSequence => Some("revert"),
-        RepositoryState::CherryPick | RepositoryState::CherryPickSequence => Some("cherry-pick"),
-        RepositoryState::Bisect => Some("bisect"),
-        RepositoryState::Rebase
-        | RepositoryState::RebaseInteractive
-        | RepositoryState::RebaseMerge => Some("rebase"),
-        RepositoryState::ApplyMailbox | RepositoryState::ApplyMailboxOrRebase => {
-            Some("apply-mailbox")
-        }
-    }
-}
-
 fn check_clean(repo: &Repository) -> Result<(), SyncError> {
-    if let Some(state) = busy_state(repo.state()) {
+    if let Some(state) = crate::git::busy_state(repo.state()) {
         return Err(SyncError::Busy {
             state: state.to_string(),
         });

@@ -329,7 +329,7 @@ impl GitManager {
 }
 
 /// The name of the operation in progress, if any.
-fn busy_state(state: RepositoryState) -> Option<&'static str> {
+pub(crate) fn busy_state(state: RepositoryState) -> Option<&'static str> {
     match state {
         RepositoryState::Clean => None,
         RepositoryState::Merge => Some("merge"),
