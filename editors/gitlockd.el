@@ -8,7 +8,7 @@
   "Commit the current file now through gitlockd, with MESSAGE if not empty."
   (interactive "sCommit message (empty: default): ")
   (apply #'gitlockd--run "commit" (file-name-directory buffer-file-name)
-         (append (unless (string-empty-p message) (list "-m" message))
+         (append (unless (string= message "") (list "-m" message))
                  (list buffer-file-name))))
 
 (defun gitlockd-log ()

@@ -111,3 +111,61 @@ fn neovim_recipe_commits_the_current_file_with_a_message() {
     assert_eq!(nb.blob("note.md").as_deref(), Some("edited in an editor\n"));
     assert_eq!(nb.git(&["log", "-1", "--format=%s"]), "written from neovim");
 }
+
+#[test]
+fn emacs_recipe_commits_the_current_file_with_a_message() {
+    if !on_path("emacs") {
+        println!("SKIPPED: emacs is not installed");
+        return;
+    }
+    let (sb, nb, _d) = setup();
+    let file = nb.path.join("note.md");
+    let mut cmd = Command::new("emacs");
+    cmd.args(["--batch", "-Q", "-l"])
+        .arg(recipe("gitlockd.el"))
+        .arg(&file)
+        .args([
+            "--eval",
+            "(gitlockd-commit \"written from emacs\")",
+            "--eval",
+            "(gitlockd-log)",
+        ]);
+    run_editor(&sb, cmd);
+    assert_eq!(nb.blob("note.md").as_deref(), Some("edited in an editor\n"));
+    assert_eq!(nb.git(&["log", "-1", "--format=%s"]), "written from emacs");
+}
+
+/// VS Code is not available here: each task of editors/vscode-tasks.json is
+/// run the way VS Code runs a `process` task, with its variables substituted.
+#[test]
+fn vscode_tasks_run_as_vscode_would_run_them() {
+    let (sb, nb, _d) = setup();
+    let file = nb.path.join("note.md");
+    let text = std::fs::read_to_string(recipe("vscode-tasks.json")).unwrap();
+    let tasks: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for task in tasks["tasks"].as_array().unwrap() {
+        assert_eq!(task["type"], "process");
+        let args: Vec<String> = task["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                a.as_str()
+                    .unwrap()
+                    .replace("${fileDirname}", nb.path.to_str().unwrap())
+                    .replace("${file}", file.to_str().unwrap())
+                    .replace("${input:message}", "written from a vscode task")
+            })
+            .collect();
+        let program = task["command"].as_str().unwrap();
+        assert_eq!(program, "gitlockd");
+        let mut cmd = Command::new(support::bin());
+        cmd.args(&args);
+        run_editor(&sb, cmd);
+    }
+    assert_eq!(nb.blob("note.md").as_deref(), Some("edited in an editor\n"));
+    assert_eq!(
+        nb.git(&["log", "-1", "--format=%s"]),
+        "written from a vscode task"
+    );
+}
