@@ -326,6 +326,15 @@ impl Connection {
         timeout: Duration,
     ) -> Result<LockGuard, Outcome> {
         let lock = nb.lock().clone();
+        // Fast path: a free lock (or our own, re-entered) is taken without
+        // the wait machinery below and its extra read on the socket.
+        match lock.try_lock(self.owner, mode) {
+            Ok(guard) => return Ok(guard),
+            Err(e @ LockError::UpgradeWouldDeadlock { .. }) => {
+                return Err(Outcome::Failed(lock_failure(nb.name(), &e)))
+            }
+            Err(_) => {}
+        }
         let wait = lock.lock_async(self.owner, mode, Some(timeout));
         tokio::pin!(wait);
         // A connection that already holds a lock stays bounded by max_hold while it waits.
