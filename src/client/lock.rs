@@ -1,0 +1,210 @@
+//! `lock -- CMD`: the open connection is the lock while a child runs, with signals forwarded.
+
+use std::ffi::OsString;
+use std::io::{self, BufRead, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Map};
+
+use super::args::NotebookArg;
+use super::conn::{
+    parse_response, ClientError, Conn, EXIT_CANNOT_EXEC, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_USAGE,
+};
+
+/// How long to wait for the answer to the final `unlock` of `lock -- CMD`.
+const UNLOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A line (or the end) seen on the lock connection while CMD runs.
+enum Incoming {
+    /// One answer line.
+    Line(String),
+    /// The connection closed or failed.
+    Closed,
+}
+
+/// Take the lock, run `cmd`, release, and return CMD's exit code (or the error's).
+pub(super) fn lock_and_run(
+    socket: &Path,
+    nb: &NotebookArg,
+    timeout: Option<Duration>,
+    shared: bool,
+    cmd: &[OsString],
+    err: &mut dyn Write,
+) -> Result<i32, ClientError> {
+    let mut conn = Conn::connect(socket)?;
+    let mut args = Map::new();
+    if let Some(t) = timeout {
+        args.insert(
+            "timeout_ms".into(),
+            json!(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        );
+    }
+    args.insert("shared".into(), json!(shared));
+    // No read timeout: the daemon answers when the lock is granted or its wait times out.
+    let (_, held_name) = conn.request_nb_as("lock", nb, args, None)?;
+
+    // From here on, the open connection *is* the lock. A reader thread notices
+    // if the daemon drops it (max_hold, shutdown) while CMD still runs.
+    let finished = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let Conn {
+        mut reader,
+        mut writer,
+        next_id,
+        ..
+    } = conn;
+    {
+        let finished = Arc::clone(&finished);
+        let held_name = held_name.clone();
+        std::thread::spawn(move || loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(n) if n > 0 => {
+                    if tx.send(Incoming::Line(line)).is_err() {
+                        return;
+                    }
+                }
+                _ => {
+                    // Straight to the real stderr: CMD is writing there too, right now.
+                    if !finished.load(Ordering::SeqCst) {
+                        eprintln!(
+                            "gitlockd: warning: the daemon closed the connection; \
+                             the lock on {held_name} is no longer held"
+                        );
+                    }
+                    let _ = tx.send(Incoming::Closed);
+                    return;
+                }
+            }
+        });
+    }
+
+    let code = run_child(cmd, err);
+    finished.store(true, Ordering::SeqCst);
+
+    // Best effort: closing the connection releases the lock anyway.
+    let lost = matches!(rx.try_recv(), Ok(Incoming::Closed));
+    if !lost {
+        let id = next_id;
+        let line = json!({"id": id, "cmd": "unlock", "notebook": held_name}).to_string() + "\n";
+        if writer.write_all(line.as_bytes()).is_ok() {
+            if let Ok(Incoming::Line(answer)) = rx.recv_timeout(UNLOCK_TIMEOUT) {
+                if let Err(e) = parse_response(&answer, id) {
+                    let _ = writeln!(err, "gitlockd: warning: unlock: {e}");
+                }
+            }
+        }
+    }
+    let _ = writer.shutdown(std::net::Shutdown::Both);
+    Ok(code)
+}
+
+/// Run `cmd` with inherited stdio, signals handled as `lock` promises; returns the exit code.
+fn run_child(cmd: &[OsString], err: &mut dyn Write) -> i32 {
+    let Some((program, args)) = cmd.split_first() else {
+        let _ = writeln!(err, "gitlockd: error: no command given");
+        return EXIT_USAGE;
+    };
+    // Registered before the spawn so a signal arriving in between is queued,
+    // not fatal: the forwarder delivers it once the child exists.
+    let signals = signal_hook::iterator::Signals::new([
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+    ]);
+    let signals = match signals {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "gitlockd: warning: cannot handle signals ({e}); a signal may kill gitlockd and release the lock early"
+            );
+            None
+        }
+    };
+    let mut child = match std::process::Command::new(program).args(args).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let name = Path::new(program).display();
+            let (code, why) = match e.kind() {
+                io::ErrorKind::NotFound => (EXIT_NOT_FOUND, "command not found".to_string()),
+                io::ErrorKind::PermissionDenied => (EXIT_CANNOT_EXEC, "permission denied".into()),
+                _ => (EXIT_CANNOT_EXEC, e.to_string()),
+            };
+            let _ = writeln!(err, "gitlockd: {name}: {why}");
+            return code;
+        }
+    };
+    let pid = child.id();
+
+    // `alive` is cleared before the child is reaped, under the same mutex the
+    // forwarder holds while calling kill(): a reaped (and possibly reused) pid
+    // is never signalled.
+    let alive = Arc::new(Mutex::new(true));
+    let forwarder = signals.map(|mut signals| {
+        let handle = signals.handle();
+        let alive = Arc::clone(&alive);
+        let thread = std::thread::spawn(move || {
+            for sig in signals.forever() {
+                // SIGINT/SIGQUIT come from the terminal to the whole process
+                // group, so CMD already has them; only TERM/HUP are forwarded.
+                if sig == libc::SIGTERM || sig == libc::SIGHUP {
+                    let guard = alive.lock().unwrap_or_else(|p| p.into_inner());
+                    if *guard {
+                        if let Ok(pid) = libc::pid_t::try_from(pid) {
+                            // SAFETY: kill(2) on a child we have not reaped yet.
+                            unsafe {
+                                libc::kill(pid, sig);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        (handle, thread)
+    });
+
+    wait_without_reaping(pid);
+    *alive.lock().unwrap_or_else(|p| p.into_inner()) = false;
+    let status = child.wait();
+    if let Some((handle, thread)) = forwarder {
+        handle.close();
+        let _ = thread.join();
+    }
+    match status {
+        Ok(status) => exit_code_of(status),
+        Err(e) => {
+            let _ = writeln!(err, "gitlockd: error: waiting for the command: {e}");
+            EXIT_ERROR
+        }
+    }
+}
+
+/// Block until child `pid` has exited, leaving it unreaped (waitid with WNOWAIT).
+fn wait_without_reaping(pid: u32) {
+    let id = libc::id_t::from(pid);
+    loop {
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid(2).
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on our own child with a valid siginfo pointer.
+        let rc = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
+/// A shell-style exit code: the child's code, or 128+N when killed by signal N.
+pub fn exit_code_of(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => EXIT_ERROR,
+    }
+}

@@ -1,0 +1,300 @@
+//! The CLI client: turns a parsed [`Cli`] into requests on the control socket and
+//! prints the answers.
+//!
+//! Blocking std I/O on purpose: the client sends one request at a time and
+//! waits for its answer, so an async runtime would buy nothing.
+//!
+//! Layout: `conn` (the socket connection, its errors and exit codes), `args`
+//! (how NOTEBOOK and PATH arguments go on the wire), `lock` (`lock -- CMD`:
+//! the held connection, the child and its signals), `format` (the human
+//! `status` and `log` tables). This file dispatches the subcommands.
+
+mod args;
+mod conn;
+mod format;
+mod lock;
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use crate::cli::{Cli, Command};
+
+pub use args::{is_name, path_arg, NotebookArg};
+pub use conn::{
+    exit_code_for, parse_response, ClientError, EXIT_CANNOT_EXEC, EXIT_ERROR, EXIT_NOT_FOUND,
+    EXIT_OK, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_USAGE,
+};
+pub use format::{format_lock, format_log, format_status};
+pub use lock::exit_code_of;
+
+use conn::Conn;
+use format::cell;
+use lock::lock_and_run;
+
+/// How long to wait for the answer to a request other than `lock`. Generous,
+/// because `commit`, `log` & co. may themselves wait for the notebook's lock
+/// and `sync` talks to a remote.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Run a client subcommand against the daemon on `socket`; returns the process exit code.
+///
+/// `check-config`, `completions`, `man` and the daemon itself are main's, not the client's.
+pub fn run(cli: &Cli, socket: &Path) -> i32 {
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(e) => {
+            eprintln!("gitlockd: error: cannot read the current directory: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut err = io::stderr();
+    run_with_io(cli, socket, &cwd, &mut out, &mut err)
+}
+
+/// [`run`] with an explicit current directory, stdout and stderr (CMD of `lock` still inherits the real ones).
+pub fn run_with_io(
+    cli: &Cli,
+    socket: &Path,
+    cwd: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let result = dispatch(cli, socket, cwd, out, err).and_then(|code| {
+        out.flush().map_err(ClientError::Output)?;
+        Ok(code)
+    });
+    match result {
+        Ok(code) => code,
+        // Like ripgrep: a reader that went away (`gitlockd log | head`) is not an error.
+        Err(ClientError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(e) => {
+            report(err, &e);
+            e.exit_code()
+        }
+    }
+}
+
+/// Print `e` (and its hint) on `err`.
+fn report(err: &mut dyn Write, e: &ClientError) {
+    // Nothing sensible is left to do if stderr itself fails.
+    let _ = writeln!(err, "gitlockd: error: {e}");
+    if let Some(hint) = e.hint() {
+        let _ = writeln!(err, "gitlockd: {hint}");
+    }
+}
+
+/// Run one subcommand; `Ok` carries the exit code.
+fn dispatch(
+    cli: &Cli,
+    socket: &Path,
+    cwd: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<i32, ClientError> {
+    let Some(command) = &cli.command else {
+        return Err(ClientError::Usage(
+            "no subcommand: running the daemon is not the client's job".into(),
+        ));
+    };
+    match command {
+        Command::CheckConfig | Command::Completions { .. } | Command::Man => Err(
+            ClientError::Usage("this subcommand does not talk to the daemon".into()),
+        ),
+        Command::Status { json, notebook } => {
+            let mut conn = Conn::connect(socket)?;
+            let resp = match notebook {
+                Some(nb) => {
+                    let nb = NotebookArg::classify(nb, cwd)?;
+                    conn.request_nb("status", &nb, Map::new(), Some(ANSWER_TIMEOUT))?
+                }
+                None => conn.request("status", Map::new(), Some(ANSWER_TIMEOUT))?,
+            };
+            if *json {
+                print_json(out, &Value::Object(resp))?;
+            } else {
+                write_out(out, format_status(&resp).as_bytes())?;
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Lock {
+            notebook,
+            timeout,
+            shared,
+            cmd,
+        } => {
+            let nb = NotebookArg::classify(notebook, cwd)?;
+            lock_and_run(socket, &nb, *timeout, *shared, cmd, err)
+        }
+        Command::Commit {
+            notebook,
+            message,
+            paths,
+        } => {
+            let nb = NotebookArg::classify(notebook, cwd)?;
+            let mut args = Map::new();
+            if let Some(m) = message {
+                args.insert("message".into(), json!(m));
+            }
+            if !paths.is_empty() {
+                let paths = paths
+                    .iter()
+                    .map(|p| path_arg(p, cwd).map(Value::String))
+                    .collect::<Result<Vec<_>, _>>()?;
+                args.insert("paths".into(), Value::Array(paths));
+            }
+            let resp = call(socket, "commit", &nb, args)?;
+            match resp.get("commit") {
+                Some(Value::String(id)) => write_out(out, format!("{id}\n").as_bytes())?,
+                None | Some(Value::Null) => write_out(out, b"nothing to commit\n")?,
+                Some(other) => {
+                    return Err(ClientError::Protocol(format!("`commit` is {other}")));
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Log {
+            notebook,
+            path,
+            limit,
+            json,
+        } => {
+            let nb = NotebookArg::classify(notebook, cwd)?;
+            let mut args = Map::new();
+            if let Some(p) = path {
+                args.insert("path".into(), Value::String(path_arg(p, cwd)?));
+            }
+            if let Some(n) = limit {
+                args.insert("limit".into(), json!(n));
+            }
+            let resp = call(socket, "log", &nb, args)?;
+            let commits = resp.get("commits").cloned().unwrap_or(Value::Array(vec![]));
+            if *json {
+                print_json(out, &commits)?;
+            } else {
+                write_out(out, format_log(&commits).as_bytes())?;
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Show {
+            notebook,
+            path,
+            rev,
+        } => {
+            let nb = NotebookArg::classify(notebook, cwd)?;
+            let mut args = Map::new();
+            args.insert("path".into(), Value::String(path_arg(path, cwd)?));
+            if let Some(r) = rev {
+                args.insert("rev".into(), json!(r));
+            }
+            let resp = call(socket, "show", &nb, args)?;
+            write_out(out, &show_bytes(&resp)?)?;
+            Ok(EXIT_OK)
+        }
+        Command::Diff {
+            notebook,
+            path,
+            from,
+            to,
+        } => {
+            let nb = NotebookArg::classify(notebook, cwd)?;
+            let mut args = Map::new();
+            if let Some(p) = path {
+                args.insert("path".into(), Value::String(path_arg(p, cwd)?));
+            }
+            if let Some(r) = from {
+                args.insert("from".into(), json!(r));
+            }
+            if let Some(r) = to {
+                args.insert("to".into(), json!(r));
+            }
+            let resp = call(socket, "diff", &nb, args)?;
+            match resp.get("patch") {
+                Some(Value::String(patch)) => write_out(out, patch.as_bytes())?,
+                None | Some(Value::Null) => {}
+                Some(other) => return Err(ClientError::Protocol(format!("`patch` is {other}"))),
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Pause { notebook } | Command::Resume { notebook } => {
+            let pause = matches!(command, Command::Pause { .. });
+            let cmd = if pause { "pause" } else { "resume" };
+            let nb = NotebookArg::classify(notebook, cwd)?;
+            let resp = call(socket, cmd, &nb, Map::new())?;
+            let paused = resp.get("paused").and_then(Value::as_bool).unwrap_or(pause);
+            let word = if paused { "paused" } else { "resumed" };
+            write_out(out, format!("{}: {word}\n", notebook.display()).as_bytes())?;
+            Ok(EXIT_OK)
+        }
+        Command::Reload => {
+            let resp =
+                Conn::connect(socket)?.request("reload", Map::new(), Some(ANSWER_TIMEOUT))?;
+            let mut text = String::new();
+            if let Some(Value::Array(names)) = resp.get("notebooks") {
+                for name in names {
+                    text.push_str(&cell(name));
+                    text.push('\n');
+                }
+            }
+            write_out(out, text.as_bytes())?;
+            Ok(EXIT_OK)
+        }
+        Command::Sync { notebook } => {
+            let nb = NotebookArg::classify(notebook, cwd)?;
+            let resp = Conn::connect(socket)?.request_nb("sync", &nb, Map::new(), None)?;
+            let mut text = String::new();
+            for key in ["fetched", "integrated", "pushed", "ahead", "behind"] {
+                let value = match resp.get(key) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => "-".into(),
+                };
+                text.push_str(&format!("{key}: {value}\n"));
+            }
+            write_out(out, text.as_bytes())?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// Connect, send one request naming a notebook, and return its answer.
+fn call(
+    socket: &Path,
+    cmd: &str,
+    nb: &NotebookArg,
+    args: Map<String, Value>,
+) -> Result<Map<String, Value>, ClientError> {
+    Conn::connect(socket)?.request_nb(cmd, nb, args, Some(ANSWER_TIMEOUT))
+}
+
+/// Write `bytes` to stdout.
+fn write_out(out: &mut dyn Write, bytes: &[u8]) -> Result<(), ClientError> {
+    out.write_all(bytes).map_err(ClientError::Output)
+}
+
+/// Pretty-print `value` as JSON, newline-terminated.
+fn print_json(out: &mut dyn Write, value: &Value) -> Result<(), ClientError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| ClientError::Protocol(format!("cannot print JSON: {e}")))?;
+    write_out(out, format!("{text}\n").as_bytes())
+}
+
+/// The file bytes in a `show` response: `content` as UTF-8, or `content_base64` decoded.
+pub fn show_bytes(resp: &Map<String, Value>) -> Result<Vec<u8>, ClientError> {
+    if let Some(Value::String(text)) = resp.get("content") {
+        return Ok(text.clone().into_bytes());
+    }
+    if let Some(Value::String(b64)) = resp.get("content_base64") {
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| ClientError::Protocol(format!("`content_base64` is not base64: {e}")));
+    }
+    Err(ClientError::Protocol(
+        "`show` answered without `content` or `content_base64`".into(),
+    ))
+}
