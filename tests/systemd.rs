@@ -195,11 +195,11 @@ fn unit_has_the_promised_settings() {
     // held lock: systemd must not SIGKILL the daemon before that.
     let stop = setting(&text, "TimeoutStopSec").expect("TimeoutStopSec=");
     let stop = humantime::parse_duration(&stop).unwrap();
-    // Today a stop with a held lock waits up to lock.timeout twice (the round
-    // in flight, then the final flush); see the test below.
+    // A stop with a held lock waits at most lock.timeout in all; the unit
+    // keeps a wide margin (the commits themselves, a raised lock.timeout).
     assert!(
         stop >= 2 * gitlockd::config::DEFAULT_LOCK_TIMEOUT + Duration::from_secs(10),
-        "TimeoutStopSec={stop:?} should exceed twice the default lock.timeout by a margin"
+        "TimeoutStopSec={stop:?} should leave a wide margin over the default lock.timeout"
     );
 }
 
