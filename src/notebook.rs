@@ -1060,6 +1060,19 @@ fn requeue(shared: &Shared, batch: Batch) {
 
 fn commit_batch(shared: &Shared, batch: &Batch) -> Result<AutoCommitOutcome, GitError> {
     let git = &shared.git;
+    // A merge, rebase, ... in progress: say so before any scan. This looks at
+    // a few files in .git only; conflicts in the index are caught by the commit.
+    if let Ok(repo) = git2::Repository::open_ext(
+        git.root(),
+        git2::RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&std::ffi::OsStr>(),
+    ) {
+        if let Some(state) = crate::git::busy_state(repo.state()) {
+            return Err(GitError::Busy {
+                state: state.to_string(),
+            });
+        }
+    }
     // Proves, after a crash mid-write, that leftover lock files are ours.
     let _marker =
         crate::recovery::WriteMarker::begin(&shared.git_dir).map_err(|source| GitError::Io {
@@ -1143,8 +1156,9 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
                     health.last_error = Some(format!(
                         "repository is mid-{state}: auto-commit waits until it is finished or aborted"
                     ));
-                    // Nothing tells us when the user finishes: look again shortly.
-                    Some(now + Duration::from_millis(500))
+                    // Nothing tells us when the user finishes: look again shortly
+                    // (a few stat calls each time, no scan).
+                    Some(now + Duration::from_secs(1))
                 }
                 GitError::IndexLocked { .. } => {
                     let message = error.to_string();
