@@ -210,7 +210,15 @@ fn lock_runs_cmd_and_propagates_exit_codes() {
     let before = r.head();
     let t = Instant::now();
     let pid_file = sb.root.join("tmp/wait.pid");
-    let script = format!("{probe}; echo $$ > {}; sleep 1", pid_file.display());
+    // HEAD is read again inside the hold, at CMD's end: after the release the
+    // pending change is committed at once, so reading it later would race.
+    let head_end = sb.root.join("tmp/head_end");
+    let script = format!(
+        "{probe}; echo $$ > {}; sleep 1; git -C {} rev-parse HEAD > {}",
+        pid_file.display(),
+        r.path.display(),
+        head_end.display(),
+    );
     exits(&sb.gl(&["lock", "nb", "--", "sh", "-c", &script]), 0);
     assert!(t.elapsed() >= Duration::from_secs(1));
     assert_eq!(
@@ -220,7 +228,11 @@ fn lock_runs_cmd_and_propagates_exit_codes() {
         "75",
         "a second `gitlockd lock` inside the hold times out with 75"
     );
-    assert_eq!(r.head(), before, "no commit landed while CMD ran");
+    assert_eq!(
+        std::fs::read_to_string(&head_end).unwrap().trim(),
+        before.as_deref().unwrap_or(""),
+        "no commit landed while CMD ran"
+    );
     r.wait_committed("during.txt", "during\n");
 }
 
