@@ -658,16 +658,6 @@ impl NotebookLock {
         snapshot
     }
 
-    /// Whether `owner` holds this lock in any mode.
-    pub fn is_held_by(&self, owner: OwnerId) -> bool {
-        self.inner
-            .state
-            .lock()
-            .holders
-            .iter()
-            .any(|h| h.owner == owner)
-    }
-
     /// A receiver that sees `true` while the lock is held and `false` when it
     /// is free (for `subscribe` lock events).
     pub fn watch_held(&self) -> watch::Receiver<bool> {

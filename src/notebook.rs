@@ -203,8 +203,6 @@ struct Shared {
 enum Control {
     Pause,
     Resume,
-    /// Commit everything pending now, then answer.
-    Flush(oneshot::Sender<()>),
     /// Commit everything pending, stop watching, end the loop.
     Stop(oneshot::Sender<()>),
     /// Commit pending changes, then fetch, integrate and push now.
@@ -384,14 +382,6 @@ impl Notebook {
     /// Whether auto-commits are paused.
     pub fn is_paused(&self) -> bool {
         self.shared.paused.load(Ordering::SeqCst)
-    }
-
-    /// Commits everything pending now (waiting up to `lock.timeout` for the lock).
-    pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.control.send(Control::Flush(tx)).is_ok() {
-            let _ = rx.await;
-        }
     }
 
     /// Commits everything pending, stops watching and ends the loop.
@@ -682,7 +672,6 @@ async fn run(
     )));
     let mut retry_at: Option<Instant> = None;
     let mut backoff = Backoff::new();
-    let mut flush_waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut stop_waiter: Option<oneshot::Sender<()>> = None;
     // One budget of lock.timeout for the whole stop: the round in flight and the final flush.
     let mut stop_deadline: Option<Instant> = None;
@@ -735,20 +724,11 @@ async fn run(
                 if stop_waiter.is_some() {
                     break;
                 }
-                for tx in flush_waiters.drain(..) {
-                    let _ = tx.send(());
-                }
             }
             Some(event) = watch_rx.recv() => on_watch_event(&shared, event),
             message = control_rx.recv() => match message {
                 Some(Control::Pause) => {}
                 Some(Control::Resume) => retry_at = None,
-                Some(Control::Flush(tx)) => {
-                    flush_waiters.push(tx);
-                    if round.is_none() {
-                        round = Some(Box::pin(commit_round(shared.clone(), owner, Some(shared.lock_timeout), SyncWork::None)));
-                    }
-                }
                 Some(Control::Sync(tx)) => sync.waiting.push(tx),
                 Some(Control::Stop(tx)) => {
                     stop_waiter = Some(tx);
@@ -798,9 +778,6 @@ async fn run(
         tracing::warn!(notebook = %shared.name, "stopping with uncommitted changes; they are committed at the next start");
     }
     git_lock_manager().forget_owner(owner);
-    for tx in flush_waiters {
-        let _ = tx.send(());
-    }
     for tx in sync.waiting.into_iter().chain(sync.in_flight) {
         let _ = tx.send(Err(SyncFailure::Failed("the notebook stopped".into())));
     }
