@@ -182,7 +182,8 @@ fn commit_merge(
     let (tree, l, r) = (tree.to_string(), local.to_string(), remote.to_string());
     let mut args = vec![tree.as_str(), "-p", &l, "-p", &r, "-m", message];
     // commit-tree does not read commit.gpgSign itself (checked: git 2.47).
-    if wants_signing(workdir, git)? {
+    let sign = wants_signing(workdir, git)?;
+    if sign {
         args.push("-S");
     }
     let env = [
@@ -193,7 +194,16 @@ fn commit_merge(
     ];
     let out = run_git_env(workdir, git, "commit-tree", &args, &env)?;
     if !out.status.success() {
-        return Err(command_failed("commit-tree", &out));
+        let mut e = command_failed("commit-tree", &out);
+        if sign {
+            if let SyncError::Command { stderr, .. } = &mut e {
+                stderr.push_str(
+                    " (commit.gpgSign is set, so the merge commit is signed: the signing key \
+                     (user.signingKey) must be usable without a prompt, e.g. through an agent)",
+                );
+            }
+        }
+        return Err(e);
     }
     let text = out.text();
     Oid::from_str(text.trim()).map_err(|_| SyncError::Command {
@@ -218,7 +228,11 @@ fn update_work_tree(
     if !out.status.success() && out.status.code() != Some(1) {
         return Err(local_failure(repo, "update-index", &out));
     }
-    let from = from.unwrap_or_else(empty_tree).to_string();
+    let from = match from {
+        Some(f) => f,
+        None => empty_tree()?,
+    }
+    .to_string();
     let to = to.to_string();
     let out = run_git_env(
         workdir,
@@ -235,8 +249,8 @@ fn update_work_tree(
 }
 
 /// The empty tree (git knows it without it being in the object store).
-fn empty_tree() -> Oid {
-    Oid::hash_object(ObjectType::Tree, b"").unwrap_or_else(|_| Oid::ZERO_SHA1)
+fn empty_tree() -> Result<Oid, SyncError> {
+    Oid::hash_object(ObjectType::Tree, b"").map_err(git_err("hashing the empty tree"))
 }
 
 /// Move the branch to `new` if it still is at `old` (`None`: unborn).
@@ -284,7 +298,7 @@ fn check_not_blocked(
     if touched.is_empty() {
         return Ok(());
     }
-    let out = run_git(
+    let out = run_git_env(
         workdir,
         git,
         "status",
@@ -296,6 +310,8 @@ fn check_not_blocked(
             "--no-renames",
             "--ignore-submodules=all",
         ],
+        // Read only: no opportunistic index refresh.
+        &[("GIT_OPTIONAL_LOCKS", "0")],
     )
     .and_then(|o| {
         if o.status.success() {
