@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use git2::{Oid, Repository};
 
 use super::error::{git_err, SyncError};
-use super::{open, ref_oid, GitCli, Target};
+use super::local::{open, ref_oid, Target};
+use super::GitCli;
 
 /// Stderr kept for an error message (the tail).
 const MAX_STDERR: u64 = 16 * 1024;

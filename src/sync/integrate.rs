@@ -26,7 +26,8 @@ use git2::{ErrorCode, ObjectType, Oid, Repository};
 
 use super::error::{git_err, SyncError};
 use super::git_cli::{run_git, run_git_env, GitOutput};
-use super::{contains, Author, GitCli, Integration, Target};
+use super::local::{contains, Target};
+use super::{Author, GitCli, Integration};
 
 /// Bring `remote` into the branch at `local` (see the module docs).
 pub(super) fn integrate(
