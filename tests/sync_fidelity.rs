@@ -351,3 +351,44 @@ fn merge_commits_carry_the_notebook_identity_else_the_repositorys() {
     );
     w.check();
 }
+
+#[test]
+fn a_git_without_merge_tree_write_tree_still_merges_with_libgit2() {
+    let w = World::new(&[], &[]);
+    // git < 2.38: `merge-tree --write-tree` is a usage error (exit 129).
+    let old_git = w.root.join("old-git");
+    std::fs::write(
+        &old_git,
+        "#!/bin/sh\nif [ \"$1\" = merge-tree ]; then echo 'usage: git merge-tree <base-tree> <branch1> <branch2>' >&2; exit 129; fi\nexec git \"$@\"\n",
+    )
+    .expect("script");
+    let mut perms = std::fs::metadata(&old_git).expect("md").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&old_git, perms).expect("chmod");
+    let old_cli = GitCli {
+        program: old_git.into_os_string(),
+        ..cli()
+    };
+    let sync_old = |dir: &Path| {
+        sync_once_with(dir, &SyncConfig::default(), true, &old_cli).expect("sync with an old git")
+    };
+
+    let (ca, cb) = diverge(&w, "a.md", "b.md");
+    let o = sync_old(&w.b);
+    assert_eq!(o.integrated, Integration::Merged);
+    let oracle = git(&w.b, &["merge-tree", "--write-tree", &cb, &ca]);
+    assert_eq!(rev(&w.b, "HEAD^{tree}"), oracle.trim());
+    assert_status_clean(&w.b);
+
+    // A conflict still diverges, touching nothing.
+    assert_eq!(sync_old(&w.a).integrated, Integration::FastForward);
+    write(&w.a, "readme.md", "line 1 by A\n");
+    commit_all(&w.a, "A edits line 1");
+    assert!(sync_old(&w.a).pushed);
+    write(&w.b, "readme.md", "line 1 by B\n");
+    let cb = commit_all(&w.b, "B edits line 1");
+    assert_eq!(sync_old(&w.b).integrated, Integration::Diverged);
+    assert_eq!(rev(&w.b, "HEAD"), cb);
+    assert_eq!(read(&w.b, "readme.md"), "line 1 by B\n");
+    w.check();
+}

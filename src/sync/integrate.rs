@@ -71,7 +71,7 @@ pub(super) fn integrate(
         Err(e) if e.code() == ErrorCode::NotFound => return Ok(Integration::Diverged),
         Err(e) => return Err(git_err("finding the merge base")(e)),
     }
-    let Some(merged) = merged_tree(workdir, git, local, remote)? else {
+    let Some(merged) = merged_tree(repo, workdir, git, local, remote)? else {
         return Ok(Integration::Diverged);
     };
     // Refuse before signing anything: a blocked merge is retried later.
@@ -99,6 +99,7 @@ fn tree_of(repo: &Repository, id: Oid) -> Result<Oid, SyncError> {
 /// The tree `git merge` would commit for a clean merge of `local` and
 /// `remote`; `None` when the merge has conflicts.
 fn merged_tree(
+    repo: &Repository,
     workdir: &Path,
     git: &GitCli,
     local: Oid,
@@ -114,6 +115,13 @@ fn merged_tree(
     match out.status.code() {
         Some(0) => {}
         Some(1) => return Ok(None),
+        // A usage error: git older than 2.38 has no `merge-tree --write-tree`.
+        Some(129) => {
+            tracing::debug!(
+                "git merge-tree --write-tree is not supported (git < 2.38); merging with libgit2"
+            );
+            return merged_tree_in_process(repo, local, remote);
+        }
         _ => return Err(command_failed("merge-tree", &out)),
     }
     let text = out.text();
@@ -124,6 +132,32 @@ fn merged_tree(
             command: "merge-tree".into(),
             stderr: format!("unexpected output {first:?}"),
         })
+}
+
+/// [`merged_tree`] by libgit2, for a git without `merge-tree --write-tree`:
+/// the same result for ordinary merges, but no custom merge drivers. A
+/// conflicted merge stays in memory (nothing is written).
+fn merged_tree_in_process(
+    repo: &Repository,
+    local: Oid,
+    remote: Oid,
+) -> Result<Option<Oid>, SyncError> {
+    let find = |id: Oid| {
+        repo.find_commit(id)
+            .map_err(git_err(format!("reading commit {id}")))
+    };
+    let (l, r) = (find(local)?, find(remote)?);
+    let mut index = repo
+        .merge_commits(&l, &r, Some(&git2::MergeOptions::new()))
+        .map_err(git_err("merging in memory"))?;
+    // Only stage-0 entries may go into a tree.
+    if index.has_conflicts() || index.iter().any(|e| (e.flags >> 12) & 0x3 != 0) {
+        return Ok(None);
+    }
+    index
+        .write_tree_to(repo)
+        .map(Some)
+        .map_err(git_err("writing the merged tree"))
 }
 
 /// The identity merge commits are made with: the notebook's author, else
