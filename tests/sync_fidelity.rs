@@ -392,3 +392,44 @@ fn a_git_without_merge_tree_write_tree_still_merges_with_libgit2() {
     assert_eq!(read(&w.b, "readme.md"), "line 1 by B\n");
     w.check();
 }
+
+#[test]
+fn a_hung_filter_times_out_and_git_removes_its_index_lock() {
+    let w = World::new(
+        &[(".gitattributes", "*.hang filter=hang\n")],
+        &[
+            ("filter.hang.smudge", "sleep 600; cat"),
+            ("filter.hang.clean", "cat"),
+        ],
+    );
+    write(&w.a, "stuck.hang", "content\n");
+    let ca = commit_all(&w.a, "A: a file whose smudge hangs");
+    assert!(sync_ok(&w.a).pushed);
+    let b_head = rev(&w.b, "HEAD");
+
+    let quick = GitCli {
+        timeout: Duration::from_secs(2),
+        ..cli()
+    };
+    match sync_once_with(&w.b, &SyncConfig::default(), true, &quick) {
+        Err(gitlockd::sync::SyncError::Timeout { command, .. }) => {
+            assert_eq!(command, "read-tree")
+        }
+        other => panic!("expected a read-tree timeout, got {other:?}"),
+    }
+    // SIGTERM first: git removed its lock, the branch did not move.
+    assert!(
+        !w.b.join(".git/index.lock").exists(),
+        "index.lock left behind"
+    );
+    assert_eq!(rev(&w.b, "HEAD"), b_head);
+
+    // Once the filter works, the next sync completes.
+    git(&w.b, &["config", "filter.hang.smudge", "cat"]);
+    let o = sync_ok(&w.b);
+    assert_eq!(o.integrated, Integration::FastForward);
+    assert_eq!(rev(&w.b, "HEAD"), ca);
+    assert_eq!(read(&w.b, "stuck.hang"), "content\n");
+    assert_status_clean(&w.b);
+    w.check();
+}

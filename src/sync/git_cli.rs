@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use git2::{Oid, Repository};
 
@@ -243,49 +243,44 @@ pub(super) fn run_git_env(
         git.program.to_string_lossy()
     )))?;
     drop(cmd);
-    let deadline = Instant::now() + git.timeout;
-    let mut terminated: Option<Instant> = None;
-    let mut pause = Duration::from_millis(2);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) if terminated.is_none() => break status,
-            Ok(Some(_)) => {
-                // Reap what is left of the group after a timeout.
-                kill_group(child.id(), libc::SIGKILL);
-                return Err(SyncError::Timeout {
-                    command: sub.to_string(),
-                    after: git.timeout,
-                });
-            }
-            Ok(None) => {}
-            Err(source) => {
-                kill_group(child.id(), libc::SIGKILL);
-                let _ = child.wait();
-                return Err(SyncError::Io {
-                    context: format!("waiting for git {sub}"),
-                    source,
-                });
-            }
+    // A thread blocks in wait(): the result arrives the moment git exits
+    // (polling would add up to its interval to every local command).
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let finish = |waiter: std::thread::JoinHandle<()>| {
+        let _ = waiter.join();
+    };
+    let status = match rx.recv_timeout(git.timeout) {
+        Ok(Ok(status)) => {
+            finish(waiter);
+            status
         }
-        let now = Instant::now();
-        match terminated {
-            None if now >= deadline => {
-                // SIGTERM first: git removes its lock files on it.
-                kill_group(child.id(), libc::SIGTERM);
-                terminated = Some(now);
-            }
-            Some(at) if now >= at + TERM_GRACE => {
-                kill_group(child.id(), libc::SIGKILL);
-                let _ = child.wait();
-                return Err(SyncError::Timeout {
-                    command: sub.to_string(),
-                    after: git.timeout,
-                });
-            }
-            _ => {}
+        Ok(Err(source)) => {
+            kill_group(pid, libc::SIGKILL);
+            finish(waiter);
+            return Err(SyncError::Io {
+                context: format!("waiting for git {sub}"),
+                source,
+            });
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
+        Err(_) => {
+            // SIGTERM first: git removes its lock files on it. Then SIGKILL
+            // for whatever is left of the group (children included).
+            kill_group(pid, libc::SIGTERM);
+            let gone = rx.recv_timeout(TERM_GRACE).is_ok();
+            kill_group(pid, libc::SIGKILL);
+            if !gone {
+                let _ = rx.recv();
+            }
+            finish(waiter);
+            return Err(SyncError::Timeout {
+                command: sub.to_string(),
+                after: git.timeout,
+            });
+        }
     };
     Ok(GitOutput {
         status,
