@@ -125,6 +125,12 @@ fn diverge(w: &World, rel_a: &str, rel_b: &str) -> (String, String) {
     (ca, cb)
 }
 
+fn make_executable(path: &Path) {
+    let mut perms = std::fs::metadata(path).expect("metadata").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(path, perms).expect("chmod");
+}
+
 const ROT13: &str = "tr A-Za-z N-ZA-Mn-za-m";
 
 #[test]
@@ -362,9 +368,7 @@ fn a_git_without_merge_tree_write_tree_still_merges_with_libgit2() {
         "#!/bin/sh\nif [ \"$1\" = merge-tree ]; then echo 'usage: git merge-tree <base-tree> <branch1> <branch2>' >&2; exit 129; fi\nexec git \"$@\"\n",
     )
     .expect("script");
-    let mut perms = std::fs::metadata(&old_git).expect("md").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&old_git, perms).expect("chmod");
+    make_executable(&old_git);
     let old_cli = GitCli {
         program: old_git.into_os_string(),
         ..cli()
@@ -430,6 +434,71 @@ fn a_hung_filter_times_out_and_git_removes_its_index_lock() {
     assert_eq!(o.integrated, Integration::FastForward);
     assert_eq!(rev(&w.b, "HEAD"), ca);
     assert_eq!(read(&w.b, "stuck.hang"), "content\n");
+    assert_status_clean(&w.b);
+    w.check();
+}
+
+#[test]
+fn a_failing_smudge_filter_leaves_no_file_deleted() {
+    let w = World::new(
+        &[
+            (".gitattributes", "*.f filter=strict\n"),
+            ("a.f", "old a\n"),
+            ("b.f", "old b\n"),
+        ],
+        &[
+            ("filter.strict.clean", "cat"),
+            ("filter.strict.smudge", "cat"),
+            ("filter.strict.required", "true"),
+        ],
+    );
+    write(&w.a, "a.f", "new a\n");
+    write(&w.a, "b.f", "new b\n");
+    let ca = commit_all(&w.a, "A: both files");
+    assert!(sync_ok(&w.a).pushed);
+    let b_head = rev(&w.b, "HEAD");
+
+    // The smudge fails for the new versions only (an LFS server down, say,
+    // with the old objects at hand): git has already unlinked the old a.f
+    // when its filter fails.
+    let strict = w.root.join("strict.sh");
+    std::fs::write(
+        &strict,
+        concat!(
+            "#!/bin/sh\n",
+            "c=$(cat)\n",
+            "case \"$c\" in *new*) echo 'object unavailable' >&2; exit 1;; esac\n",
+            "printf '%s\\n' \"$c\"\n",
+        ),
+    )
+    .expect("script");
+    make_executable(&strict);
+    git(
+        &w.b,
+        &[
+            "config",
+            "filter.strict.smudge",
+            &strict.display().to_string(),
+        ],
+    );
+    match sync_once_with(&w.b, &SyncConfig::default(), true, &cli()) {
+        Err(gitlockd::sync::SyncError::Command { command, stderr }) => {
+            assert_eq!(command, "read-tree");
+            assert!(stderr.contains("smudge"), "{stderr}");
+        }
+        other => panic!("expected the checkout to fail, got {other:?}"),
+    }
+    assert_eq!(rev(&w.b, "HEAD"), b_head, "the branch did not move");
+    assert_eq!(read(&w.b, "a.f"), "old a\n", "the unlinked file is back");
+    assert_eq!(read(&w.b, "b.f"), "old b\n");
+    assert_status_clean(&w.b);
+
+    git(&w.b, &["config", "filter.strict.smudge", "cat"]);
+    let o = sync_ok(&w.b);
+    assert_eq!(o.integrated, Integration::FastForward);
+    assert_eq!(rev(&w.b, "HEAD"), ca);
+    assert_eq!(read(&w.b, "a.f"), "new a\n");
+    assert_eq!(read(&w.b, "b.f"), "new b\n");
     assert_status_clean(&w.b);
     w.check();
 }

@@ -263,24 +263,85 @@ fn update_work_tree(
     if !out.status.success() && out.status.code() != Some(1) {
         return Err(local_failure(repo, "update-index", &out));
     }
-    let from = match from {
+    let from_s = match from {
         Some(f) => f,
         None => empty_tree()?,
     }
     .to_string();
-    let to = to.to_string();
-    let out = run_git_env(
+    let to_s = to.to_string();
+    let result = run_git_env(
         workdir,
         git,
         "read-tree",
-        &["-m", "-u", &from, &to],
+        &["-m", "-u", &from_s, &to_s],
         // English messages: the paths of a refusal are parsed from them.
         &[("LANGUAGE", "C")],
-    )?;
-    if out.status.success() {
-        return Ok(());
+    );
+    let error = match result {
+        Ok(out) if out.status.success() => return Ok(()),
+        Ok(out) => local_failure(repo, "read-tree", &out),
+        Err(e) => e,
+    };
+    // A refusal wrote nothing. Anything else (a failing filter, a timeout)
+    // may have stopped the checkout halfway, after git unlinked the old
+    // version of the file it was writing.
+    if !matches!(error, SyncError::Blocked { .. } | SyncError::Locked { .. }) {
+        restore_unlinked(repo, workdir, git, from, to);
     }
-    Err(local_failure(repo, "read-tree", &out))
+    Err(error)
+}
+
+/// After a checkout from `from` to `to` failed halfway: put back, from the
+/// index (still `from`'s: git did not write it), the files of `from` the
+/// update touches that are missing from the work tree. Otherwise the next
+/// auto-commit would record their deletion, which nobody made. Files
+/// already updated stay: the next auto-commit records them and the next
+/// sync merges them with the remote's identical versions. Best effort:
+/// failures are logged.
+fn restore_unlinked(repo: &Repository, workdir: &Path, git: &GitCli, from: Option<Oid>, to: Oid) {
+    let Some(from) = from else {
+        return;
+    };
+    let Ok(from_tree) = repo.find_tree(from) else {
+        return;
+    };
+    let touched = match touched_paths(repo, Some(from), to) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the files an interrupted checkout touched");
+            return;
+        }
+    };
+    let missing: Vec<&str> = touched
+        .iter()
+        .filter(|p| {
+            from_tree
+                .get_path(p)
+                .is_ok_and(|e| e.kind() == Some(ObjectType::Blob))
+        })
+        .filter(|p| {
+            std::fs::symlink_metadata(workdir.join(p))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        })
+        .filter_map(|p| p.to_str())
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    tracing::warn!(files = missing.len(), "the sync's checkout stopped halfway; restoring the files it had removed from the committed versions");
+    for chunk in missing.chunks(200) {
+        let mut args = vec!["-q", "-u", "--"];
+        args.extend_from_slice(chunk);
+        match run_git(workdir, git, "checkout-index", &args) {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                tracing::warn!(error = %out.message(), "restoring files after an interrupted checkout failed")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "restoring files after an interrupted checkout failed")
+            }
+        }
+    }
 }
 
 /// The empty tree (git knows it without it being in the object store).

@@ -13,15 +13,16 @@
 //!   credential helpers work as in a terminal. The subprocess inherits this
 //!   process's environment plus [`GitCli::env`], with `GIT_TERMINAL_PROMPT=0`,
 //!   stdin at `/dev/null`, in its own session (no controlling terminal, so
-//!   ssh cannot prompt either), and is killed (its whole process group) after
-//!   [`GitCli::timeout`]. `GIT_SSH_COMMAND` is left untouched. Its output
+//!   ssh cannot prompt either), and is stopped (its whole process group:
+//!   SIGTERM, then SIGKILL) after [`GitCli::timeout`]. `GIT_SSH_COMMAND` is left untouched. Its output
 //!   goes to unlinked temporary files, not pipes, so an ssh `ControlPersist`
 //!   master that keeps stderr open cannot hang us.
 //! * **Writes to the work tree, the index, commits and the branch** go
-//!   through the same `git` too (module `integrate`), so
-//!   filters, git-lfs, sparse checkout, signing and the user's config apply
-//!   as in `git merge`. Reads (refs, ancestry, counts, tree diffs) are
-//!   in-process through git2.
+//!   through the same `git` too (module `integrate`), so filters, git-lfs,
+//!   sparse checkout, signing and the user's config apply as in `git
+//!   merge`. Reads (refs, ancestry, counts, tree diffs) are in-process
+//!   through git2. The remote-tracking and diverged refs are written by
+//!   git2 (no work tree or filter involved).
 //! * **Crash marker:** the whole call is bracketed by
 //!   [`crate::recovery::WriteMarker`], like auto-commits: after a `kill -9`
 //!   mid-sync, the next start removes the lock files this sync (or its git
@@ -45,13 +46,17 @@
 //! The work tree is always updated *before* the branch moves: a crash in
 //! between leaves a work tree that the next auto-commit records as a local
 //! commit whose tree equals the remote's, which merges trivially. The
-//! opposite order would let an auto-commit revert the remote's changes.
+//! opposite order would let an auto-commit revert the remote's changes. A
+//! checkout cut short (crash, timeout, failing filter) leaves the files
+//! written so far; the next auto-commit records them and the next sync
+//! merges them with the remote's identical versions.
 //!
 //! Never a force push, never a rewrite of history, never conflict markers in
 //! a commit: a conflicted merge is not committed and nothing of it is
-//! reachable (`git merge-tree` may leave unreferenced objects for `gc`). The push sends the exact commit that was integrated
-//! (`git push <remote> <oid>:refs/heads/<branch>`), never `--force`; on
-//! success the remote-tracking ref is set to it.
+//! reachable (`git merge-tree` may leave unreferenced objects for `gc`).
+//! The push sends the exact commit that was integrated (`git push <remote>
+//! <oid>:refs/heads/<branch>`), never `--force`; on success the
+//! remote-tracking ref is set to it.
 //!
 //! When the user resolves a divergence by hand (merges the diverged ref and
 //! commits), the next sync finds `R` an ancestor of `L`, pushes, and deletes
