@@ -399,6 +399,8 @@ fn a_kill_during_a_sync_checkout_is_recovered_at_the_next_start() {
 
     d.kill9();
     let pgrp = process_group(smudge_pid).expect("the smudge filter's group");
+    // SAFETY: a plain kill(2) of the git checkout's own process group (it
+    // runs in its own session), as a systemd stop of the cgroup would.
     unsafe {
         libc::kill(-pgrp, libc::SIGKILL);
     }

@@ -14,9 +14,10 @@
 //! Before any of it writes, the paths the update touches are checked
 //! against `git status` (which sees through filters): an uncommitted change,
 //! an uncommitted deletion, an untracked or an ignored file at such a path
-//! refuses the update ([`SyncError::Blocked`]), changing nothing. No hooks
-//! run (`read-tree`, `commit-tree` and `update-ref` run none, except
-//! `reference-transaction`).
+//! refuses the update ([`SyncError::Blocked`]), changing nothing. A
+//! checkout that fails halfway (a filter, a timeout) puts back the files git
+//! had unlinked to rewrite them. No hooks run (`read-tree`, `commit-tree`
+//! and `update-ref` run none, except `reference-transaction`).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
