@@ -589,6 +589,23 @@ async fn open_repository(
             if !removed.is_empty() {
                 tracing::warn!(notebook = %name, count = removed.len(), "recovered from an interrupted write of a previous gitlockd");
             }
+            // Before the catch-up commit: files a sync's checkout cut short by
+            // a crash had unlinked must not be committed as deletions. Not
+            // while a live gitlockd's marker is still there.
+            if !git_dir.join(crate::recovery::MARKER).exists() {
+                match remote_sync::recover_interrupted_checkout(
+                    git.root(),
+                    &remote_sync::GitCli::default(),
+                ) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(notebook = %name, files = n, "restored files an interrupted sync checkout had removed")
+                    }
+                    Err(e) => {
+                        tracing::warn!(notebook = %name, error = %e, "cannot check for an interrupted sync checkout")
+                    }
+                }
+            }
             Ok((Arc::new(git), git_dir))
         },
     );

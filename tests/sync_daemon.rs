@@ -344,20 +344,32 @@ fn group_alive(pgrp: i32) -> bool {
 
 /// issue 10 item 9: a kill -9 in the middle of a sync checkout (as a
 /// systemd stop kills the whole cgroup, the git child included) leaves
-/// index.lock behind; the sync's crash marker lets the next start remove it,
-/// and the sync then completes.
+/// index.lock behind, and the file being rewritten missing (git unlinks the
+/// old version before its smudge filter runs). The sync's crash marker lets
+/// the next start remove the lock; its checkout note lets it put the file
+/// back before the catch-up commit, so no deletion is committed; the sync
+/// then completes.
 #[test]
 fn a_kill_during_a_sync_checkout_is_recovered_at_the_next_start() {
     let sb = Sandbox::new();
     let (_remote, a, b) = two_clones(&sb);
-    // A smudge filter that stops in the middle of the checkout until released.
+    // A smudge filter that stops on version 2 of a file until released.
     let pidfile = sb.root.join("smudge.pid");
     let release = sb.root.join("release");
     let script = sb.root.join("block.sh");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nif [ ! -e '{r}' ]; then\n  echo $$ > '{p}'\n  i=0\n  while [ ! -e '{r}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\nfi\nexec cat\n",
+            concat!(
+                "#!/bin/sh\n",
+                "c=$(cat)\n",
+                "case \"$c\" in *v2*) if [ ! -e '{r}' ]; then\n",
+                "  echo $$ > '{p}'\n",
+                "  i=0\n",
+                "  while [ ! -e '{r}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n",
+                "fi;; esac\n",
+                "printf '%s\\n' \"$c\"\n",
+            ),
             r = release.display(),
             p = pidfile.display()
         ),
@@ -369,8 +381,13 @@ fn a_kill_during_a_sync_checkout_is_recovered_at_the_next_start() {
     b.git(&["config", "filter.block.smudge", script.to_str().unwrap()]);
     b.git(&["config", "filter.block.clean", "cat"]);
     a.write(".gitattributes", "*.slow filter=block\n");
-    a.write("late.slow", "slow content\n");
-    let ca = a.commit_all("a slow file");
+    a.write("late.slow", "v1\n");
+    a.commit_all("a slow file, v1");
+    a.git(&["push", "-q", "origin", "main"]);
+    b.git(&["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert_eq!(read(&b, "late.slow").as_deref(), Some("v1\n"));
+    a.write("late.slow", "v2\n");
+    let ca = a.commit_all("the slow file, v2");
     a.git(&["push", "-q", "origin", "main"]);
 
     sb.write_config("", &[("b", &b.path, SYNC)]);
@@ -396,6 +413,11 @@ fn a_kill_during_a_sync_checkout_is_recovered_at_the_next_start() {
         git_dir.join("index.lock").exists(),
         "the checkout holds the index"
     );
+    assert!(git_dir.join(gitlockd::sync::CHECKOUT_NOTE).exists());
+    assert!(
+        read(&b, "late.slow").is_none(),
+        "git unlinked v1 before smudging v2"
+    );
 
     d.kill9();
     let pgrp = process_group(smudge_pid).expect("the smudge filter's group");
@@ -418,6 +440,10 @@ fn a_kill_during_a_sync_checkout_is_recovered_at_the_next_start() {
         "recovered from an interrupted write",
         Duration::from_secs(20),
     );
+    d.wait_log(
+        "restored files an interrupted sync checkout had removed",
+        Duration::from_secs(20),
+    );
     wait_for(
         Duration::from_secs(30),
         "the sync completed after the restart",
@@ -427,11 +453,23 @@ fn a_kill_during_a_sync_checkout_is_recovered_at_the_next_start() {
                 .status
                 .success();
             (has_a
-                && read(&b, "late.slow").as_deref() == Some("slow content\n")
+                && read(&b, "late.slow").as_deref() == Some("v2\n")
                 && b.status_porcelain().is_empty())
             .then_some(())
         },
     );
+    assert_eq!(
+        b.git(&[
+            "log",
+            "--diff-filter=D",
+            "--format=%h %s",
+            "--",
+            "late.slow"
+        ]),
+        "",
+        "no commit deletes the file the crash had unlinked"
+    );
     assert!(!git_dir.join("index.lock").exists());
+    assert!(!git_dir.join(gitlockd::sync::CHECKOUT_NOTE).exists());
     b.assert_fsck_clean();
 }

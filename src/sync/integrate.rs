@@ -23,8 +23,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use git2::{ErrorCode, ObjectType, Oid, Repository};
+use git2::{ErrorCode, Oid, Repository};
 
+use super::checkout::update_work_tree;
 use super::error::{git_err, SyncError};
 use super::git_cli::{run_git, run_git_env, GitOutput};
 use super::local::{contains, Target};
@@ -248,108 +249,6 @@ fn commit_merge(
     })
 }
 
-/// Update the index and work tree from tree `from` (HEAD's; `None`: unborn)
-/// to tree `to` as `git merge` would. Call [`check_not_blocked`] first; git
-/// itself refuses again (changing nothing) when a tracked file would be lost.
-fn update_work_tree(
-    repo: &Repository,
-    workdir: &Path,
-    git: &GitCli,
-    from: Option<Oid>,
-    to: Oid,
-) -> Result<(), SyncError> {
-    // git compares stat data before content: refresh it first (as `git
-    // merge` does), or a file only touched would count as modified.
-    let out = run_git(workdir, git, "update-index", &["-q", "--refresh"])?;
-    if !out.status.success() && out.status.code() != Some(1) {
-        return Err(local_failure(repo, "update-index", &out));
-    }
-    let from_s = match from {
-        Some(f) => f,
-        None => empty_tree()?,
-    }
-    .to_string();
-    let to_s = to.to_string();
-    let result = run_git_env(
-        workdir,
-        git,
-        "read-tree",
-        &["-m", "-u", &from_s, &to_s],
-        // English messages: the paths of a refusal are parsed from them.
-        &[("LANGUAGE", "C")],
-    );
-    let error = match result {
-        Ok(out) if out.status.success() => return Ok(()),
-        Ok(out) => local_failure(repo, "read-tree", &out),
-        Err(e) => e,
-    };
-    // A refusal wrote nothing. Anything else (a failing filter, a timeout)
-    // may have stopped the checkout halfway, after git unlinked the old
-    // version of the file it was writing.
-    if !matches!(error, SyncError::Blocked { .. } | SyncError::Locked { .. }) {
-        restore_unlinked(repo, workdir, git, from, to);
-    }
-    Err(error)
-}
-
-/// After a checkout from `from` to `to` failed halfway: put back, from the
-/// index (still `from`'s: git did not write it), the files of `from` the
-/// update touches that are missing from the work tree. Otherwise the next
-/// auto-commit would record their deletion, which nobody made. Files
-/// already updated stay: the next auto-commit records them and the next
-/// sync merges them with the remote's identical versions. Best effort:
-/// failures are logged.
-fn restore_unlinked(repo: &Repository, workdir: &Path, git: &GitCli, from: Option<Oid>, to: Oid) {
-    let Some(from) = from else {
-        return;
-    };
-    let Ok(from_tree) = repo.find_tree(from) else {
-        return;
-    };
-    let touched = match touched_paths(repo, Some(from), to) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list the files an interrupted checkout touched");
-            return;
-        }
-    };
-    let missing: Vec<&str> = touched
-        .iter()
-        .filter(|p| {
-            from_tree
-                .get_path(p)
-                .is_ok_and(|e| e.kind() == Some(ObjectType::Blob))
-        })
-        .filter(|p| {
-            std::fs::symlink_metadata(workdir.join(p))
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-        })
-        .filter_map(|p| p.to_str())
-        .collect();
-    if missing.is_empty() {
-        return;
-    }
-    tracing::warn!(files = missing.len(), "the sync's checkout stopped halfway; restoring the files it had removed from the committed versions");
-    for chunk in missing.chunks(200) {
-        let mut args = vec!["-q", "-u", "--"];
-        args.extend_from_slice(chunk);
-        match run_git(workdir, git, "checkout-index", &args) {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => {
-                tracing::warn!(error = %out.message(), "restoring files after an interrupted checkout failed")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "restoring files after an interrupted checkout failed")
-            }
-        }
-    }
-}
-
-/// The empty tree (git knows it without it being in the object store).
-fn empty_tree() -> Result<Oid, SyncError> {
-    Oid::hash_object(ObjectType::Tree, b"").map_err(git_err("hashing the empty tree"))
-}
-
 /// Move the branch to `new` if it still is at `old` (`None`: unborn).
 fn move_branch(
     workdir: &Path,
@@ -444,7 +343,11 @@ fn check_not_blocked(
 }
 
 /// Paths whose entry differs between the two trees (both sides of a rename).
-fn touched_paths(repo: &Repository, from: Option<Oid>, to: Oid) -> Result<Vec<PathBuf>, SyncError> {
+pub(super) fn touched_paths(
+    repo: &Repository,
+    from: Option<Oid>,
+    to: Oid,
+) -> Result<Vec<PathBuf>, SyncError> {
     let find = |id: Oid| {
         repo.find_tree(id)
             .map_err(git_err(format!("reading tree {id}")))
@@ -470,7 +373,7 @@ fn touched_paths(repo: &Repository, from: Option<Oid>, to: Oid) -> Result<Vec<Pa
 
 /// A local git command's failure, typed: a lock file held by another
 /// process, files in the way (git's own last check), or git's message.
-fn local_failure(repo: &Repository, command: &str, out: &GitOutput) -> SyncError {
+pub(super) fn local_failure(repo: &Repository, command: &str, out: &GitOutput) -> SyncError {
     let stderr = out.message();
     if stderr.contains("index.lock") {
         return SyncError::Locked {

@@ -49,7 +49,8 @@
 //! opposite order would let an auto-commit revert the remote's changes. A
 //! checkout cut short (crash, timeout, failing filter) leaves the files
 //! written so far; the next auto-commit records them and the next sync
-//! merges them with the remote's identical versions.
+//! merges them with the remote's identical versions. Files git had unlinked
+//! to rewrite them are put back (module `checkout`).
 //!
 //! Never a force push, never a rewrite of history, never conflict markers in
 //! a commit: a conflicted merge is not committed and nothing of it is
@@ -63,6 +64,7 @@
 //! the diverged ref once the commit it records is an ancestor of `L`. A
 //! diverged ref whose commit is not in `L` is never deleted.
 
+mod checkout;
 mod error;
 mod git_cli;
 mod integrate;
@@ -76,6 +78,7 @@ use git2::Oid;
 
 use crate::config::SyncConfig;
 
+pub use checkout::{recover_interrupted_checkout, CHECKOUT_NOTE};
 use error::git_err;
 pub use error::SyncError;
 use git_cli::{fetch, push_commit};
