@@ -286,6 +286,9 @@ pub fn sync_once_as(
     let workdir = workdir(&repo)?;
     // Fetch, checkout, merge commit, ref moves, push: all inside the marker.
     let _marker = begin_marker(&repo)?;
+    // No checkout runs now (we hold the lock, and no other git holds the
+    // index): a checkout note left by a crash has been dealt with at start.
+    let _ = std::fs::remove_file(repo.path().join(CHECKOUT_NOTE));
     drop(repo);
 
     let remote_tip = fetch(&workdir, git, &t)?;
