@@ -247,9 +247,19 @@ pub(super) fn run_git_env(
     // (polling would add up to its interval to every local command).
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
+    let waiter = std::thread::Builder::new()
+        .name("git-wait".into())
+        .spawn(move || {
+            let _ = tx.send(child.wait());
+        })
+        .map_err(|source| {
+            // No thread to wait with: stop git rather than leave it unwatched.
+            kill_group(pid, libc::SIGKILL);
+            SyncError::Io {
+                context: format!("waiting for git {sub}"),
+                source,
+            }
+        })?;
     let finish = |waiter: std::thread::JoinHandle<()>| {
         let _ = waiter.join();
     };
