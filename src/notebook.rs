@@ -198,6 +198,10 @@ struct Shared {
     events: broadcast::Sender<NotebookEvent>,
     /// Sync state; `None` when sync is off for this notebook.
     sync_health: Mutex<Option<SyncHealth>>,
+    /// Who sync's merge commits are made by (the notebook's author settings).
+    author: remote_sync::Author,
+    /// Ahead/behind from local refs, for status (never under the notebook lock).
+    live_counts: Mutex<remote_sync::LiveCounts>,
 }
 
 enum Control {
@@ -284,6 +288,11 @@ impl Notebook {
                 state: "ok".into(),
                 ..SyncHealth::default()
             })),
+            author: remote_sync::Author {
+                name: config.author_name.clone(),
+                email: config.author_email.clone(),
+            },
+            live_counts: Mutex::new(remote_sync::LiveCounts::default()),
         });
 
         // Watch first, then catch up: a change made between the two is seen twice, never lost.
@@ -425,12 +434,23 @@ impl Notebook {
 
     /// This notebook's entry in the `status` response. Never waits for the lock.
     pub async fn status(&self) -> Value {
-        let git = self.shared.git.clone();
-        let probe =
-            tokio::task::spawn_blocking(move || (git.head_info().ok(), git.repo_state().ok()))
-                .await
-                .ok();
-        let (head, repo_state) = probe.unwrap_or((None, None));
+        let shared = self.shared.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            let git = &shared.git;
+            // Live: an auto-commit waiting for push_delay counts at once.
+            let counts = shared.config.sync.as_ref().and_then(|cfg| {
+                shared
+                    .live_counts
+                    .lock()
+                    .refresh(git.root(), cfg)
+                    .map_err(|e| tracing::debug!(notebook = %shared.name, error = %e, "ahead/behind unknown"))
+                    .ok()
+            });
+            (git.head_info().ok(), git.repo_state().ok(), counts)
+        })
+        .await
+        .ok();
+        let (head, repo_state, counts) = probe.unwrap_or((None, None, None));
         let (branch, head_id) = match &head {
             Some(h) => (h.branch.clone(), h.head.map(|oid| oid.to_string())),
             None => (None, None),
@@ -491,21 +511,24 @@ impl Notebook {
                 "path": p.display().to_string(),
                 "size": size,
             })).collect::<Vec<_>>(),
-            "sync": health_sync(&self.shared).unwrap_or(Value::Null),
+            "sync": health_sync(&self.shared, counts).unwrap_or(Value::Null),
         })
     }
 }
 
-fn health_sync(shared: &Shared) -> Option<Value> {
+/// The `sync` part of status; `counts`: live ahead/behind from local refs
+/// (else the last sync's).
+fn health_sync(shared: &Shared, counts: Option<(usize, usize)>) -> Option<Value> {
     let cfg = shared.config.sync.as_ref()?;
     let guard = shared.sync_health.lock();
     let h = guard.as_ref()?;
+    let (ahead, behind) = counts.unwrap_or((h.ahead, h.behind));
     Some(json!({
         "remote": cfg.remote,
         "branch": cfg.branch,
         "state": h.state,
-        "ahead": h.ahead,
-        "behind": h.behind,
+        "ahead": ahead,
+        "behind": behind,
         "last_sync": h.last_sync.map(rfc3339),
         "last_error": h.last_error,
         "next_try": h.next_try.map(rfc3339),
@@ -565,6 +588,23 @@ async fn open_repository(
             let removed = crate::recovery::recover(&git_dir, repo.commondir());
             if !removed.is_empty() {
                 tracing::warn!(notebook = %name, count = removed.len(), "recovered from an interrupted write of a previous gitlockd");
+            }
+            // Before the catch-up commit: files a sync's checkout cut short by
+            // a crash had unlinked must not be committed as deletions. Not
+            // while a live gitlockd's marker is still there.
+            if !git_dir.join(crate::recovery::MARKER).exists() {
+                match remote_sync::recover_interrupted_checkout(
+                    git.root(),
+                    &remote_sync::GitCli::default(),
+                ) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(notebook = %name, files = n, "restored files an interrupted sync checkout had removed")
+                    }
+                    Err(e) => {
+                        tracing::warn!(notebook = %name, error = %e, "cannot check for an interrupted sync checkout")
+                    }
+                }
             }
             Ok((Arc::new(git), git_dir))
         },
@@ -967,7 +1007,8 @@ async fn commit_round(
             };
             let sync = match (&committed, worker.config.sync.as_ref(), work) {
                 (Ok(_), Some(cfg), SyncWork::Full) => Some(
-                    remote_sync::sync_once(worker.git.root(), cfg, cfg.push).map(SyncDone::Full),
+                    remote_sync::sync_once(worker.git.root(), cfg, cfg.push, &worker.author)
+                        .map(SyncDone::Full),
                 ),
                 (Ok(_), Some(cfg), SyncWork::Push) => {
                     Some(remote_sync::push_only(worker.git.root(), cfg).map(SyncDone::Push))

@@ -244,3 +244,232 @@ fn no_sync_runs_while_a_client_holds_the_lock() {
         || (read(&b, "news.md").as_deref() == Some("news\n")).then_some(()),
     );
 }
+
+#[test]
+fn merge_commits_made_by_sync_carry_the_notebook_author() {
+    let sb = Sandbox::new();
+    let (remote, a, b) = two_clones(&sb);
+    a.write("from-a.md", "a\n");
+    let ca = a.commit_all("a's file");
+    a.git(&["push", "-q", "origin", "main"]);
+    b.write("from-b.md", "b\n");
+    let cb = b.commit_all("b's file");
+    let extra =
+        format!("author_name = \"Notebook Bot\"\nauthor_email = \"bot@example.org\"\n{SYNC}");
+    sb.write_config("", &[("b", &b.path, &extra)]);
+    let _d = sb.start();
+    let merge = wait_for(
+        Duration::from_secs(20),
+        "b's sync merges a's commit",
+        || {
+            let parents = b.git(&["rev-list", "--parents", "-n", "1", "HEAD"]);
+            (parents.split_whitespace().count() == 3).then_some(parents)
+        },
+    );
+    assert!(merge.ends_with(&format!("{cb} {ca}")), "{merge}");
+    assert_eq!(
+        b.git(&["log", "-1", "--format=%an <%ae>|%cn <%ce>", "HEAD"]),
+        "Notebook Bot <bot@example.org>|Notebook Bot <bot@example.org>"
+    );
+    wait_for(Duration::from_secs(20), "the merge pushed", || {
+        (remote.git(&["rev-parse", "main"]) == b.git(&["rev-parse", "HEAD"])).then_some(())
+    });
+    assert_eq!(read(&b, "from-a.md").as_deref(), Some("a\n"));
+    assert_eq!(b.status_porcelain(), "");
+    b.assert_fsck_clean();
+}
+
+#[test]
+fn ahead_counts_a_fresh_auto_commit_at_once_while_the_push_waits() {
+    let sb = Sandbox::new();
+    let (remote, a, _b) = two_clones(&sb);
+    let slow_push =
+        "[notebook.sync]\nremote = \"origin\"\npush_delay = \"1h\"\npull_interval = \"1h\"\n";
+    sb.write_config("", &[("a", &a.path, slow_push)]);
+    let _d = sb.start();
+    let mut c = sb.client();
+    // The first sync (right after start) is done: what follows waits for push_delay.
+    wait_for(Duration::from_secs(20), "the first sync", || {
+        c.status_of("a")["sync"]["last_sync"]
+            .is_string()
+            .then_some(())
+    });
+    let pushed = remote.git(&["rev-parse", "main"]);
+    for (n, file) in [(1, "one.md"), (2, "two.md")] {
+        a.write(file, "local\n");
+        a.wait_committed(file, "local\n");
+        wait_for(
+            Duration::from_secs(5),
+            &format!("status sync.ahead = {n}"),
+            || {
+                let st = c.status_of("a");
+                (st["sync"]["ahead"] == json!(n) && st["sync"]["behind"] == json!(0)).then_some(())
+            },
+        );
+    }
+    assert_eq!(
+        remote.git(&["rev-parse", "main"]),
+        pushed,
+        "nothing pushed yet"
+    );
+}
+
+/// The process group of `pid` (field 5 of /proc/PID/stat).
+fn process_group(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// Whether any live (not zombie) process is in process group `pgrp`.
+fn group_alive(pgrp: i32) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else {
+            return false;
+        };
+        let Some(close) = stat.rfind(')') else {
+            return false;
+        };
+        let mut f = stat[close + 1..].split_whitespace();
+        let state = f.next();
+        f.nth(1).and_then(|g| g.parse::<i32>().ok()) == Some(pgrp) && state != Some("Z")
+    })
+}
+
+/// issue 10 item 9: a kill -9 in the middle of a sync checkout (as a
+/// systemd stop kills the whole cgroup, the git child included) leaves
+/// index.lock behind, and the file being rewritten missing (git unlinks the
+/// old version before its smudge filter runs). The sync's crash marker lets
+/// the next start remove the lock; its checkout note lets it put the file
+/// back before the catch-up commit, so no deletion is committed; the sync
+/// then completes.
+#[test]
+fn a_kill_during_a_sync_checkout_is_recovered_at_the_next_start() {
+    let sb = Sandbox::new();
+    let (_remote, a, b) = two_clones(&sb);
+    // A smudge filter that stops on version 2 of a file until released.
+    let pidfile = sb.root.join("smudge.pid");
+    let release = sb.root.join("release");
+    let script = sb.root.join("block.sh");
+    std::fs::write(
+        &script,
+        format!(
+            concat!(
+                "#!/bin/sh\n",
+                "c=$(cat)\n",
+                "case \"$c\" in *v2*) if [ ! -e '{r}' ]; then\n",
+                "  echo $$ > '{p}'\n",
+                "  i=0\n",
+                "  while [ ! -e '{r}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n",
+                "fi;; esac\n",
+                "printf '%s\\n' \"$c\"\n",
+            ),
+            r = release.display(),
+            p = pidfile.display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    b.git(&["config", "filter.block.smudge", script.to_str().unwrap()]);
+    b.git(&["config", "filter.block.clean", "cat"]);
+    a.write(".gitattributes", "*.slow filter=block\n");
+    a.write("late.slow", "v1\n");
+    a.commit_all("a slow file, v1");
+    a.git(&["push", "-q", "origin", "main"]);
+    b.git(&["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert_eq!(read(&b, "late.slow").as_deref(), Some("v1\n"));
+    a.write("late.slow", "v2\n");
+    let ca = a.commit_all("the slow file, v2");
+    a.git(&["push", "-q", "origin", "main"]);
+
+    sb.write_config("", &[("b", &b.path, SYNC)]);
+    let mut d = sb.start();
+    let smudge_pid: i32 = wait_for(
+        Duration::from_secs(20),
+        "the sync's checkout smudging",
+        || {
+            std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        },
+    );
+    let git_dir = b.path.join(".git");
+    let marker = std::fs::read_to_string(git_dir.join(gitlockd::recovery::MARKER))
+        .expect("the crash marker is written during a sync checkout");
+    assert!(
+        marker.starts_with(&format!("{} ", d.pid())),
+        "marker {marker:?} names the daemon {}",
+        d.pid()
+    );
+    assert!(
+        git_dir.join("index.lock").exists(),
+        "the checkout holds the index"
+    );
+    assert!(git_dir.join(gitlockd::sync::CHECKOUT_NOTE).exists());
+    assert!(
+        read(&b, "late.slow").is_none(),
+        "git unlinked v1 before smudging v2"
+    );
+
+    d.kill9();
+    let pgrp = process_group(smudge_pid).expect("the smudge filter's group");
+    // SAFETY: a plain kill(2) of the git checkout's own process group (it
+    // runs in its own session), as a systemd stop of the cgroup would.
+    unsafe {
+        libc::kill(-pgrp, libc::SIGKILL);
+    }
+    wait_for(Duration::from_secs(10), "the git checkout killed", || {
+        (!group_alive(pgrp)).then_some(())
+    });
+    assert!(
+        git_dir.join("index.lock").exists(),
+        "a killed checkout leaves index.lock behind"
+    );
+
+    std::fs::write(&release, "").unwrap();
+    let d = sb.start();
+    d.wait_log(
+        "recovered from an interrupted write",
+        Duration::from_secs(20),
+    );
+    d.wait_log(
+        "restored files an interrupted sync checkout had removed",
+        Duration::from_secs(20),
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the sync completed after the restart",
+        || {
+            let has_a = b
+                .git_output(&["merge-base", "--is-ancestor", &ca, "HEAD"])
+                .status
+                .success();
+            (has_a
+                && read(&b, "late.slow").as_deref() == Some("v2\n")
+                && b.status_porcelain().is_empty())
+            .then_some(())
+        },
+    );
+    assert_eq!(
+        b.git(&[
+            "log",
+            "--diff-filter=D",
+            "--format=%h %s",
+            "--",
+            "late.slow"
+        ]),
+        "",
+        "no commit deletes the file the crash had unlinked"
+    );
+    assert!(!git_dir.join("index.lock").exists());
+    assert!(!git_dir.join(gitlockd::sync::CHECKOUT_NOTE).exists());
+    b.assert_fsck_clean();
+}
