@@ -263,6 +263,7 @@ impl Notebook {
             author_email: config.author_email.clone(),
             max_file_size: config.max_file_size,
             filter: filter.clone(),
+            hooks: config.hooks,
         };
         let shared = Arc::new(Shared {
             name: name.clone(),

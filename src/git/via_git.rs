@@ -1,0 +1,453 @@
+//! Committing through the user's `git`, for repositories whose settings
+//! libgit2 cannot honour (see `features`): clean filters and git-lfs, sparse
+//! checkout, split index, signing, hooks. git's own config then does all of
+//! it, exactly as `git add -A <paths> && git commit <paths>` would.
+//!
+//! The steps, all under the notebook lock the caller holds:
+//! 1. `git ls-files -t -c -o --exclude-standard -- <batch>`: the batch's
+//!    files as git sees them: tracked (also when ignored), untracked and not
+//!    ignored; skip-worktree entries (sparse checkout) and nested
+//!    repositories left out, gitlockd's filter and size limit applied.
+//! 2. `git add -A` of exactly those files (filters run here).
+//! 3. `git write-tree`, then, in-process, HEAD's tree with the batch's paths
+//!    taken from it: the commit's tree, its changes and message; no commit
+//!    when it equals HEAD's.
+//! 4. `git commit --only <files>` with the message (hooks and signing run
+//!    here); a user's other staged changes stay staged, uncommitted.
+//!
+//! Any failing step leaves HEAD alone; git's stderr is the error.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Tree};
+
+use super::error::{git_err, io_err};
+use super::features::GitFeature;
+use super::message::render_changes_message;
+use super::write::{head_commit, signature, tree_changes, Batch, MessageSpec, StageSettings};
+use super::{busy_state, GitError, GitManager};
+
+/// Longest argument list handed to one `git ls-files` (bytes of paths).
+const ARGS_CHUNK: usize = 64 * 1024;
+
+/// What the caller should know about a file before `git add` sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FileStamp {
+    len: u64,
+    mtime: (i64, i64),
+    ino: u64,
+}
+
+impl FileStamp {
+    fn now(path: &Path) -> Option<FileStamp> {
+        std::fs::symlink_metadata(path).ok().map(|m| FileStamp {
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ino: m.ino(),
+        })
+    }
+}
+
+impl GitManager {
+    /// Stage and commit `rels` (the empty path: everything) through `git`.
+    pub(super) fn commit_via_git(
+        &self,
+        rels: &[PathBuf],
+        settings: &StageSettings<'_>,
+        message: &MessageSpec<'_>,
+        features: &[GitFeature],
+    ) -> Result<Batch, GitError> {
+        let needed_for = features
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.git
+            .check_usable()
+            .map_err(|e| with_needed_for(e, &needed_for))?;
+        let repo = self.open()?;
+        if let Some(state) = busy_state(repo.state()) {
+            return Err(GitError::Busy {
+                state: state.to_string(),
+            });
+        }
+        let lock = repo.path().join("index.lock");
+        if lock.exists() {
+            return Err(GitError::IndexLocked { path: lock });
+        }
+        let whole = rels.iter().any(|r| r.as_os_str().is_empty());
+        let listed = self.list_files(if whole { &[] } else { rels })?;
+        let mut files = Vec::new();
+        let mut skipped_large = Vec::new();
+        for rel in listed {
+            if settings.filter.is_excluded(&rel) {
+                continue;
+            }
+            let full = self.root.join(&rel);
+            match std::fs::symlink_metadata(&full) {
+                // A submodule or nested repository: never staged.
+                Ok(m) if m.is_dir() => continue,
+                Ok(m) if m.is_file() && m.len() > settings.max_file_size => {
+                    skipped_large.push((rel, m.len()));
+                    continue;
+                }
+                _ => {}
+            }
+            files.push(rel);
+        }
+        let files = exclude_unreadable(&self.root, files);
+        if files.is_empty() {
+            return Ok(Batch {
+                id: None,
+                changes: Vec::new(),
+                skipped_large,
+                recheck: Vec::new(),
+            });
+        }
+        let stamps: Vec<Option<FileStamp>> = files
+            .iter()
+            .map(|f| FileStamp::now(&self.root.join(f)))
+            .collect();
+        let pathspec = nul_list(&files);
+        let literal = [("GIT_LITERAL_PATHSPECS", "1")];
+        self.git.run_ok(
+            &self.root,
+            &["add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"],
+            &literal,
+            Some(&pathspec),
+        )?;
+        let out = self.git.run_ok(&self.root, &["write-tree"], &[], None)?;
+        let full_tree = parse_oid(&out.stdout)?;
+
+        let parent = head_commit(&repo)?;
+        let parent_tree = parent
+            .as_ref()
+            .map(|c| c.tree())
+            .transpose()
+            .map_err(git_err(&repo, "reading HEAD's tree"))?;
+        let full = repo
+            .find_tree(full_tree)
+            .map_err(git_err(&repo, "reading the index's tree"))?;
+        let tree_id = if whole {
+            full_tree
+        } else {
+            scoped_tree(&repo, &full, parent_tree.as_ref(), rels)?
+        };
+        let unchanged = parent_tree.as_ref().map(Tree::id) == Some(tree_id);
+        let tree = repo
+            .find_tree(tree_id)
+            .map_err(git_err(&repo, "reading the new tree"))?;
+        if unchanged || (parent.is_none() && tree.is_empty()) {
+            return Ok(Batch {
+                id: None,
+                changes: Vec::new(),
+                skipped_large,
+                recheck: Vec::new(),
+            });
+        }
+        let mut diff = repo
+            .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
+            .map_err(git_err(&repo, "listing the commit's changes"))?;
+        let changes = tree_changes(&repo, &mut diff)?;
+        let text = match message {
+            MessageSpec::Literal(text) => (*text).to_string(),
+            MessageSpec::Template { template, notebook } => {
+                render_changes_message(template, notebook, &changes)
+            }
+        };
+        // `commit --only` refuses a path git does not know at all: one that
+        // is in neither the new index nor HEAD (added, then deleted unseen).
+        let known: Vec<PathBuf> = files
+            .iter()
+            .filter(|f| {
+                full.get_path(f).is_ok()
+                    || parent_tree.as_ref().is_some_and(|t| t.get_path(f).is_ok())
+            })
+            .cloned()
+            .collect();
+        let sig = signature(&repo, settings.author_name, settings.author_email)?;
+        let name = String::from_utf8_lossy(sig.name_bytes()).into_owned();
+        let email = String::from_utf8_lossy(sig.email_bytes()).into_owned();
+        let msg_file = repo.path().join("gitlockd-COMMIT_MSG");
+        std::fs::write(&msg_file, text.as_bytes())
+            .map_err(io_err(format!("writing {}", msg_file.display())))?;
+        let msg_arg = msg_file.to_string_lossy().into_owned();
+        let mut args: Vec<&str> = Vec::new();
+        if !settings.hooks {
+            args.extend(["-c", "core.hooksPath=/dev/null"]);
+        }
+        args.extend([
+            "commit",
+            "--quiet",
+            "--only",
+            "--cleanup=verbatim",
+            "--no-edit",
+            "--file",
+            &msg_arg,
+            "--pathspec-from-file=-",
+            "--pathspec-file-nul",
+        ]);
+        let env = [
+            ("GIT_LITERAL_PATHSPECS", "1"),
+            ("GIT_AUTHOR_NAME", name.as_str()),
+            ("GIT_AUTHOR_EMAIL", email.as_str()),
+            ("GIT_COMMITTER_NAME", name.as_str()),
+            ("GIT_COMMITTER_EMAIL", email.as_str()),
+        ];
+        let committed = self
+            .git
+            .run_ok(&self.root, &args, &env, Some(&nul_list(&known)));
+        let _ = std::fs::remove_file(&msg_file);
+        committed?;
+
+        // What landed (a hook may have changed it).
+        let repo = self.open()?;
+        let head = head_commit(&repo)?;
+        let head_id = head.as_ref().map(|c| c.id());
+        if head_id.is_none() || head_id == parent.as_ref().map(|c| c.id()) {
+            return Err(GitError::Command {
+                command: "git commit".into(),
+                message: "exited successfully but made no commit".into(),
+            });
+        }
+        let changes = match head.as_ref() {
+            Some(c) if c.tree_id() != tree_id => {
+                let new_tree = c.tree().map_err(git_err(&repo, "reading HEAD's tree"))?;
+                let old = c.parent(0).ok().and_then(|p| p.tree().ok());
+                let mut diff = repo
+                    .diff_tree_to_tree(old.as_ref(), Some(&new_tree), None)
+                    .map_err(git_err(&repo, "listing the commit's changes"))?;
+                tree_changes(&repo, &mut diff)?
+            }
+            _ => changes,
+        };
+        let recheck = files
+            .iter()
+            .zip(stamps)
+            .filter(|(f, before)| FileStamp::now(&self.root.join(f)) != *before)
+            .map(|(f, _)| f.clone())
+            .collect();
+        Ok(Batch {
+            id: head_id,
+            changes,
+            skipped_large,
+            recheck,
+        })
+    }
+
+    /// The files under `rels` (all files when empty) that `git add -A` may
+    /// touch: tracked ones (ignored or not, present or deleted) and untracked
+    /// ones git does not ignore. Skip-worktree entries and nested
+    /// repositories are left out; unmerged entries mean a conflict.
+    fn list_files(&self, rels: &[PathBuf]) -> Result<Vec<PathBuf>, GitError> {
+        let mut out = BTreeSet::new();
+        let base = [
+            "ls-files",
+            "-z",
+            "-t",
+            "-c",
+            "-o",
+            "--exclude-standard",
+            "--",
+        ];
+        let mut chunks: Vec<Vec<&OsStr>> = vec![Vec::new()];
+        let mut size = 0;
+        for rel in rels {
+            if size > ARGS_CHUNK {
+                chunks.push(Vec::new());
+                size = 0;
+            }
+            size += rel.as_os_str().len() + 1;
+            if let Some(chunk) = chunks.last_mut() {
+                chunk.push(rel.as_os_str());
+            }
+        }
+        for chunk in chunks {
+            if chunk.is_empty() && !rels.is_empty() {
+                continue;
+            }
+            let mut args: Vec<&OsStr> = base.iter().map(OsStr::new).collect();
+            args.extend(chunk);
+            let listed =
+                self.git
+                    .run_ok(&self.root, &args, &[("GIT_LITERAL_PATHSPECS", "1")], None)?;
+            for record in listed.stdout.split(|b| *b == 0) {
+                let Some((&tag, rest)) = record.split_first() else {
+                    continue;
+                };
+                let Some(path) = rest.strip_prefix(b" ") else {
+                    continue;
+                };
+                match tag {
+                    b'M' => {
+                        return Err(GitError::Busy {
+                            state: "conflicts".to_string(),
+                        })
+                    }
+                    // Sparse checkout: not ours to record, in or out.
+                    b'S' => continue,
+                    // A nested repository (`dir/`).
+                    _ if path.ends_with(b"/") => continue,
+                    _ => {
+                        out.insert(PathBuf::from(OsStr::from_bytes(path)));
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Every path git reports as changed (staged, unstaged or untracked),
+    /// through `git status`, for repositories libgit2 cannot read faithfully.
+    pub(super) fn pending_changes_via_git(
+        &self,
+        filter: &crate::filter::PathFilter,
+    ) -> Result<Vec<PathBuf>, GitError> {
+        self.git.check_usable()?;
+        let out = self.git.run_ok(
+            &self.root,
+            &[
+                "--no-optional-locks",
+                "status",
+                "--porcelain=v1",
+                "-z",
+                "--untracked-files=all",
+                "--no-renames",
+                "--ignore-submodules=all",
+            ],
+            &[],
+            None,
+        )?;
+        let mut paths = BTreeSet::new();
+        for record in out.stdout.split(|b| *b == 0) {
+            if record.len() < 4 || record.ends_with(b"/") {
+                continue;
+            }
+            let path = PathBuf::from(OsStr::from_bytes(&record[3..]));
+            if !filter.is_excluded(&path) {
+                paths.insert(path);
+            }
+        }
+        Ok(paths.into_iter().collect())
+    }
+}
+
+/// Files that cannot be read are left out: `git add` would fail on them
+/// and take the whole batch down with it.
+fn exclude_unreadable(root: &Path, files: Vec<PathBuf>) -> Vec<PathBuf> {
+    files
+        .into_iter()
+        .filter(|rel| {
+            let full = root.join(rel);
+            match std::fs::symlink_metadata(&full) {
+                Ok(m) if m.is_file() => match std::fs::File::open(&full) {
+                    Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                        tracing::warn!(path = %rel.display(), "unreadable file is not committed");
+                        false
+                    }
+                    _ => true,
+                },
+                _ => true,
+            }
+        })
+        .collect()
+}
+
+/// `paths` as git's `--pathspec-file-nul` input.
+fn nul_list(paths: &[PathBuf]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.extend_from_slice(p.as_os_str().as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+fn parse_oid(stdout: &[u8]) -> Result<Oid, GitError> {
+    let text = String::from_utf8_lossy(stdout);
+    Oid::from_str(text.trim()).map_err(|source| GitError::Git {
+        context: format!(
+            "reading the tree id git write-tree printed ({:?})",
+            text.trim()
+        ),
+        source,
+    })
+}
+
+/// `parent` with the state of the `scope` paths (and everything below
+/// them) taken from `full`: the commit `git commit --only <scope>` makes.
+fn scoped_tree(
+    repo: &Repository,
+    full: &Tree<'_>,
+    parent: Option<&Tree<'_>>,
+    scope: &[PathBuf],
+) -> Result<Oid, GitError> {
+    let mut index = Index::new().map_err(git_err(repo, "creating an in-memory index"))?;
+    if let Some(parent) = parent {
+        index
+            .read_tree(parent)
+            .map_err(git_err(repo, "reading HEAD's tree"))?;
+    }
+    let ctx = |p: &Path| format!("building the commit's tree at {}", p.display());
+    for rel in scope {
+        if index.get_path(rel, 0).is_some() {
+            index.remove_path(rel).map_err(git_err(repo, ctx(rel)))?;
+        }
+        index.remove_dir(rel, 0).map_err(git_err(repo, ctx(rel)))?;
+    }
+    let roots: BTreeSet<&Path> = scope.iter().map(PathBuf::as_path).collect();
+    let mut walk_err = None;
+    full.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+        if e.kind() == Some(git2::ObjectType::Tree) {
+            return git2::TreeWalkResult::Ok;
+        }
+        let path =
+            Path::new(OsStr::from_bytes(dir.as_bytes())).join(OsStr::from_bytes(e.name_bytes()));
+        if !path.ancestors().any(|a| roots.contains(a)) {
+            return git2::TreeWalkResult::Ok;
+        }
+        let entry = IndexEntry {
+            ctime: IndexTime::new(0, 0),
+            mtime: IndexTime::new(0, 0),
+            dev: 0,
+            ino: 0,
+            mode: e.filemode() as u32,
+            uid: 0,
+            gid: 0,
+            file_size: 0,
+            id: e.id(),
+            flags: 0,
+            flags_extended: 0,
+            path: path.as_os_str().as_bytes().to_vec(),
+        };
+        if let Err(err) = index.add(&entry) {
+            walk_err = Some(err);
+            return git2::TreeWalkResult::Abort;
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .map_err(|e| walk_err.take().unwrap_or(e))
+    .map_err(git_err(repo, "building the commit's tree"))?;
+    index
+        .write_tree_to(repo)
+        .map_err(git_err(repo, "writing the commit's tree"))
+}
+
+/// The same error, naming the settings that need git.
+fn with_needed_for(e: GitError, needed: &str) -> GitError {
+    match e {
+        GitError::GitMissing {
+            program, detail, ..
+        } => GitError::GitMissing {
+            program,
+            detail,
+            needed_for: needed.to_string(),
+        },
+        other => other,
+    }
+}
