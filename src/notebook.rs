@@ -102,6 +102,11 @@ struct Health {
     skipped_large: Vec<(PathBuf, u64)>,
     /// Why the watcher asked for rescans, when it did.
     watch_problem: Option<String>,
+    /// Why the last commit went through `git` (empty: libgit2 made it).
+    git_features: Vec<String>,
+    /// The last round failed in a way only a change can fix (a hook or a
+    /// filter refused): the next file event retries at once, after debounce.
+    retry_on_change: bool,
 }
 
 /// What status shows about sync (only for notebooks with `[notebook.sync]`).
@@ -427,11 +432,17 @@ impl Notebook {
     /// This notebook's entry in the `status` response. Never waits for the lock.
     pub async fn status(&self) -> Value {
         let git = self.shared.git.clone();
-        let probe =
-            tokio::task::spawn_blocking(move || (git.head_info().ok(), git.repo_state().ok()))
-                .await
-                .ok();
-        let (head, repo_state) = probe.unwrap_or((None, None));
+        let hooks = self.shared.config.hooks;
+        let probe = tokio::task::spawn_blocking(move || {
+            (
+                git.head_info().ok(),
+                git.repo_state().ok(),
+                git.git_features(hooks).unwrap_or_default(),
+            )
+        })
+        .await
+        .ok();
+        let (head, repo_state, features) = probe.unwrap_or((None, None, Vec::new()));
         let (branch, head_id) = match &head {
             Some(h) => (h.branch.clone(), h.head.map(|oid| oid.to_string())),
             None => (None, None),
@@ -442,6 +453,14 @@ impl Notebook {
             (p.paths.len(), p.rescan)
         };
         let health = self.shared.health.lock();
+        // What the repository asks for now, plus what the last commit found
+        // in the files themselves (a filter attribute, skip-worktree entries).
+        let mut git_features: Vec<String> = features.iter().map(ToString::to_string).collect();
+        for f in &health.git_features {
+            if !git_features.contains(f) {
+                git_features.push(f.clone());
+            }
+        }
         let holders: Vec<Value> = snapshot
             .holders
             .iter()
@@ -488,6 +507,8 @@ impl Notebook {
             })),
             "last_error": health.last_error.clone().or_else(|| health.watch_problem.clone()),
             "watches": self.shared.watches.get().map_or(0, |c| c.load(Ordering::Relaxed)),
+            "commit_via": if git_features.is_empty() { "libgit2" } else { "git" },
+            "git_features": git_features,
             "skipped_large": health.skipped_large.iter().map(|(p, size)| json!({
                 "path": p.display().to_string(),
                 "size": size,
@@ -524,6 +545,7 @@ async fn open_repository(
     let init = config.init;
     let max_file_size = config.max_file_size;
     let (author_name, author_email) = (config.author_name.clone(), config.author_email.clone());
+    let hooks = config.hooks;
     let task = tokio::task::spawn_blocking(
         move || -> Result<(Arc<GitManager>, PathBuf), StartError> {
             if init && !path.exists() {
@@ -541,7 +563,8 @@ async fn open_repository(
                 .with_lock_timeout(lock_timeout)
                 .with_filter(filter)
                 .with_max_file_size(max_file_size)
-                .with_author(author_name, author_email);
+                .with_author(author_name, author_email)
+                .with_hooks(hooks);
             let created = git
                 .init_or_get_repo(init)
                 .map_err(|source| StartError::Git {
@@ -551,6 +574,14 @@ async fn open_repository(
             if created {
                 tracing::info!(notebook = %name, path = %path.display(), "created a new repository");
             }
+            // Settings only `git` honours (signing, hooks, filters, sparse
+            // checkout, split index) and no usable `git`: refuse rather than
+            // commit something else than git would.
+            git.check_git_usable(hooks)
+                .map_err(|source| StartError::Git {
+                    name: name.clone(),
+                    source,
+                })?;
             let repo = git2::Repository::open_ext(
                 git.root(),
                 git2::RepositoryOpenFlags::NO_SEARCH,
@@ -726,7 +757,13 @@ async fn run(
                     break;
                 }
             }
-            Some(event) = watch_rx.recv() => on_watch_event(&shared, event),
+            Some(event) = watch_rx.recv() => {
+                let changed = matches!(event, WatchEvent::Changed(_));
+                on_watch_event(&shared, event);
+                if changed && shared.health.lock().retry_on_change {
+                    retry_at = None;
+                }
+            }
             message = control_rx.recv() => match message {
                 Some(Control::Pause) => {}
                 Some(Control::Resume) => retry_at = None,
@@ -1082,6 +1119,10 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
             let mut health = shared.health.lock();
             health.state = "clean".into();
             health.last_error = None;
+            health.retry_on_change = false;
+            if outcome.commit.is_some() || !outcome.git_features.is_empty() {
+                health.git_features = outcome.git_features.clone();
+            }
             for (path, size) in &outcome.skipped_large {
                 tracing::warn!(notebook = %shared.name, path = %path.display(), size, limit = shared.config.max_file_size, "file larger than max_file_size is not committed");
             }
@@ -1153,6 +1194,10 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
                     }
                     health.state = "error".into();
                     health.last_error = Some(message);
+                    // A refusing hook or filter: the user's next save is the
+                    // likely fix, so it retries at once; the backoff bounds
+                    // retries meanwhile.
+                    health.retry_on_change = matches!(error, GitError::Command { .. });
                     Some(now + backoff.step(Duration::from_secs(30)))
                 }
             }

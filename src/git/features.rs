@@ -175,7 +175,6 @@ mod tests {
     fn a_plain_repository_needs_nothing() {
         let (_dir, repo) = repo();
         assert_eq!(detect(&repo, true), vec![]);
-        assert!(filter_drivers(&repo).is_empty());
     }
 
     #[test]
@@ -208,9 +207,11 @@ mod tests {
         assert!(!detect(&repo, false)
             .iter()
             .any(|f| matches!(f, GitFeature::Hook(_))));
-        let mut drivers = filter_drivers(&repo);
-        drivers.sort();
-        assert_eq!(drivers, vec!["crypt".to_string(), "lfs".to_string()]);
+        // (The machine's own config may add drivers, e.g. a system-wide lfs.)
+        let drivers = filter_drivers(&repo);
+        assert!(drivers.contains(&"crypt".to_string()), "{drivers:?}");
+        assert!(drivers.contains(&"lfs".to_string()), "{drivers:?}");
+        assert!(!drivers.contains(&"none".to_string()), "{drivers:?}");
 
         std::fs::write(
             dir.path().join(".gitattributes"),

@@ -23,6 +23,7 @@ mod message;
 mod paths;
 mod read;
 mod stage;
+mod tracked_ignored;
 mod via_git;
 mod write;
 
@@ -40,6 +41,7 @@ pub use cli::GitProgram;
 pub use error::GitError;
 pub use features::GitFeature;
 pub use message::{render_changes_message, render_message, ChangeKind, FileChange};
+pub use tracked_ignored::TrackedIgnored;
 
 /// Default wait for the notebook lock.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
