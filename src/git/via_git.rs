@@ -8,7 +8,8 @@
 //!    files as git sees them: tracked (also when ignored), untracked and not
 //!    ignored; skip-worktree entries (sparse checkout) and nested
 //!    repositories left out, gitlockd's filter and size limit applied.
-//! 2. `git add -A` of exactly those files (filters run here).
+//! 2. `git add -u` of the tracked ones, `git add -A` of the new ones,
+//!    exactly those files (filters run here).
 //! 3. `git write-tree`, then, in-process, HEAD's tree with the batch's paths
 //!    taken from it: the commit's tree, its changes and message; no commit
 //!    when it equals HEAD's.
@@ -82,9 +83,14 @@ impl GitManager {
         }
         let whole = rels.iter().any(|r| r.as_os_str().is_empty());
         let listed = self.list_files(if whole { &[] } else { rels })?;
+        let listed_tracked: BTreeSet<PathBuf> = listed
+            .iter()
+            .filter(|(_, tracked)| *tracked)
+            .map(|(p, _)| p.clone())
+            .collect();
         let mut files = Vec::new();
         let mut skipped_large = Vec::new();
-        for rel in listed {
+        for (rel, _) in listed {
             if settings.filter.is_excluded(&rel) {
                 continue;
             }
@@ -113,14 +119,25 @@ impl GitManager {
             .iter()
             .map(|f| FileStamp::now(&self.root.join(f)))
             .collect();
-        let pathspec = nul_list(&files);
+        // Tracked files through `add -u`, new ones through `add -A`: git
+        // refuses to `add` a path inside an ignored directory by name even
+        // when it is tracked (it stages it, and fails the command).
+        let (tracked, new): (Vec<PathBuf>, Vec<PathBuf>) = files
+            .iter()
+            .cloned()
+            .partition(|f| listed_tracked.contains(f));
         let literal = [("GIT_LITERAL_PATHSPECS", "1")];
-        self.git.run_ok(
-            &self.root,
-            &["add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"],
-            &literal,
-            Some(&pathspec),
-        )?;
+        for (mode, list) in [("-u", &tracked), ("-A", &new)] {
+            if list.is_empty() {
+                continue;
+            }
+            self.git.run_ok(
+                &self.root,
+                &["add", mode, "--pathspec-from-file=-", "--pathspec-file-nul"],
+                &literal,
+                Some(&nul_list(list)),
+            )?;
+        }
         let out = self.git.run_ok(&self.root, &["write-tree"], &[], None)?;
         let full_tree = parse_oid(&out.stdout)?;
 
@@ -244,7 +261,8 @@ impl GitManager {
     /// touch: tracked ones (ignored or not, present or deleted) and untracked
     /// ones git does not ignore. Skip-worktree entries and nested
     /// repositories are left out; unmerged entries mean a conflict.
-    fn list_files(&self, rels: &[PathBuf]) -> Result<Vec<PathBuf>, GitError> {
+    /// Each file comes with whether it is tracked.
+    fn list_files(&self, rels: &[PathBuf]) -> Result<Vec<(PathBuf, bool)>, GitError> {
         let mut out = BTreeSet::new();
         let base = [
             "ls-files",
@@ -294,7 +312,7 @@ impl GitManager {
                     // A nested repository (`dir/`).
                     _ if path.ends_with(b"/") => continue,
                     _ => {
-                        out.insert(PathBuf::from(OsStr::from_bytes(path)));
+                        out.insert((PathBuf::from(OsStr::from_bytes(path)), tag != b'?'));
                     }
                 }
             }
