@@ -74,7 +74,7 @@ fn oracle_tree(dir: &Path, paths: &[&str]) -> String {
                 .any(|t| *t == *p || t.starts_with(&format!("{p}/")))
     };
     let mut args = vec!["add", "-A", "--"];
-    args.extend(paths.iter().copied().filter(|p| known(&p)));
+    args.extend(paths.iter().copied().filter(|p| known(p)));
     if paths.is_empty() {
         args.push(".");
     } else if args.len() == 3 {
@@ -393,12 +393,9 @@ fn tracked_but_ignored_files_are_committed_untracked_ignored_stay_out() {
     // Deleted: the deletion is committed.
     std::fs::remove_file(d.join("keep.log")).expect("rm");
     auto_checked(d, &gm, &["keep.log"]);
-    assert!(
-        git_try(d, &["cat-file", "-e", "HEAD:keep.log"])
-            .status
-            .success()
-            == false
-    );
+    assert!(!git_try(d, &["cat-file", "-e", "HEAD:keep.log"])
+        .status
+        .success());
 }
 
 fn ssh_keygen(dir: &Path) -> Option<PathBuf> {
@@ -872,4 +869,43 @@ fn random_sessions_match_git_through_git() {
     for seed in [0x9E37_79B9_7F4A_7C15, 0xD1B5_4A32_D192_ED03, 42] {
         random_session(seed, true);
     }
+}
+
+#[test]
+fn a_sparse_index_keeps_working() {
+    let (dir, gm) = repo_with(&[("d1/a.md", "a\n"), ("d2/b.md", "b\n")]);
+    let d = dir.path();
+    git(
+        d,
+        &["sparse-checkout", "set", "--cone", "--sparse-index", "d1"],
+    );
+    write(d, "d1/a.md", "a2\n");
+    let want = oracle_tree(d, &["d1/a.md"]);
+    // A path inside the collapsed directory too (git's own add refuses it).
+    auto(&gm, &["d1/a.md", "d2/b.md", "d2"]).expect("auto");
+    assert_eq!(head_tree(d), want);
+    assert_status_clean(d);
+    let files = lines(&git(d, &["ls-tree", "-r", "--name-only", "HEAD"]));
+    assert_eq!(files, ["d1/a.md", "d2/b.md"]);
+    assert!(gm.pending_changes(&opts()).expect("pending").is_empty());
+}
+
+#[test]
+fn working_tree_encoding_is_converted_as_git_does() {
+    let (dir, gm) = repo_with(&[("a.md", "a\n")]);
+    let d = dir.path();
+    write(
+        d,
+        ".gitattributes",
+        "*.u16 working-tree-encoding=UTF-16LE\n",
+    );
+    let text: Vec<u8> = "héllo\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::write(d.join("t.u16"), text).expect("write");
+    let outcome = auto_checked(d, &gm, &[".gitattributes", "t.u16"]);
+    assert_eq!(outcome.git_features, ["working-tree-encoding"]);
+    // The repository holds UTF-8, as `git add` stores it.
+    assert_eq!(blob_at(d, "t.u16"), "héllo\n");
 }

@@ -55,6 +55,9 @@ impl Default for GitProgram {
     }
 }
 
+/// A program checked by [`GitProgram::check_usable`], and the answer.
+type Checked = (OsString, Result<(), String>);
+
 /// What one git command printed.
 pub(crate) struct Output {
     /// Exit status.
@@ -210,8 +213,7 @@ impl GitProgram {
     /// Checked once per process and program (the answer does not change
     /// while gitlockd runs, short of a reinstall).
     pub fn check_usable(&self) -> Result<(), GitError> {
-        static CHECKED: OnceLock<parking_lot::Mutex<Vec<(OsString, Result<(), String>)>>> =
-            OnceLock::new();
+        static CHECKED: OnceLock<parking_lot::Mutex<Vec<Checked>>> = OnceLock::new();
         let cache = CHECKED.get_or_init(Default::default);
         if let Some((_, r)) = cache.lock().iter().find(|(p, _)| *p == self.program) {
             return r.clone().map_err(|detail| GitError::GitMissing {
