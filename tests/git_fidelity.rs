@@ -909,3 +909,52 @@ fn working_tree_encoding_is_converted_as_git_does() {
     // The repository holds UTF-8, as `git add` stores it.
     assert_eq!(blob_at(d, "t.u16"), "héllo\n");
 }
+
+#[test]
+fn a_hook_that_never_finishes_is_killed_and_leaves_no_lock_behind() {
+    let (dir, gm) = repo_with(&[("a.md", "a\n")]);
+    let d = dir.path();
+    let gm = gm.with_git_program(GitProgram {
+        timeout: std::time::Duration::from_secs(2),
+        ..program()
+    });
+    hook(d, "pre-commit", "sleep 60");
+    let head = git(d, &["rev-parse", "HEAD"]);
+    write(d, "a.md", "b\n");
+    let started = std::time::Instant::now();
+    let err = auto(&gm, &["a.md"]).expect_err("killed");
+    assert!(matches!(err, GitError::Timeout { .. }), "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(err.to_string().contains("hooks = false"), "{err}");
+    assert_eq!(git(d, &["rev-parse", "HEAD"]), head);
+    assert!(
+        !d.join(".git/index.lock").exists(),
+        "index.lock left behind"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(d.join(".git"))
+        .expect("read .git")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The hook fixed: commits again.
+    hook(d, "pre-commit", "true");
+    auto_checked(d, &gm, &["a.md"]);
+}
+
+#[test]
+fn commit_now_without_paths_commits_everything_through_git() {
+    let (dir, gm) = repo_with(&[("a.md", "a\n"), ("old.md", "o\n")]);
+    let d = dir.path();
+    hook(d, "post-commit", "true");
+    write(d, "a.md", "a2\n");
+    write(d, "new/n.md", "n\n");
+    std::fs::remove_file(d.join("old.md")).expect("rm");
+    let want = oracle_tree(d, &[]);
+    let outcome = gm.commit_now(None, None, &opts()).expect("commit_now");
+    assert!(outcome.commit.is_some());
+    assert_eq!(outcome.git_features, ["post-commit hook"]);
+    assert_eq!(head_tree(d), want);
+    assert_status_clean(d);
+}

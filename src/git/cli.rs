@@ -168,12 +168,9 @@ impl GitProgram {
             if Instant::now() >= deadline {
                 kill_group(child.id());
                 let _ = child.wait();
-                return Err(GitError::Command {
+                return Err(GitError::Timeout {
                     command: what(),
-                    message: format!(
-                        "killed after {}s (a hook or filter that never finished?)",
-                        self.timeout.as_secs()
-                    ),
+                    secs: self.timeout.as_secs(),
                 });
             }
             std::thread::sleep(pause);

@@ -131,14 +131,14 @@ impl GitManager {
             if list.is_empty() {
                 continue;
             }
-            self.git.run_ok(
-                &self.root,
+            self.run_git(
+                &repo,
                 &["add", mode, "--pathspec-from-file=-", "--pathspec-file-nul"],
                 &literal,
                 Some(&nul_list(list)),
             )?;
         }
-        let out = self.git.run_ok(&self.root, &["write-tree"], &[], None)?;
+        let out = self.run_git(&repo, &["write-tree"], &[], None)?;
         let full_tree = parse_oid(&out.stdout)?;
 
         let parent = head_commit(&repo)?;
@@ -216,9 +216,7 @@ impl GitManager {
             ("GIT_COMMITTER_NAME", name.as_str()),
             ("GIT_COMMITTER_EMAIL", email.as_str()),
         ];
-        let committed = self
-            .git
-            .run_ok(&self.root, &args, &env, Some(&nul_list(&known)));
+        let committed = self.run_git(&repo, &args, &env, Some(&nul_list(&known)));
         let _ = std::fs::remove_file(&msg_file);
         committed?;
 
@@ -255,6 +253,40 @@ impl GitManager {
             skipped_large,
             recheck,
         })
+    }
+
+    /// Runs a git command that writes; when it had to be killed (timeout),
+    /// the lock files it left (created since it started, held by nobody)
+    /// are removed, or every later commit would fail on them.
+    fn run_git(
+        &self,
+        repo: &Repository,
+        args: &[&str],
+        env: &[(&str, &str)],
+        input: Option<&[u8]>,
+    ) -> Result<super::cli::Output, GitError> {
+        let started = std::time::SystemTime::now()
+            .checked_sub(std::time::Duration::from_secs(1))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let result = self.git.run_ok(&self.root, args, env, input);
+        if let Err(GitError::Timeout { .. }) = &result {
+            crate::recovery::remove_fresh_locks(repo.path(), repo.commondir(), started, None);
+            // `commit --only` also leaves its temporary index behind.
+            if let Ok(entries) = std::fs::read_dir(repo.path()) {
+                for e in entries.flatten() {
+                    let name = e.file_name();
+                    let name = name.as_bytes();
+                    let fresh = e
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|m| m >= started);
+                    if fresh && name.starts_with(b"next-index-") && name.ends_with(b".lock") {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+        result
     }
 
     /// The files under `rels` (all files when empty) that `git add -A` may
