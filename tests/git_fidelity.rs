@@ -725,14 +725,16 @@ const NAMES: &[&str] = &[
     "ünï.txt",
 ];
 
-/// Every file (not directory) under `root`, outside `.git`.
+/// Every file (not directory) under `root`, outside `.git`, but
+/// `.gitattributes`: changing it changes how git compares the other files
+/// (a renormalization, out of scope here).
 fn work_files(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).expect("read_dir").flatten() {
             let p = e.path();
-            if e.file_name() == ".git" {
+            if e.file_name() == ".git" || e.file_name() == ".gitattributes" {
                 continue;
             }
             let ft = e.file_type().expect("file type");
@@ -747,8 +749,19 @@ fn work_files(root: &Path) -> Vec<String> {
     out
 }
 
+/// Which path a random session's commits take.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A plain repository: libgit2.
+    Libgit2,
+    /// A post-commit hook sends every commit through git.
+    Hook,
+    /// A clean filter on `*.txt` sends batches holding one through git.
+    Filter,
+}
+
 /// Random edits, one batch at a time, each checked against the oracle.
-fn random_session(seed: u64, via_git: bool) {
+fn random_session(seed: u64, mode: Mode) {
     let (dir, gm) = repo_with(&[
         (".gitignore", "*.log\nbuild/\n"),
         ("d1/.gitignore", "*.tmp\n!keep.tmp\n"),
@@ -759,8 +772,21 @@ fn random_session(seed: u64, via_git: bool) {
     write(d, "forced.log", "tracked though ignored\n");
     git(d, &["add", "-f", "forced.log", "build/tracked.txt"]);
     git(d, &["commit", "-q", "-m", "forced"]);
-    if via_git {
-        hook(d, "post-commit", "true");
+    match mode {
+        Mode::Libgit2 => {}
+        Mode::Hook => hook(d, "post-commit", "true"),
+        Mode::Filter => {
+            git(d, &["config", "filter.rot.clean", "tr a-zA-Z n-za-mN-ZA-M"]);
+            git(
+                d,
+                &["config", "filter.rot.smudge", "tr a-zA-Z n-za-mN-ZA-M"],
+            );
+            git(d, &["config", "filter.rot.required", "true"]);
+            write(d, ".gitattributes", "*.txt filter=rot\n");
+            git(d, &["add", "--renormalize", "."]);
+            git(d, &["add", ".gitattributes"]);
+            git(d, &["commit", "-q", "-m", "attributes"]);
+        }
     }
     let mut rng = Rng(seed);
     for step in 0..30 {
@@ -839,14 +865,19 @@ fn random_session(seed: u64, via_git: bool) {
             "seed {seed} step {step}: HEAD's tree differs from git's for {batch:?}\n{}",
             git(d, &["status", "--porcelain", "--untracked-files=all"])
         );
-        if !via_git {
-            assert!(
+        match mode {
+            Mode::Libgit2 => assert!(
                 outcome.git_features.is_empty(),
                 "{:?}",
                 outcome.git_features
-            );
-        } else if outcome.commit.is_some() {
-            assert_eq!(outcome.git_features, ["post-commit hook"]);
+            ),
+            Mode::Hook if outcome.commit.is_some() => {
+                assert_eq!(outcome.git_features, ["post-commit hook"]);
+            }
+            Mode::Filter if !outcome.git_features.is_empty() => {
+                assert_eq!(outcome.git_features, ["rot filter"]);
+            }
+            _ => {}
         }
         let status = git(d, &["status", "--porcelain", "--untracked-files=all"]);
         assert_eq!(
@@ -860,14 +891,21 @@ fn random_session(seed: u64, via_git: bool) {
 #[test]
 fn random_sessions_match_git_through_libgit2() {
     for seed in [0x9E37_79B9_7F4A_7C15, 0xD1B5_4A32_D192_ED03, 42] {
-        random_session(seed, false);
+        random_session(seed, Mode::Libgit2);
     }
 }
 
 #[test]
 fn random_sessions_match_git_through_git() {
     for seed in [0x9E37_79B9_7F4A_7C15, 0xD1B5_4A32_D192_ED03, 42] {
-        random_session(seed, true);
+        random_session(seed, Mode::Hook);
+    }
+}
+
+#[test]
+fn random_sessions_match_git_with_a_clean_filter() {
+    for seed in [7, 0xA076_1D64_78BD_642F] {
+        random_session(seed, Mode::Filter);
     }
 }
 
@@ -957,4 +995,35 @@ fn commit_now_without_paths_commits_everything_through_git() {
     assert_eq!(outcome.git_features, ["post-commit hook"]);
     assert_eq!(head_tree(d), want);
     assert_status_clean(d);
+}
+
+#[test]
+fn names_git_would_read_as_pathspec_magic_are_taken_literally() {
+    let (dir, gm) = repo_with(&[("a.md", "a\n"), ("[x].md", "x\n"), ("xx.md", "other\n")]);
+    let d = dir.path();
+    hook(d, "post-commit", "true");
+    let names = [
+        "[x].md",
+        ":(top)c.md",
+        "*star.md",
+        "-dash.md",
+        "new\nline.md",
+        "sp ace.md",
+    ];
+    for n in names {
+        write(d, n, "changed\n");
+    }
+    // `[x].md` as a glob would also match `x.md`; as magic, `:(top)c.md` is `c.md`.
+    write(d, "x.md", "must stay out\n");
+    write(d, "c.md", "must stay out\n");
+    let outcome = auto(&gm, &names).expect("auto");
+    assert!(outcome.commit.is_some());
+    let files = git(d, &["ls-tree", "-r", "-z", "--name-only", "HEAD"]);
+    let mut files: Vec<&str> = files.split('\0').filter(|f| !f.is_empty()).collect();
+    files.sort();
+    let mut want = vec!["a.md", "xx.md"];
+    want.extend(names);
+    want.sort();
+    assert_eq!(files, want);
+    assert_eq!(blob_at(d, "xx.md"), "other\n");
 }
