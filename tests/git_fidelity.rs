@@ -443,11 +443,28 @@ fn ssh_signing_is_honoured_for_auto_commits_and_commit_now() {
         ],
     );
     git(d, &["config", "commit.gpgsign", "true"]);
+    // gpg.ssh.program is honoured: a wrapper that leaves a trace.
+    let trace = keys.path().join("trace");
+    let wrapper = keys.path().join("sign-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho signed >> {}\nexec ssh-keygen \"$@\"\n",
+            trace.display()
+        ),
+    )
+    .expect("write wrapper");
+    chmod_x(&wrapper);
+    git(
+        d,
+        &["config", "gpg.ssh.program", wrapper.to_str().expect("utf8")],
+    );
     write(d, "a.md", "signed\n");
     let outcome = auto_checked(d, &gm, &["a.md"]);
     assert_eq!(outcome.git_features, vec!["commit.gpgsign".to_string()]);
     let verified = git_try(d, &["verify-commit", "HEAD"]);
     assert!(verified.status.success(), "verify-commit: {verified:?}");
+    assert!(trace.exists(), "gpg.ssh.program was not used");
 
     write(d, "b.md", "by hand\n");
     let now = gm
