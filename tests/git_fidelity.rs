@@ -1044,3 +1044,21 @@ fn names_git_would_read_as_pathspec_magic_are_taken_literally() {
     assert_eq!(files, want);
     assert_eq!(blob_at(d, "xx.md"), "other\n");
 }
+
+#[test]
+fn feature_many_files_settings_keep_working() {
+    // feature.manyFiles: index v4, untracked cache, and (git 2.40+) an index
+    // written without its trailing checksum.
+    let (dir, gm) = repo_with(&[("a.md", "a\n")]);
+    let d = dir.path();
+    git(d, &["config", "feature.manyFiles", "true"]);
+    git(d, &["config", "index.skipHash", "true"]);
+    write(d, "a.md", "b\n");
+    git(d, &["add", "a.md"]);
+    git(d, &["commit", "-q", "-m", "rewritten index"]);
+    for round in 0..2 {
+        write(d, "a.md", &format!("round {round}\n"));
+        let outcome = auto_checked(d, &gm, &["a.md"]);
+        assert!(outcome.commit.is_some());
+    }
+}
