@@ -1033,6 +1033,16 @@ async fn commit_round(
     };
     let commit = match committed {
         Ok(outcome) => {
+            if !outcome.failed.is_empty() {
+                // Their filter failed: pending again, retried on the next
+                // change or with backoff (see `settle`), never in a tight loop.
+                let mut pending = shared.pending.lock();
+                pending
+                    .paths
+                    .extend(outcome.failed.iter().map(|(p, _)| p.clone()));
+                pending.touch(Instant::now());
+                pending.first_at = min_instant(pending.first_at, batch_first_at);
+            }
             if !outcome.recheck.is_empty() {
                 // A file changed while staged: look again, but keep its first
                 // pending time so max_delay still bounds how long it waits.
@@ -1115,11 +1125,30 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
     match result {
         Round::Idle => None,
         Round::Done(outcome) => {
-            backoff.reset();
             let mut health = shared.health.lock();
-            health.state = "clean".into();
-            health.last_error = None;
-            health.retry_on_change = false;
+            let retry = if let Some((path, message)) = outcome.failed.first() {
+                let others = match outcome.failed.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                };
+                let text = format!(
+                    "{} not committed{others}: git add failed: {message}",
+                    path.display()
+                );
+                if health.last_error.as_deref() != Some(text.as_str()) {
+                    tracing::error!(notebook = %shared.name, error = %text, "a file could not be staged; it stays pending");
+                }
+                health.state = "error".into();
+                health.last_error = Some(text);
+                health.retry_on_change = true;
+                Some(now + backoff.step(Duration::from_secs(30)))
+            } else {
+                backoff.reset();
+                health.state = "clean".into();
+                health.last_error = None;
+                health.retry_on_change = false;
+                None
+            };
             if outcome.commit.is_some() || !outcome.git_features.is_empty() {
                 health.git_features = outcome.git_features.clone();
             }
@@ -1161,7 +1190,7 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
                         .collect(),
                 });
             }
-            None
+            retry
         }
         Round::LockTimeout => Some(now + backoff.step(Duration::from_secs(5))),
         Round::Retry(error) => {

@@ -153,3 +153,62 @@ fn a_repository_needing_git_is_refused_without_git() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn a_failing_filter_holds_back_only_its_file_and_commits_it_once_it_works() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("nb");
+    let flag = repo.path.join(".git/locked");
+    repo.git(&[
+        "config",
+        "filter.crypt.clean",
+        &format!(
+            "sh -c 'if [ -e {} ]; then echo \"git-crypt: repository is locked\" >&2; exit 1; fi; tr a-z n-za-m'",
+            flag.display()
+        ),
+    ]);
+    repo.git(&["config", "filter.crypt.required", "true"]);
+    repo.write(".gitattributes", "*.sec filter=crypt\n");
+    repo.write("a.md", "a\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "-m", "start"]);
+    std::fs::write(&flag, "").unwrap();
+    sb.write_config("", &[("nb", &repo.path, "")]);
+    let _d = sb.start();
+    let mut c = sb.client();
+
+    repo.write("k.sec", "secret\n");
+    repo.write("a.md", "plain change\n");
+    repo.wait_committed("a.md", "plain change\n");
+    let st = wait_for(
+        Duration::from_secs(10),
+        "the filter's error in last_error",
+        || {
+            let st = c.status_of("nb");
+            st["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("k.sec") && e.contains("repository is locked"))
+                .then_some(st)
+        },
+    );
+    assert!(st["pending"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(repo.blob("k.sec"), None);
+    // Unlocked: the next change (or the backoff) commits it, encrypted.
+    std::fs::remove_file(&flag).unwrap();
+    repo.write("k.sec", "secret2\n");
+    repo.wait_committed("k.sec", "frperg2\n");
+    wait_for(Duration::from_secs(5), "last_error cleared", || {
+        c.status_of("nb")["last_error"].is_null().then_some(())
+    });
+    repo.assert_fsck_clean();
+    // The plaintext never entered the object database.
+    for text in ["secret\n", "secret2\n"] {
+        let probe = repo.path.join(".git/probe");
+        std::fs::write(&probe, text).unwrap();
+        let id = repo.git(&["hash-object", "--no-filters", probe.to_str().unwrap()]);
+        assert!(
+            !repo.git_output(&["cat-file", "-e", &id]).status.success(),
+            "{text:?} is in the odb"
+        );
+    }
+}

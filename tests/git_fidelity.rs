@@ -247,9 +247,25 @@ fn a_failing_required_filter_commits_nothing_shows_its_stderr_then_recovers() {
         !odb_has_blob(d, "plain text\n"),
         "plaintext entered the object database"
     );
-    // The filter works again: the same batch commits.
+    // The rest of a batch is not held back: the other files are committed,
+    // the filtered ones are reported (with the filter's stderr) and left out.
+    write(d, "y.up", "more plain\n");
+    write(d, "notes.md", "unfiltered\n");
+    let partial = auto(&gm, &["x.up", "y.up", "notes.md"]).expect("partial commit");
+    assert!(partial.commit.is_some());
+    assert_eq!(blob_at(d, "notes.md"), "unfiltered\n");
+    let failed: Vec<&PathBuf> = partial.failed.iter().map(|(p, _)| p).collect();
+    assert_eq!(failed, [Path::new("x.up"), Path::new("y.up")]);
+    assert!(
+        partial.failed[0].1.contains("key not unlocked"),
+        "{:?}",
+        partial.failed
+    );
+    assert!(git_try(d, &["cat-file", "-e", "HEAD:x.up"]).status.code() != Some(0));
+    assert!(!odb_has_blob(d, "plain text\n") && !odb_has_blob(d, "more plain\n"));
+    // The filter works again: the same files commit.
     std::fs::remove_file(git_dir.join("broken")).expect("rm");
-    auto_checked(d, &gm, &["x.up"]);
+    auto_checked(d, &gm, &["x.up", "y.up"]);
     assert_eq!(blob_at(d, "x.up"), "PLAIN TEXT\n");
 }
 

@@ -168,6 +168,9 @@ pub struct AutoCommitOutcome {
     /// Why this batch went through `git` (e.g. "lfs filter", "commit.gpgsign");
     /// empty when libgit2 made it.
     pub git_features: Vec<String>,
+    /// Files left out because git could not stage them (their filter
+    /// failed), with git's message: to be committed once it works.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 impl GitManager {

@@ -33,6 +33,9 @@ use super::message::render_changes_message;
 use super::write::{head_commit, signature, tree_changes, Batch, MessageSpec, StageSettings};
 use super::{busy_state, GitError, GitManager};
 
+/// Files git could not stage, with its message.
+type FailedFiles = Vec<(PathBuf, String)>;
+
 /// Longest argument list handed to one `git ls-files` (bytes of paths).
 const ARGS_CHUNK: usize = 64 * 1024;
 
@@ -113,31 +116,21 @@ impl GitManager {
                 changes: Vec::new(),
                 skipped_large,
                 recheck: Vec::new(),
+                failed: Vec::new(),
             });
         }
         let stamps: Vec<Option<FileStamp>> = files
             .iter()
             .map(|f| FileStamp::now(&self.root.join(f)))
             .collect();
-        // Tracked files through `add -u`, new ones through `add -A`: git
-        // refuses to `add` a path inside an ignored directory by name even
-        // when it is tracked (it stages it, and fails the command).
-        let (tracked, new): (Vec<PathBuf>, Vec<PathBuf>) = files
+        let (staged, failed) = self.add_files(&repo, &files, &listed_tracked)?;
+        let stamps: Vec<Option<FileStamp>> = files
             .iter()
-            .cloned()
-            .partition(|f| listed_tracked.contains(f));
-        let literal = [("GIT_LITERAL_PATHSPECS", "1")];
-        for (mode, list) in [("-u", &tracked), ("-A", &new)] {
-            if list.is_empty() {
-                continue;
-            }
-            self.run_git(
-                &repo,
-                &["add", mode, "--pathspec-from-file=-", "--pathspec-file-nul"],
-                &literal,
-                Some(&nul_list(list)),
-            )?;
-        }
+            .zip(stamps)
+            .filter(|(f, _)| staged.contains(*f))
+            .map(|(_, s)| s)
+            .collect();
+        let files = staged;
         let out = self.run_git(&repo, &["write-tree"], &[], None)?;
         let full_tree = parse_oid(&out.stdout)?;
 
@@ -165,6 +158,7 @@ impl GitManager {
                 changes: Vec::new(),
                 skipped_large,
                 recheck: Vec::new(),
+                failed,
             });
         }
         let mut diff = repo
@@ -252,7 +246,85 @@ impl GitManager {
             changes,
             skipped_large,
             recheck,
+            failed,
         })
+    }
+
+    /// `git add` of `files`: tracked ones through `add -u`, new ones through
+    /// `add -A` (git refuses to `add` a path inside an ignored directory by
+    /// name even when it is tracked: it stages it, and fails the command).
+    ///
+    /// Files whose filter fails (a git-crypt key not unlocked, a broken
+    /// driver) must not hold back the rest of the batch: filtered files are
+    /// added after the others, one by one when they fail together, and the
+    /// ones that still fail are returned with git's message, left out of
+    /// this commit. When nothing could be added, that is the error.
+    fn add_files(
+        &self,
+        repo: &Repository,
+        files: &[PathBuf],
+        tracked: &BTreeSet<PathBuf>,
+    ) -> Result<(Vec<PathBuf>, FailedFiles), GitError> {
+        let drivers = super::features::filter_drivers(repo);
+        let (filtered, plain): (Vec<PathBuf>, Vec<PathBuf>) =
+            files.iter().cloned().partition(|f| {
+                matches!(
+                    super::features::file_feature(repo, f, &drivers),
+                    Some(GitFeature::Filter(_))
+                )
+            });
+        self.add_group(repo, &plain, tracked)?;
+        let mut staged = plain;
+        let mut failed = Vec::new();
+        match self.add_group(repo, &filtered, tracked) {
+            Ok(()) => staged.extend(filtered),
+            Err(GitError::Command { message, .. }) if filtered.len() == 1 => {
+                failed.push((filtered[0].clone(), message));
+            }
+            Err(GitError::Command { .. }) => {
+                for f in filtered {
+                    match self.add_group(repo, std::slice::from_ref(&f), tracked) {
+                        Ok(()) => staged.push(f),
+                        Err(GitError::Command { message, .. }) => failed.push((f, message)),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        if staged.is_empty() && !failed.is_empty() {
+            let (path, message) = failed.swap_remove(0);
+            return Err(GitError::Command {
+                command: format!("git add {}", path.display()),
+                message,
+            });
+        }
+        staged.sort();
+        Ok((staged, failed))
+    }
+
+    /// One `git add -u` (tracked) and one `git add -A` (new) for `files`.
+    fn add_group(
+        &self,
+        repo: &Repository,
+        files: &[PathBuf],
+        tracked: &BTreeSet<PathBuf>,
+    ) -> Result<(), GitError> {
+        let (old, new): (Vec<PathBuf>, Vec<PathBuf>) =
+            files.iter().cloned().partition(|f| tracked.contains(f));
+        let literal = [("GIT_LITERAL_PATHSPECS", "1")];
+        for (mode, list) in [("-u", &old), ("-A", &new)] {
+            if list.is_empty() {
+                continue;
+            }
+            self.run_git(
+                repo,
+                &["add", mode, "--pathspec-from-file=-", "--pathspec-file-nul"],
+                &literal,
+                Some(&nul_list(list)),
+            )?;
+        }
+        Ok(())
     }
 
     /// Runs a git command that writes; when it had to be killed (timeout),

@@ -52,6 +52,8 @@ pub(super) struct Batch {
     pub(super) skipped_large: Vec<(PathBuf, u64)>,
     /// Files that changed while being staged.
     pub(super) recheck: Vec<PathBuf>,
+    /// Files left out because git could not stage them (a failing filter).
+    pub(super) failed: Vec<(PathBuf, String)>,
 }
 
 /// Where a libgit2 pass ended.
@@ -74,6 +76,7 @@ impl Batch {
             skipped_large: self.skipped_large,
             recheck: self.recheck,
             git_features: Vec::new(),
+            failed: self.failed,
         }
     }
 }
@@ -360,6 +363,7 @@ impl GitManager {
                 changes,
                 skipped_large: stager.skipped_large,
                 recheck: stager.recheck,
+                failed: Vec::new(),
             })))
         })
     }
