@@ -1078,3 +1078,29 @@ fn feature_many_files_settings_keep_working() {
         assert!(outcome.commit.is_some());
     }
 }
+
+#[test]
+fn the_git_path_message_names_exactly_what_it_commits() {
+    let (dir, gm) = repo_with(&[("a.md", "a\n")]);
+    let d = dir.path();
+    hook(d, "post-commit", "true");
+    // Staged by hand, but never gitlockd's to commit (an editor temporary).
+    write(d, ".a.md.swp", "swap\n");
+    git(d, &["add", "-f", ".a.md.swp"]);
+    write(d, "a.md", "b\n");
+    let outcome = gm.commit_now(None, None, &opts()).expect("commit_now");
+    assert_eq!(outcome.paths, [PathBuf::from("a.md")]);
+    let message = git(d, &["log", "-1", "--format=%B"]);
+    assert!(!message.contains("swp"), "{message}");
+    assert!(
+        git_try(d, &["cat-file", "-e", "HEAD:.a.md.swp"])
+            .status
+            .code()
+            != Some(0)
+    );
+    // Still staged for the user's own commit.
+    assert_eq!(
+        git(d, &["diff", "--cached", "--name-only"]).trim(),
+        ".a.md.swp"
+    );
+}

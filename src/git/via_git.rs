@@ -25,6 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use git2::build::TreeUpdateBuilder;
 use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Tree};
 
 use super::error::{git_err, io_err};
@@ -143,11 +144,9 @@ impl GitManager {
         let full = repo
             .find_tree(full_tree)
             .map_err(git_err(&repo, "reading the index's tree"))?;
-        let tree_id = if whole {
-            full_tree
-        } else {
-            scoped_tree(&repo, &full, parent_tree.as_ref(), rels)?
-        };
+        // Exactly what `commit --only <files>` records: HEAD plus the
+        // index's state of those files (not of anything else staged).
+        let tree_id = scoped_tree(&repo, &full, parent_tree.as_ref(), &files)?;
         let unchanged = parent_tree.as_ref().map(Tree::id) == Some(tree_id);
         let tree = repo
             .find_tree(tree_id)
@@ -501,63 +500,88 @@ fn parse_oid(stdout: &[u8]) -> Result<Oid, GitError> {
     })
 }
 
-/// `parent` with the state of the `scope` paths (and everything below
-/// them) taken from `full`: the commit `git commit --only <scope>` makes.
+/// `parent` with the state of the `files` taken from `full` (a file absent
+/// there is removed): the tree `git commit --only <files>` makes. Costs
+/// O(files), not O(repository), unless a file became a directory or back.
 fn scoped_tree(
     repo: &Repository,
     full: &Tree<'_>,
     parent: Option<&Tree<'_>>,
-    scope: &[PathBuf],
+    files: &[PathBuf],
 ) -> Result<Oid, GitError> {
+    let blob_in_full = |f: &Path| {
+        full.get_path(f)
+            .ok()
+            .filter(|e| e.kind() != Some(git2::ObjectType::Tree))
+            .map(|e| (e.id(), e.filemode()))
+    };
+    if let Some(parent) = parent {
+        let mut update = TreeUpdateBuilder::new();
+        for f in files {
+            match blob_in_full(f) {
+                Some((id, mode)) => {
+                    update.upsert(f, id, file_mode(mode));
+                }
+                None if parent.get_path(f).is_ok() => {
+                    update.remove(f);
+                }
+                None => {}
+            }
+        }
+        match update.create_updated(repo, parent) {
+            Ok(id) => return Ok(id),
+            // A file replaced by a directory or back: the slow way below.
+            Err(e) if e.class() == git2::ErrorClass::Tree => {}
+            Err(e) => return Err(git_err(repo, "building the commit's tree")(e)),
+        }
+    }
     let mut index = Index::new().map_err(git_err(repo, "creating an in-memory index"))?;
     if let Some(parent) = parent {
         index
             .read_tree(parent)
             .map_err(git_err(repo, "reading HEAD's tree"))?;
     }
-    let ctx = |p: &Path| format!("building the commit's tree at {}", p.display());
-    for rel in scope {
-        if index.get_path(rel, 0).is_some() {
-            index.remove_path(rel).map_err(git_err(repo, ctx(rel)))?;
+    for f in files {
+        let ctx = || format!("building the commit's tree at {}", f.display());
+        if index.get_path(f, 0).is_some() {
+            index.remove_path(f).map_err(git_err(repo, ctx()))?;
         }
-        index.remove_dir(rel, 0).map_err(git_err(repo, ctx(rel)))?;
+        index.remove_dir(f, 0).map_err(git_err(repo, ctx()))?;
     }
-    let roots: BTreeSet<&Path> = scope.iter().map(PathBuf::as_path).collect();
-    let mut walk_err = None;
-    full.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
-        if e.kind() == Some(git2::ObjectType::Tree) {
-            return git2::TreeWalkResult::Ok;
+    for f in files {
+        if let Some((id, mode)) = blob_in_full(f) {
+            let entry = IndexEntry {
+                ctime: IndexTime::new(0, 0),
+                mtime: IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: mode as u32,
+                uid: 0,
+                gid: 0,
+                file_size: 0,
+                id,
+                flags: 0,
+                flags_extended: 0,
+                path: f.as_os_str().as_bytes().to_vec(),
+            };
+            index.add(&entry).map_err(git_err(
+                repo,
+                format!("building the commit's tree at {}", f.display()),
+            ))?;
         }
-        let path =
-            Path::new(OsStr::from_bytes(dir.as_bytes())).join(OsStr::from_bytes(e.name_bytes()));
-        if !path.ancestors().any(|a| roots.contains(a)) {
-            return git2::TreeWalkResult::Ok;
-        }
-        let entry = IndexEntry {
-            ctime: IndexTime::new(0, 0),
-            mtime: IndexTime::new(0, 0),
-            dev: 0,
-            ino: 0,
-            mode: e.filemode() as u32,
-            uid: 0,
-            gid: 0,
-            file_size: 0,
-            id: e.id(),
-            flags: 0,
-            flags_extended: 0,
-            path: path.as_os_str().as_bytes().to_vec(),
-        };
-        if let Err(err) = index.add(&entry) {
-            walk_err = Some(err);
-            return git2::TreeWalkResult::Abort;
-        }
-        git2::TreeWalkResult::Ok
-    })
-    .map_err(|e| walk_err.take().unwrap_or(e))
-    .map_err(git_err(repo, "building the commit's tree"))?;
+    }
     index
         .write_tree_to(repo)
         .map_err(git_err(repo, "writing the commit's tree"))
+}
+
+fn file_mode(mode: i32) -> git2::FileMode {
+    match mode {
+        0o100755 => git2::FileMode::BlobExecutable,
+        0o120000 => git2::FileMode::Link,
+        0o160000 => git2::FileMode::Commit,
+        _ => git2::FileMode::Blob,
+    }
 }
 
 /// The same error, naming the settings that need git.
