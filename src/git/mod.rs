@@ -13,12 +13,14 @@
 //! Layout: `paths` (resolve_path), `stage` (what goes into the index),
 //! `write` (add / commit / auto-commit / pending changes), `read` (history,
 //! file at a revision, diff), `message` (commit message templates),
-//! `features` (what libgit2 cannot honour), `via_git` and `cli` (committing
-//! through the user's `git` when it cannot).
+//! `features` (what libgit2 cannot honour), `via_git`, `git_listing` and
+//! `cli` (committing through the user's `git` when it cannot),
+//! `tracked_ignored` (ignored files that are tracked all the same).
 
 mod cli;
 mod error;
 pub mod features;
+mod git_listing;
 mod message;
 mod paths;
 mod read;

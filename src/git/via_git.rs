@@ -19,8 +19,6 @@
 //! Any failing step leaves HEAD alone; git's stderr is the error.
 
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
-use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -30,15 +28,13 @@ use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Tree};
 
 use super::error::{git_err, io_err};
 use super::features::GitFeature;
+use super::git_listing::{exclude_unreadable, nul_list};
 use super::message::render_changes_message;
 use super::write::{head_commit, signature, tree_changes, Batch, MessageSpec, StageSettings};
 use super::{busy_state, GitError, GitManager};
 
 /// Files git could not stage, with its message.
 type FailedFiles = Vec<(PathBuf, String)>;
-
-/// Longest argument list handed to one `git ls-files` (bytes of paths).
-const ARGS_CHUNK: usize = 64 * 1024;
 
 /// What the caller should know about a file before `git add` sees it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -359,134 +355,6 @@ impl GitManager {
         }
         result
     }
-
-    /// The files under `rels` (all files when empty) that `git add -A` may
-    /// touch: tracked ones (ignored or not, present or deleted) and untracked
-    /// ones git does not ignore. Skip-worktree entries and nested
-    /// repositories are left out; unmerged entries mean a conflict.
-    /// Each file comes with whether it is tracked.
-    fn list_files(&self, rels: &[PathBuf]) -> Result<Vec<(PathBuf, bool)>, GitError> {
-        let mut out = BTreeSet::new();
-        let base = [
-            "ls-files",
-            "-z",
-            "-t",
-            "-c",
-            "-o",
-            "--exclude-standard",
-            "--",
-        ];
-        let mut chunks: Vec<Vec<&OsStr>> = vec![Vec::new()];
-        let mut size = 0;
-        for rel in rels {
-            if size > ARGS_CHUNK {
-                chunks.push(Vec::new());
-                size = 0;
-            }
-            size += rel.as_os_str().len() + 1;
-            if let Some(chunk) = chunks.last_mut() {
-                chunk.push(rel.as_os_str());
-            }
-        }
-        for chunk in chunks {
-            if chunk.is_empty() && !rels.is_empty() {
-                continue;
-            }
-            let mut args: Vec<&OsStr> = base.iter().map(OsStr::new).collect();
-            args.extend(chunk);
-            let listed =
-                self.git
-                    .run_ok(&self.root, &args, &[("GIT_LITERAL_PATHSPECS", "1")], None)?;
-            for record in listed.stdout.split(|b| *b == 0) {
-                let Some((&tag, rest)) = record.split_first() else {
-                    continue;
-                };
-                let Some(path) = rest.strip_prefix(b" ") else {
-                    continue;
-                };
-                match tag {
-                    b'M' => {
-                        return Err(GitError::Busy {
-                            state: "conflicts".to_string(),
-                        })
-                    }
-                    // Sparse checkout: not ours to record, in or out.
-                    b'S' => continue,
-                    // A nested repository (`dir/`).
-                    _ if path.ends_with(b"/") => continue,
-                    _ => {
-                        out.insert((PathBuf::from(OsStr::from_bytes(path)), tag != b'?'));
-                    }
-                }
-            }
-        }
-        Ok(out.into_iter().collect())
-    }
-
-    /// Every path git reports as changed (staged, unstaged or untracked),
-    /// through `git status`, for repositories libgit2 cannot read faithfully.
-    pub(super) fn pending_changes_via_git(
-        &self,
-        filter: &crate::filter::PathFilter,
-    ) -> Result<Vec<PathBuf>, GitError> {
-        self.git.check_usable()?;
-        let out = self.git.run_ok(
-            &self.root,
-            &[
-                "--no-optional-locks",
-                "status",
-                "--porcelain=v1",
-                "-z",
-                "--untracked-files=all",
-                "--no-renames",
-                "--ignore-submodules=all",
-            ],
-            &[],
-            None,
-        )?;
-        let mut paths = BTreeSet::new();
-        for record in out.stdout.split(|b| *b == 0) {
-            if record.len() < 4 || record.ends_with(b"/") {
-                continue;
-            }
-            let path = PathBuf::from(OsStr::from_bytes(&record[3..]));
-            if !filter.is_excluded(&path) {
-                paths.insert(path);
-            }
-        }
-        Ok(paths.into_iter().collect())
-    }
-}
-
-/// Files that cannot be read are left out: `git add` would fail on them
-/// and take the whole batch down with it.
-fn exclude_unreadable(root: &Path, files: Vec<PathBuf>) -> Vec<PathBuf> {
-    files
-        .into_iter()
-        .filter(|rel| {
-            let full = root.join(rel);
-            match std::fs::symlink_metadata(&full) {
-                Ok(m) if m.is_file() => match std::fs::File::open(&full) {
-                    Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                        tracing::warn!(path = %rel.display(), "unreadable file is not committed");
-                        false
-                    }
-                    _ => true,
-                },
-                _ => true,
-            }
-        })
-        .collect()
-}
-
-/// `paths` as git's `--pathspec-file-nul` input.
-fn nul_list(paths: &[PathBuf]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for p in paths {
-        out.extend_from_slice(p.as_os_str().as_bytes());
-        out.push(0);
-    }
-    out
 }
 
 fn parse_oid(stdout: &[u8]) -> Result<Oid, GitError> {
