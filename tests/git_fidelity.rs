@@ -1104,3 +1104,22 @@ fn the_git_path_message_names_exactly_what_it_commits() {
         ".a.md.swp"
     );
 }
+
+#[test]
+fn commit_now_of_everything_finds_a_filtered_file_and_goes_through_git() {
+    let (dir, gm) = repo_with(&[("a.md", "a\n")]);
+    let d = dir.path();
+    git(d, &["config", "filter.rot.clean", "tr a-zA-Z n-za-mN-ZA-M"]);
+    write(d, ".gitattributes", "*.sec filter=rot\n");
+    git(d, &["add", ".gitattributes"]);
+    git(d, &["commit", "-q", "-m", "attributes"]);
+    write(d, "a.md", "b\n");
+    write(d, "deep/x.sec", "hello\n");
+    let want = oracle_tree(d, &[]);
+    let outcome = gm.commit_now(None, None, &opts()).expect("commit_now");
+    assert_eq!(outcome.git_features, ["rot filter"]);
+    assert_eq!(head_tree(d), want);
+    assert_eq!(blob_at(d, "deep/x.sec"), "uryyb\n");
+    assert!(!odb_has_blob(d, "hello\n"));
+    assert_status_clean(d);
+}

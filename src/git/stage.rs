@@ -352,26 +352,24 @@ impl<'a> Stager<'a> {
                     skipped.push((path.to_path_buf(), m.len()));
                     1
                 }
+                // A file only git may stage: this pass is thrown away.
                 Ok(_) if needs_git.is_some() => 1,
-                Ok(m)
-                    if {
-                        needs_git = features::file_feature(repo, path, drivers);
-                        needs_git.is_some()
-                    } =>
-                {
-                    let _ = m;
-                    1
+                Ok(m) => {
+                    needs_git = features::file_feature(repo, path, drivers);
+                    if needs_git.is_some() {
+                        return 1;
+                    }
+                    match settle(&root.join(path), Stamp::of(&m)) {
+                        Some(stamp) => {
+                            seen.push((path.to_path_buf(), stamp));
+                            0
+                        }
+                        None => {
+                            unsettled.push(path.to_path_buf());
+                            1
+                        }
+                    }
                 }
-                Ok(m) => match settle(&root.join(path), Stamp::of(&m)) {
-                    Some(stamp) => {
-                        seen.push((path.to_path_buf(), stamp));
-                        0
-                    }
-                    None => {
-                        unsettled.push(path.to_path_buf());
-                        1
-                    }
-                },
             }
         };
         // "*" matches every path; an empty pathspec would crash git2 0.21's
