@@ -48,14 +48,44 @@ fn check_config(path: &std::path::Path) -> i32 {
             let mut out = std::io::stdout();
             let _ = writeln!(out, "config {} is valid", path.display());
             let _ = write!(out, "{}", cfg.describe());
+            let code = check_git_paths(&cfg, &mut out);
             let _ = out.flush();
-            0
+            code
         }
         Err(errors) => {
             eprintln!("gitlockd: invalid config {}:\n{errors}", path.display());
             2
         }
     }
+}
+
+/// For each existing notebook repository: whether its commits go through
+/// `git` (and why), and whether that `git` can be run. 2 when one cannot.
+fn check_git_paths(cfg: &config::Config, out: &mut impl Write) -> i32 {
+    let mut code = 0;
+    for nb in &cfg.notebooks {
+        let Ok(git) = gitlockd::git::GitManager::new(&nb.path) else {
+            continue;
+        };
+        let Ok(features) = git.git_features(nb.hooks) else {
+            continue;
+        };
+        if features.is_empty() {
+            continue;
+        }
+        let why: Vec<String> = features.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "notebook {:?} commits through git: {}",
+            nb.name,
+            why.join(", ")
+        );
+        if let Err(e) = git.check_git_usable(nb.hooks) {
+            eprintln!("gitlockd: notebook {:?}: {e}", nb.name);
+            code = 2;
+        }
+    }
+    code
 }
 
 /// `--socket` / `GITLOCKD_SOCKET`, else the config's `socket` when the config

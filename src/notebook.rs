@@ -102,6 +102,11 @@ struct Health {
     skipped_large: Vec<(PathBuf, u64)>,
     /// Why the watcher asked for rescans, when it did.
     watch_problem: Option<String>,
+    /// Why the last commit went through `git` (empty: libgit2 made it).
+    git_features: Vec<String>,
+    /// The last round failed in a way only a change can fix (a hook or a
+    /// filter refused): the next file event retries at once, after debounce.
+    retry_on_change: bool,
 }
 
 /// What status shows about sync (only for notebooks with `[notebook.sync]`).
@@ -267,6 +272,7 @@ impl Notebook {
             author_email: config.author_email.clone(),
             max_file_size: config.max_file_size,
             filter: filter.clone(),
+            hooks: config.hooks,
         };
         let shared = Arc::new(Shared {
             name: name.clone(),
@@ -435,6 +441,7 @@ impl Notebook {
     /// This notebook's entry in the `status` response. Never waits for the lock.
     pub async fn status(&self) -> Value {
         let shared = self.shared.clone();
+        let hooks = self.shared.config.hooks;
         let probe = tokio::task::spawn_blocking(move || {
             let git = &shared.git;
             // Live: an auto-commit waiting for push_delay counts at once.
@@ -446,11 +453,16 @@ impl Notebook {
                     .map_err(|e| tracing::debug!(notebook = %shared.name, error = %e, "ahead/behind unknown"))
                     .ok()
             });
-            (git.head_info().ok(), git.repo_state().ok(), counts)
+            (
+                git.head_info().ok(),
+                git.repo_state().ok(),
+                counts,
+                git.git_features(hooks).unwrap_or_default(),
+            )
         })
         .await
         .ok();
-        let (head, repo_state, counts) = probe.unwrap_or((None, None, None));
+        let (head, repo_state, counts, features) = probe.unwrap_or((None, None, None, Vec::new()));
         let (branch, head_id) = match &head {
             Some(h) => (h.branch.clone(), h.head.map(|oid| oid.to_string())),
             None => (None, None),
@@ -461,6 +473,14 @@ impl Notebook {
             (p.paths.len(), p.rescan)
         };
         let health = self.shared.health.lock();
+        // What the repository asks for now, plus what the last commit found
+        // in the files themselves (a filter attribute, skip-worktree entries).
+        let mut git_features: Vec<String> = features.iter().map(ToString::to_string).collect();
+        for f in &health.git_features {
+            if !git_features.contains(f) {
+                git_features.push(f.clone());
+            }
+        }
         let holders: Vec<Value> = snapshot
             .holders
             .iter()
@@ -507,6 +527,8 @@ impl Notebook {
             })),
             "last_error": health.last_error.clone().or_else(|| health.watch_problem.clone()),
             "watches": self.shared.watches.get().map_or(0, |c| c.load(Ordering::Relaxed)),
+            "commit_via": if git_features.is_empty() { "libgit2" } else { "git" },
+            "git_features": git_features,
             "skipped_large": health.skipped_large.iter().map(|(p, size)| json!({
                 "path": p.display().to_string(),
                 "size": size,
@@ -546,6 +568,7 @@ async fn open_repository(
     let init = config.init;
     let max_file_size = config.max_file_size;
     let (author_name, author_email) = (config.author_name.clone(), config.author_email.clone());
+    let hooks = config.hooks;
     let task = tokio::task::spawn_blocking(
         move || -> Result<(Arc<GitManager>, PathBuf), StartError> {
             if init && !path.exists() {
@@ -563,7 +586,8 @@ async fn open_repository(
                 .with_lock_timeout(lock_timeout)
                 .with_filter(filter)
                 .with_max_file_size(max_file_size)
-                .with_author(author_name, author_email);
+                .with_author(author_name, author_email)
+                .with_hooks(hooks);
             let created = git
                 .init_or_get_repo(init)
                 .map_err(|source| StartError::Git {
@@ -573,6 +597,14 @@ async fn open_repository(
             if created {
                 tracing::info!(notebook = %name, path = %path.display(), "created a new repository");
             }
+            // Settings only `git` honours (signing, hooks, filters, sparse
+            // checkout, split index) and no usable `git`: refuse rather than
+            // commit something else than git would.
+            git.check_git_usable(hooks)
+                .map_err(|source| StartError::Git {
+                    name: name.clone(),
+                    source,
+                })?;
             let repo = git2::Repository::open_ext(
                 git.root(),
                 git2::RepositoryOpenFlags::NO_SEARCH,
@@ -765,7 +797,13 @@ async fn run(
                     break;
                 }
             }
-            Some(event) = watch_rx.recv() => on_watch_event(&shared, event),
+            Some(event) = watch_rx.recv() => {
+                let changed = matches!(event, WatchEvent::Changed(_));
+                on_watch_event(&shared, event);
+                if changed && shared.health.lock().retry_on_change {
+                    retry_at = None;
+                }
+            }
             message = control_rx.recv() => match message {
                 Some(Control::Pause) => {}
                 Some(Control::Resume) => retry_at = None,
@@ -1036,6 +1074,16 @@ async fn commit_round(
     };
     let commit = match committed {
         Ok(outcome) => {
+            if !outcome.failed.is_empty() {
+                // Their filter failed: pending again, retried on the next
+                // change or with backoff (see `settle`), never in a tight loop.
+                let mut pending = shared.pending.lock();
+                pending
+                    .paths
+                    .extend(outcome.failed.iter().map(|(p, _)| p.clone()));
+                pending.touch(Instant::now());
+                pending.first_at = min_instant(pending.first_at, batch_first_at);
+            }
             if !outcome.recheck.is_empty() {
                 // A file changed while staged: look again, but keep its first
                 // pending time so max_delay still bounds how long it waits.
@@ -1118,10 +1166,33 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
     match result {
         Round::Idle => None,
         Round::Done(outcome) => {
-            backoff.reset();
             let mut health = shared.health.lock();
-            health.state = "clean".into();
-            health.last_error = None;
+            let retry = if let Some((path, message)) = outcome.failed.first() {
+                let others = match outcome.failed.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                };
+                let text = format!(
+                    "{} not committed{others}: git add failed: {message}",
+                    path.display()
+                );
+                if health.last_error.as_deref() != Some(text.as_str()) {
+                    tracing::error!(notebook = %shared.name, error = %text, "a file could not be staged; it stays pending");
+                }
+                health.state = "error".into();
+                health.last_error = Some(text);
+                health.retry_on_change = true;
+                Some(now + backoff.step(Duration::from_secs(30)))
+            } else {
+                backoff.reset();
+                health.state = "clean".into();
+                health.last_error = None;
+                health.retry_on_change = false;
+                None
+            };
+            if outcome.commit.is_some() || !outcome.git_features.is_empty() {
+                health.git_features = outcome.git_features.clone();
+            }
             for (path, size) in &outcome.skipped_large {
                 tracing::warn!(notebook = %shared.name, path = %path.display(), size, limit = shared.config.max_file_size, "file larger than max_file_size is not committed");
             }
@@ -1160,7 +1231,7 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
                         .collect(),
                 });
             }
-            None
+            retry
         }
         Round::LockTimeout => Some(now + backoff.step(Duration::from_secs(5))),
         Round::Retry(error) => {
@@ -1193,6 +1264,10 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
                     }
                     health.state = "error".into();
                     health.last_error = Some(message);
+                    // A refusing hook or filter: the user's next save is the
+                    // likely fix, so it retries at once; the backoff bounds
+                    // retries meanwhile.
+                    health.retry_on_change = matches!(error, GitError::Command { .. });
                     Some(now + backoff.step(Duration::from_secs(30)))
                 }
             }

@@ -72,6 +72,20 @@ pub fn recover(git_dir: &Path, common_dir: &Path) -> Vec<PathBuf> {
         .unwrap_or(SystemTime::UNIX_EPOCH)
         .checked_sub(MTIME_SLACK)
         .unwrap_or(SystemTime::UNIX_EPOCH);
+    let removed = remove_fresh_locks(git_dir, common_dir, since, pid);
+    let _ = fs::remove_file(&marker);
+    removed
+}
+
+/// Removes the lock files not older than `since` that no process holds
+/// open: what a write of ours that died (a crash, or a `git` we killed on
+/// timeout) left behind. `pid` is only for the log.
+pub fn remove_fresh_locks(
+    git_dir: &Path,
+    common_dir: &Path,
+    since: SystemTime,
+    pid: Option<u32>,
+) -> Vec<PathBuf> {
     let mut candidates = vec![
         git_dir.join("index.lock"),
         git_dir.join("HEAD.lock"),
@@ -89,11 +103,10 @@ pub fn recover(git_dir: &Path, common_dir: &Path) -> Vec<PathBuf> {
         let fresh = meta.modified().is_ok_and(|m| m >= since);
         let canonical = lock.canonicalize().unwrap_or_else(|_| lock.clone());
         if fresh && !open.contains(&canonical) && fs::remove_file(&lock).is_ok() {
-            tracing::warn!(lock = %lock.display(), pid = ?pid, "removed a lock file left by gitlockd's own crash during a write");
+            tracing::warn!(lock = %lock.display(), pid = ?pid, "removed a lock file left by an interrupted write of gitlockd's");
             removed.push(lock);
         }
     }
-    let _ = fs::remove_file(&marker);
     removed
 }
 

@@ -29,6 +29,7 @@
 //! inotify already pairs renames (`Name(Both)`), and the notebook runs its
 //! own quiet period, so a fixed batching window is all this layer needs.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs;
@@ -49,6 +50,7 @@ use notify_debouncer_full::notify::{
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::filter::PathFilter;
+use crate::git::TrackedIgnored;
 
 /// A batch closes this long after its first event, however busy the
 /// notebook: a fixed window, not a trailing debounce, so a file written
@@ -201,9 +203,11 @@ impl NotebookWatcher {
 
         let watch_count = Arc::new(AtomicUsize::new(0));
         let stopping = Arc::new(AtomicBool::new(false));
+        let tracked_ignored = RefCell::new(TrackedIgnored::new(&root, repo.path()));
         let mut pump = Pump {
             root: root.clone(),
             filter,
+            tracked_ignored,
             repo,
             inotify,
             watched: BTreeSet::new(),
@@ -351,6 +355,9 @@ struct Pump {
     filter: Arc<PathFilter>,
     /// The notebook's repository, for git's ignore rules (owned: `Repository` is !Sync).
     repo: Repository,
+    /// Ignored paths that are tracked all the same: their changes are
+    /// committed (as `git add -A` does), so they are watched and reported.
+    tracked_ignored: RefCell<TrackedIgnored>,
     /// The inotify watcher; dropping it closes the inotify instance.
     inotify: RecommendedWatcher,
     /// Absolute paths of the directories watched now. Ordered so that a
@@ -608,6 +615,7 @@ impl Pump {
     /// watch, and forgets watched directories that no longer exist or are
     /// ignored now (their watches are better spent elsewhere).
     fn repair(&mut self, batch: &mut Batch) {
+        self.tracked_ignored.borrow_mut().refresh(true);
         let stale: Vec<PathBuf> = self
             .watched
             .iter()
@@ -675,7 +683,9 @@ impl Pump {
     /// True when `rel` is excluded by the filter or ignored by git;
     /// `vanished_dir`: it was a directory and no longer exists.
     fn is_ignored(&self, rel: &Path, vanished_dir: bool) -> bool {
-        self.filter.is_excluded(rel) || git_ignores(&self.repo, rel, vanished_dir)
+        self.filter.is_excluded(rel)
+            || (git_ignores(&self.repo, rel, vanished_dir)
+                && !self.tracked_ignored.borrow_mut().covers(rel))
     }
 
     /// A subdirectory holding `.git` (a directory, or a file for linked

@@ -39,6 +39,7 @@ const KEYS: &[(&str, &str)] = &[
     ("defaults", "author_email"),
     ("defaults", "ignore"),
     ("defaults", "init"),
+    ("defaults", "hooks"),
     ("lock", "timeout"),
     ("lock", "max_hold"),
     ("notebook", "name"),

@@ -116,6 +116,9 @@ pub struct NotebookConfig {
     pub ignore: Vec<String>,
     /// Create the folder and `git init` it when missing.
     pub init: bool,
+    /// Run the repository's commit hooks (pre-commit, prepare-commit-msg,
+    /// commit-msg, post-commit) on gitlockd's commits, as `git commit` does.
+    pub hooks: bool,
     /// Sync through a git remote; `None` = off.
     pub sync: Option<SyncConfig>,
 }
@@ -236,6 +239,7 @@ impl Config {
             row("max_delay:", format_duration(nb.max_delay));
             row("max_file_size:", format_size(nb.max_file_size));
             row("init:", nb.init.to_string());
+            row("hooks:", nb.hooks.to_string());
             row(
                 "ignore:",
                 if nb.ignore.is_empty() {
@@ -397,6 +401,7 @@ mod tests {
                 author_email: None,
                 ignore: vec!["*.log".into()],
                 init: true,
+                hooks: true,
                 sync: Some(SyncConfig {
                     branch: Some("main".into()),
                     ..SyncConfig::default()
@@ -413,6 +418,7 @@ notebook "notes"
   max_delay:     2m
   max_file_size: 50MiB
   init:          true
+  hooks:         true
   ignore:        "*.log"
   message:       "gitlockd: {summary}"
   author:        Ann <(git config user.email, else gitlockd@<hostname>)>

@@ -188,6 +188,7 @@ pub(super) fn parse_with(
                     .or_else(|| d.ignore.clone())
                     .unwrap_or_default(),
                 init,
+                hooks: s.hooks.or(d.hooks).unwrap_or(true),
                 sync,
             });
         }
@@ -257,6 +258,7 @@ author_name = "Ann"
 author_email = "ann@example.com"
 ignore = ["*.log", "build/"]
 init = false
+hooks = false
 
 [defaults.sync]
 remote = "backup"
@@ -278,6 +280,7 @@ max_file_size = 1024
 ignore = []
 author_name = "Bob"
 init = true
+hooks = true
 
 [notebook.sync]
 branch = "main"
@@ -296,6 +299,7 @@ pull_interval = "0s"
             author_email: Some("ann@example.com".into()),
             ignore: vec!["*.log".into(), "build/".into()],
             init: false,
+            hooks: false,
             sync: Some(SyncConfig {
                 remote: "backup".into(),
                 branch: None,
@@ -312,6 +316,7 @@ pull_interval = "0s"
             ignore: vec![],
             author_name: Some("Bob".into()),
             init: true,
+            hooks: true,
             sync: Some(SyncConfig {
                 remote: "backup".into(),
                 branch: Some("main".into()),
@@ -360,6 +365,7 @@ pull_interval = "0s"
                 author_email: None,
                 ignore: vec![],
                 init: false,
+                hooks: true,
                 sync: None,
             }]
         );

@@ -21,6 +21,7 @@ const SETTING_KEYS: &[&str] = &[
     "author_email",
     "ignore",
     "init",
+    "hooks",
     "sync",
 ];
 const NOTEBOOK_ONLY_KEYS: &[&str] = &["name", "path"];
@@ -39,6 +40,7 @@ pub(super) struct Partial {
     pub(super) author_email: Option<String>,
     pub(super) ignore: Option<Vec<String>>,
     pub(super) init: Option<bool>,
+    pub(super) hooks: Option<bool>,
     pub(super) sync: Option<SyncSetting>,
 }
 
@@ -174,6 +176,7 @@ impl Walker<'_> {
             "author_email" => p.author_email = self.author(&full, v),
             "ignore" => p.ignore = self.ignore(&full, v),
             "init" => p.init = self.boolean(&full, v),
+            "hooks" => p.hooks = self.boolean(&full, v),
             "sync" => p.sync = self.sync(&full, v),
             _ => return false,
         }

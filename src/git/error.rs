@@ -48,6 +48,35 @@ pub enum GitError {
         #[source]
         source: git2::Error,
     },
+    /// A `git` command of the commit path failed: a hook or a filter
+    /// refused, signing failed, ... `message` is git's trimmed stderr.
+    #[error("{command} failed: {message}")]
+    Command {
+        /// `git add`, `git commit`, ...
+        command: String,
+        /// What git (or the hook, filter, signing program) printed.
+        message: String,
+    },
+    /// A `git` command (with its hooks and filters) ran past its time limit
+    /// and was killed with its whole process group.
+    #[error("{command} was killed after {secs}s: a hook, filter or signing program that never finished? (fix it, or set hooks = false)")]
+    Timeout {
+        /// `git commit`, ...
+        command: String,
+        /// The limit.
+        secs: u64,
+    },
+    /// The repository needs the `git` executable for its commits, and it
+    /// cannot be run (or is too old).
+    #[error("this repository's commits need the git executable ({needed_for}), but {program} cannot be used: {detail}; install git 2.25 or newer (or put it in PATH), or turn those settings off")]
+    GitMissing {
+        /// The program tried.
+        program: String,
+        /// Why it cannot be used.
+        detail: String,
+        /// The settings that need it, e.g. "commit.gpgsign, lfs filter".
+        needed_for: String,
+    },
     /// A filesystem failure.
     #[error("{context}")]
     Io {

@@ -12,13 +12,21 @@
 //!
 //! Layout: `paths` (resolve_path), `stage` (what goes into the index),
 //! `write` (add / commit / auto-commit / pending changes), `read` (history,
-//! file at a revision, diff), `message` (commit message templates).
+//! file at a revision, diff), `message` (commit message templates),
+//! `features` (what libgit2 cannot honour), `via_git`, `git_listing` and
+//! `cli` (committing through the user's `git` when it cannot),
+//! `tracked_ignored` (ignored files that are tracked all the same).
 
+mod cli;
 mod error;
+pub mod features;
+mod git_listing;
 mod message;
 mod paths;
 mod read;
 mod stage;
+mod tracked_ignored;
+mod via_git;
 mod write;
 
 use std::ffi::OsStr;
@@ -31,8 +39,11 @@ use git2::{ErrorCode, Oid, Repository, RepositoryOpenFlags, RepositoryState};
 use crate::filter::PathFilter;
 use crate::lock::{git_lock_manager, LockGuard, LockMode, NotebookLock, OwnerId};
 
+pub use cli::GitProgram;
 pub use error::GitError;
+pub use features::GitFeature;
 pub use message::{render_changes_message, render_message, ChangeKind, FileChange};
+pub use tracked_ignored::TrackedIgnored;
 
 /// Default wait for the notebook lock.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,6 +69,10 @@ pub struct GitManager {
     author_name: Option<String>,
     /// Author email used instead of the repository's `user.email`.
     author_email: Option<String>,
+    /// Whether `commit` runs the repository's commit hooks.
+    hooks: bool,
+    /// The `git` executable for repositories libgit2 cannot commit in faithfully.
+    git: GitProgram,
 }
 
 /// One commit as shown by `log`.
@@ -123,6 +138,8 @@ pub struct AutoCommitOptions {
     pub max_file_size: u64,
     /// Editor temporaries, `.git` internals and the `ignore` globs.
     pub filter: Arc<PathFilter>,
+    /// Run the repository's commit hooks (the notebook's `hooks` setting).
+    pub hooks: bool,
 }
 
 impl Default for AutoCommitOptions {
@@ -134,6 +151,7 @@ impl Default for AutoCommitOptions {
             author_email: None,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             filter: Arc::new(PathFilter::default()),
+            hooks: true,
         }
     }
 }
@@ -149,6 +167,12 @@ pub struct AutoCommitOutcome {
     pub skipped_large: Vec<(PathBuf, u64)>,
     /// Files that changed while being staged: left out, to be queued again.
     pub recheck: Vec<PathBuf>,
+    /// Why this batch went through `git` (e.g. "lfs filter", "commit.gpgsign");
+    /// empty when libgit2 made it.
+    pub git_features: Vec<String>,
+    /// Files left out because git could not stage them (their filter
+    /// failed), with git's message: to be committed once it works.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 impl GitManager {
@@ -172,6 +196,51 @@ impl GitManager {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             author_name: None,
             author_email: None,
+            hooks: true,
+            git: GitProgram::default(),
+        })
+    }
+
+    /// Whether `commit` runs the repository's commit hooks (default true).
+    pub fn with_hooks(mut self, hooks: bool) -> GitManager {
+        self.hooks = hooks;
+        self
+    }
+
+    /// The `git` executable (and extra environment) used when a commit
+    /// needs git itself.
+    pub fn with_git_program(mut self, git: GitProgram) -> GitManager {
+        self.git = git;
+        self
+    }
+
+    /// The repository-wide reasons commits go through `git` now (config,
+    /// hooks when `hooks`); empty: libgit2 commits. Takes no lock.
+    pub fn git_features(&self, hooks: bool) -> Result<Vec<GitFeature>, GitError> {
+        let repo = self.open()?;
+        Ok(features::detect(&repo, hooks))
+    }
+
+    /// Fails (naming the settings and the fix) when the repository needs the
+    /// `git` executable for its commits and it cannot be run.
+    pub fn check_git_usable(&self, hooks: bool) -> Result<(), GitError> {
+        let needed = self.git_features(hooks)?;
+        if needed.is_empty() {
+            return Ok(());
+        }
+        self.git.check_usable().map_err(|e| match e {
+            GitError::GitMissing {
+                program, detail, ..
+            } => GitError::GitMissing {
+                program,
+                detail,
+                needed_for: needed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+            other => other,
         })
     }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use git2::{Index, IndexAddOption, IndexEntry, Repository};
 
 use super::error::{git_err, io_err};
+use super::features::{self, GitFeature};
 use super::read::{is_fs_race, READ_ATTEMPTS};
 use super::GitError;
 use crate::filter::PathFilter;
@@ -38,6 +39,11 @@ pub(crate) struct Stager<'a> {
     pub skipped_large: Vec<(PathBuf, u64)>,
     /// Files that changed while being staged (their entry was restored).
     pub recheck: Vec<PathBuf>,
+    /// Filter drivers with a `clean` or `process` command in the config.
+    drivers: Vec<String>,
+    /// Set (and staging stops) when a file needs git itself: its filter or
+    /// encoding attribute is something libgit2 would not apply.
+    pub needs_git: Option<GitFeature>,
 }
 
 /// What identifies one version of a file on disk, cheaply.
@@ -150,6 +156,8 @@ impl<'a> Stager<'a> {
             index_mtime,
             skipped_large: Vec::new(),
             recheck: Vec::new(),
+            drivers: features::filter_drivers(repo),
+            needs_git: None,
         }
     }
 
@@ -216,6 +224,10 @@ impl<'a> Stager<'a> {
             .is_some_and(|e| before.matches(e) && self.older_than_index(e))
         {
             // Unchanged since it was staged (git's own stat check).
+            return Ok(());
+        }
+        if let Some(feature) = features::file_feature(self.repo, rel, &self.drivers) {
+            self.needs_git = Some(feature);
             return Ok(());
         }
         let Some(before) = settle(full, before) else {
@@ -294,6 +306,9 @@ impl<'a> Stager<'a> {
                     dirs.push(child);
                 } else if meta.is_file() || meta.file_type().is_symlink() {
                     self.stage_file(index, &child, &full, &meta)?;
+                    if self.needs_git.is_some() {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -321,6 +336,8 @@ impl<'a> Stager<'a> {
         let max = self.max_file_size;
         let skipped = &mut self.skipped_large;
         let mut unsettled = Vec::new();
+        let (repo, drivers) = (self.repo, &self.drivers);
+        let mut needs_git = None;
         // 0 = stage, 1 = leave as is. Called only for paths that differ.
         let mut decide = |path: &Path, adding: bool| -> i32 {
             if filter.is_excluded(path) {
@@ -335,16 +352,24 @@ impl<'a> Stager<'a> {
                     skipped.push((path.to_path_buf(), m.len()));
                     1
                 }
-                Ok(m) => match settle(&root.join(path), Stamp::of(&m)) {
-                    Some(stamp) => {
-                        seen.push((path.to_path_buf(), stamp));
-                        0
+                // A file only git may stage: this pass is thrown away.
+                Ok(_) if needs_git.is_some() => 1,
+                Ok(m) => {
+                    needs_git = features::file_feature(repo, path, drivers);
+                    if needs_git.is_some() {
+                        return 1;
                     }
-                    None => {
-                        unsettled.push(path.to_path_buf());
-                        1
+                    match settle(&root.join(path), Stamp::of(&m)) {
+                        Some(stamp) => {
+                            seen.push((path.to_path_buf(), stamp));
+                            0
+                        }
+                        None => {
+                            unsettled.push(path.to_path_buf());
+                            1
+                        }
                     }
-                },
+                }
             }
         };
         // "*" matches every path; an empty pathspec would crash git2 0.21's
@@ -370,6 +395,11 @@ impl<'a> Stager<'a> {
             }
         }
 
+        if needs_git.is_some() {
+            // The caller drops this index and commits through git.
+            self.needs_git = needs_git;
+            return Ok(());
+        }
         self.recheck.extend(unsettled);
         self.skipped_large.sort();
         self.skipped_large.dedup();

@@ -17,6 +17,7 @@ use git2::{
 };
 
 use super::error::git_err;
+use super::features::{self, GitFeature};
 use super::message::{render_changes_message, ChangeKind, FileChange};
 use super::read::{is_fs_race, READ_ATTEMPTS};
 use super::stage::Stager;
@@ -31,7 +32,7 @@ use crate::lock::LockMode;
 const MAX_ATTEMPTS: u32 = 10;
 
 /// Where a commit's message comes from.
-enum MessageSpec<'a> {
+pub(super) enum MessageSpec<'a> {
     /// Exactly this text.
     Literal(&'a str),
     /// A template rendered with the commit's changes.
@@ -42,15 +43,25 @@ enum MessageSpec<'a> {
 }
 
 /// What one staging + commit pass produced.
-struct Batch {
+pub(super) struct Batch {
     /// The new commit, `None` when the tree did not change.
-    id: Option<Oid>,
+    pub(super) id: Option<Oid>,
     /// What the commit changed (empty without a commit).
-    changes: Vec<FileChange>,
+    pub(super) changes: Vec<FileChange>,
     /// Files skipped for their size.
-    skipped_large: Vec<(PathBuf, u64)>,
+    pub(super) skipped_large: Vec<(PathBuf, u64)>,
     /// Files that changed while being staged.
-    recheck: Vec<PathBuf>,
+    pub(super) recheck: Vec<PathBuf>,
+    /// Files left out because git could not stage them (a failing filter).
+    pub(super) failed: Vec<(PathBuf, String)>,
+}
+
+/// Where a libgit2 pass ended.
+enum Route {
+    /// Committed (or nothing to commit).
+    Done(Batch),
+    /// Nothing written: the repository needs `git` for this batch.
+    Git(Vec<GitFeature>),
 }
 
 impl Batch {
@@ -64,16 +75,20 @@ impl Batch {
                 .collect(),
             skipped_large: self.skipped_large,
             recheck: self.recheck,
+            git_features: Vec::new(),
+            failed: self.failed,
         }
     }
 }
 
 /// Staging settings of one operation.
-struct StageSettings<'a> {
-    filter: &'a PathFilter,
-    max_file_size: u64,
-    author_name: Option<&'a str>,
-    author_email: Option<&'a str>,
+pub(super) struct StageSettings<'a> {
+    pub(super) filter: &'a PathFilter,
+    pub(super) max_file_size: u64,
+    pub(super) author_name: Option<&'a str>,
+    pub(super) author_email: Option<&'a str>,
+    /// Run the repository's commit hooks.
+    pub(super) hooks: bool,
 }
 
 impl GitManager {
@@ -130,8 +145,9 @@ impl GitManager {
             max_file_size: self.max_file_size,
             author_name: self.author_name.as_deref(),
             author_email: self.author_email.as_deref(),
+            hooks: self.hooks,
         };
-        Ok(self.stage_and_commit(&rels, &settings, &spec)?.id)
+        Ok(self.stage_and_commit(&rels, &settings, &spec)?.commit)
     }
 
     /// A commit asked for by a user (`gitlockd commit`): of `paths` (staged
@@ -161,8 +177,7 @@ impl GitManager {
             },
         };
         let settings = self.settings_for(opts);
-        let batch = self.stage_and_commit(&rels, &settings, &spec)?;
-        Ok(batch.into_outcome())
+        self.stage_and_commit(&rels, &settings, &spec)
     }
 
     /// Commit exactly `paths` (changed, created, deleted or renamed; absolute
@@ -197,8 +212,7 @@ impl GitManager {
             template: &opts.message,
             notebook: &opts.notebook,
         };
-        let batch = self.stage_and_commit(&rels, &settings, &spec)?;
-        Ok(batch.into_outcome())
+        self.stage_and_commit(&rels, &settings, &spec)
     }
 
     /// Staging settings from a notebook's options (author falling back to
@@ -212,6 +226,7 @@ impl GitManager {
                 .author_email
                 .as_deref()
                 .or(self.author_email.as_deref()),
+            hooks: opts.hooks,
         }
     }
 
@@ -222,6 +237,12 @@ impl GitManager {
     pub fn pending_changes(&self, opts: &AutoCommitOptions) -> Result<Vec<PathBuf>, GitError> {
         let _hold = self.hold(LockMode::Shared)?;
         let repo = self.open()?;
+        let needs_git = features::detect(&repo, false)
+            .iter()
+            .any(|f| matches!(f, GitFeature::SparseCheckout | GitFeature::SplitIndex));
+        if needs_git {
+            return self.pending_changes_via_git(&opts.filter);
+        }
         let mut so = StatusOptions::new();
         so.include_untracked(true)
             .recurse_untracked_dirs(true)
@@ -235,6 +256,10 @@ impl GitManager {
                 Ok(statuses) => break statuses,
                 // A file changed while libgit2 read it: look again.
                 Err(e) if attempt < READ_ATTEMPTS && is_fs_race(&e) => attempt += 1,
+                // An index libgit2 cannot read (split or sparse index): ask git.
+                Err(e) if is_unreadable_index(&e) => {
+                    return self.pending_changes_via_git(&opts.filter)
+                }
                 Err(e) => return Err(git_err(&repo, "listing changed files")(e)),
             }
         };
@@ -259,14 +284,41 @@ impl GitManager {
 
     /// Stage `rels` and commit, redone from the top (bounded) when HEAD moved
     /// meanwhile, so another process's commit is never reverted by ours.
+    /// Through libgit2 when it honours everything the repository asks for,
+    /// else through `git` (see `via_git`).
     fn stage_and_commit(
         &self,
         rels: &[PathBuf],
         settings: &StageSettings<'_>,
         message: &MessageSpec<'_>,
-    ) -> Result<Batch, GitError> {
+    ) -> Result<AutoCommitOutcome, GitError> {
         // Nested in the caller's hold: re-entered by owner, never queued.
         let _hold = self.hold(LockMode::Exclusive)?;
+        let features = features::detect(&self.open()?, settings.hooks);
+        let features = if features.is_empty() {
+            match self.stage_and_commit_libgit2(rels, settings, message)? {
+                Route::Done(batch) => return Ok(batch.into_outcome()),
+                Route::Git(features) => features,
+            }
+        } else {
+            features
+        };
+        let names: Vec<String> = features.iter().map(ToString::to_string).collect();
+        tracing::debug!(root = %self.root.display(), why = ?names, "committing through git");
+        let batch = self.commit_via_git(rels, settings, message, &features)?;
+        let mut outcome = batch.into_outcome();
+        outcome.git_features = names;
+        Ok(outcome)
+    }
+
+    /// The libgit2 path; hands over to `git` (having written nothing) when
+    /// the index or a file being staged needs it.
+    fn stage_and_commit_libgit2(
+        &self,
+        rels: &[PathBuf],
+        settings: &StageSettings<'_>,
+        message: &MessageSpec<'_>,
+    ) -> Result<Route, GitError> {
         // The empty path is the whole tree: then everything staged goes in.
         let scope = (!rels.iter().any(|r| r.as_os_str().is_empty())).then_some(rels);
         self.with_retries(|| {
@@ -274,7 +326,16 @@ impl GitManager {
             // HEAD before the index: if it moves before we commit, libgit2
             // refuses the commit (stale parent) and we start again.
             let parent = head_commit(&repo)?;
-            let mut loaded = writable_index(&repo)?;
+            let mut loaded = match writable_index(&repo) {
+                Ok(loaded) => loaded,
+                Err(GitError::Git { source, .. }) if is_unreadable_index(&source) => {
+                    return Ok(Attempt::Done(Route::Git(vec![GitFeature::SplitIndex])));
+                }
+                Err(e) => return Err(e),
+            };
+            if has_skip_worktree(&loaded.index) {
+                return Ok(Attempt::Done(Route::Git(vec![GitFeature::SkipWorktree])));
+            }
             let mut stager = Stager::new(
                 &repo,
                 &self.root,
@@ -284,6 +345,10 @@ impl GitManager {
             );
             for rel in rels {
                 stager.stage(&mut loaded.index, rel)?;
+                if let Some(feature) = stager.needs_git.take() {
+                    // Nothing written yet: the in-memory index is dropped.
+                    return Ok(Attempt::Done(Route::Git(vec![feature])));
+                }
             }
             if let Attempt::Again(lock) = write_index(&repo, &mut loaded)? {
                 return Ok(Attempt::Again(lock));
@@ -293,12 +358,13 @@ impl GitManager {
             if let Some(id) = id {
                 tracing::debug!(root = %self.root.display(), commit = %id, files = changes.len(), "committed");
             }
-            Ok(Attempt::Done(Batch {
+            Ok(Attempt::Done(Route::Done(Batch {
                 id,
                 changes,
                 skipped_large: stager.skipped_large,
                 recheck: stager.recheck,
-            }))
+                failed: Vec::new(),
+            })))
         })
     }
 
@@ -625,6 +691,20 @@ fn file_mode(mode: i32) -> FileMode {
     }
 }
 
+/// libgit2 cannot read this index: a split index (`link`), a sparse index
+/// (`sdir`), or another extension it does not know.
+fn is_unreadable_index(e: &git2::Error) -> bool {
+    e.class() == git2::ErrorClass::Index && e.message().contains("extension")
+}
+
+/// True when an entry is flagged skip-worktree (sparse checkout, or
+/// `git update-index --skip-worktree`). Such flags exist only in index
+/// version 3 and up, so a version 2 index is not walked at all.
+fn has_skip_worktree(index: &Index) -> bool {
+    const SKIP_WORKTREE: u16 = 1 << 14;
+    index.version() >= 3 && index.iter().any(|e| e.flags_extended & SKIP_WORKTREE != 0)
+}
+
 /// The commit HEAD points to; `None` on an unborn branch.
 pub(crate) fn head_commit(repo: &Repository) -> Result<Option<Commit<'_>>, GitError> {
     match repo.head() {
@@ -639,7 +719,10 @@ pub(crate) fn head_commit(repo: &Repository) -> Result<Option<Commit<'_>>, GitEr
 
 /// The changes of a tree-to-tree diff, renames detected. Cheap: unchanged
 /// subtrees have equal ids and are not descended into.
-fn tree_changes(repo: &Repository, diff: &mut Diff<'_>) -> Result<Vec<FileChange>, GitError> {
+pub(super) fn tree_changes(
+    repo: &Repository,
+    diff: &mut Diff<'_>,
+) -> Result<Vec<FileChange>, GitError> {
     diff.find_similar(Some(DiffFindOptions::new().renames(true)))
         .map_err(git_err(repo, "detecting renames"))?;
     let path_of = |f: git2::DiffFile<'_>| f.path().map(Path::to_path_buf).unwrap_or_default();
@@ -670,7 +753,7 @@ fn tree_changes(repo: &Repository, diff: &mut Diff<'_>) -> Result<Vec<FileChange
 
 /// The configured author, else the repository's `user.name` / `user.email`,
 /// else `gitlockd <gitlockd@HOSTNAME>`.
-fn signature(
+pub(super) fn signature(
     repo: &Repository,
     name: Option<&str>,
     email: Option<&str>,
