@@ -1008,8 +1008,17 @@ fn unknown_command_and_bad_requests_keep_the_connection() {
     // The id is echoed on failures when it can be read.
     c.send_raw(b"{\"id\":\"k\",\"cmd\":\"lock\",\"notebook\":1}\n");
     assert_eq!(c.recv()["id"], json!("k"));
-    // Empty lines are skipped, CRLF is accepted.
+    // Empty lines are not requests: each gets bad_request, and the
+    // connection goes on. CRLF is accepted.
     c.send_raw(b"\n   \n{\"id\":5,\"cmd\":\"ping\"}\r\n");
+    for blank in 0..2 {
+        let r = c.recv();
+        assert_eq!(
+            (r["id"].clone(), r["error"]["code"].clone()),
+            (Value::Null, json!("bad_request")),
+            "blank line {blank}: {r}"
+        );
+    }
     let r = c.recv();
     assert_eq!(
         (r["id"].clone(), r["ok"].clone()),
