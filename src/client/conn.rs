@@ -60,6 +60,9 @@ pub enum ClientError {
         /// Ours.
         me: u32,
     },
+    /// The daemon refused a new config (`reload`): exit 2, as for any invalid config.
+    #[error("{0}")]
+    InvalidConfig(String),
     /// The daemon closed the connection before answering.
     #[error("gitlockd at {} closed the connection before answering", path.display())]
     Closed {
@@ -99,7 +102,7 @@ impl ClientError {
         match self {
             ClientError::Unreachable { .. } | ClientError::Closed { .. } => EXIT_UNAVAILABLE,
             ClientError::Daemon { code, .. } => exit_code_for(code),
-            ClientError::Usage(_) => EXIT_USAGE,
+            ClientError::Usage(_) | ClientError::InvalidConfig(_) => EXIT_USAGE,
             ClientError::Io { .. }
             | ClientError::Protocol(_)
             | ClientError::Output(_)

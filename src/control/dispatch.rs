@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::connection::Connection;
 use super::protocol::{ErrorCode, Failure, Request, PROTOCOL_VERSION};
+use super::server::ReloadFailure;
 use crate::git::GitError;
 use crate::lock::{with_owner, LockError, LockMode};
 use crate::notebook::{Notebook, SyncFailure};
@@ -157,12 +158,23 @@ impl Connection {
                     .map_err(|_| internal("the daemon is shutting down"))?;
                 match rx.await {
                     Ok(Ok(names)) => Ok(fields(json!({ "notebooks": names }))),
-                    Ok(Err(message)) => Err(Outcome::Failed(Failure::new(
-                        ErrorCode::BadRequest,
-                        format!(
-                            "the new config is invalid; the old one stays in force:\n{message}"
-                        ),
-                    ))),
+                    // bad_request: the CLI exits 2 on it, as for any invalid config.
+                    Ok(Err(ReloadFailure::InvalidConfig(message))) => {
+                        Err(Outcome::Failed(Failure::new(
+                            ErrorCode::BadRequest,
+                            format!(
+                                "the new config is invalid; the old one stays in force:\n{message}"
+                            ),
+                        )))
+                    }
+                    Ok(Err(ReloadFailure::NotebooksFailed(message))) => {
+                        Err(Outcome::Failed(Failure::new(
+                            ErrorCode::Git,
+                            format!(
+                                "the new config is in force, but some notebooks could not start:\n{message}"
+                            ),
+                        )))
+                    }
                     Err(_) => Err(internal("the daemon is shutting down")),
                 }
             }

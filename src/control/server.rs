@@ -23,7 +23,18 @@ use crate::registry::Registry;
 const MAX_CONNECTIONS: usize = 1024;
 
 /// A reload request from a client, answered with the notebook names or the errors.
-pub type ReloadReply = oneshot::Sender<Result<Vec<String>, String>>;
+pub type ReloadReply = oneshot::Sender<Result<Vec<String>, ReloadFailure>>;
+
+/// Why a reload did not fully apply.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReloadFailure {
+    /// The new config is invalid; the old one stays in force.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// The new config is in force, but these notebooks could not start.
+    #[error("{0}")]
+    NotebooksFailed(String),
+}
 
 /// What connections need from the daemon.
 pub struct ServerContext {
