@@ -1207,7 +1207,7 @@ impl Drop for KillOnDrop {
 }
 
 #[test]
-fn lock_released_when_the_client_process_is_killed() {
+fn lock_released_when_the_client_and_its_cmd_are_killed() {
     let (sb, repos, _d) = setup(&["nb"]);
     let r = &repos[0];
     let pidfile = sb.root.join("tmp/cmd.pid");
@@ -1232,10 +1232,20 @@ fn lock_released_when_the_client_process_is_killed() {
     );
     r.write("k.txt", "while killed\n");
     r.assert_head_stays(WINDOW, "while `gitlockd lock` holds");
-    let t = Instant::now();
     client.kill().unwrap(); // SIGKILL
     client.wait().unwrap();
+    // The orphaned CMD inherited the connection: it keeps the lock while it
+    // runs, so it never runs without it (like flock(1)).
+    assert_eq!(unsafe { libc::kill(pid, 0) }, 0, "CMD still runs");
     let mut b = sb.client();
+    b.err(
+        "lock",
+        json!({"notebook": "nb", "timeout_ms": 300}),
+        "timeout",
+    );
+    // Once CMD is killed too, the lock is released at once.
+    let t = Instant::now();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
     let got = b.ok("lock", json!({"notebook": "nb", "timeout_ms": 10000}));
     assert_eq!(got["depth"], json!(1));
     assert!(
@@ -1243,8 +1253,6 @@ fn lock_released_when_the_client_process_is_killed() {
         "lock released only after {:?}",
         t.elapsed()
     );
-    // The CMD (orphaned, still sleeping) does not keep the lock.
-    assert_eq!(unsafe { libc::kill(pid, 0) }, 0, "CMD still runs");
     drop(b);
     r.wait_committed("k.txt", "while killed\n");
 }
