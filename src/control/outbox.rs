@@ -124,9 +124,9 @@ impl Outbox {
     pub async fn answer(&self, line: Vec<u8>) -> Result<(), Closed> {
         let shared = &self.shared;
         loop {
+            // Created before the check: it sees every notify_waiters() from
+            // here on, with no registration cost on the fast path.
             let space = shared.space.notified();
-            tokio::pin!(space);
-            space.as_mut().enable();
             {
                 let mut q = shared.queue.lock();
                 if q.state != State::Open {
