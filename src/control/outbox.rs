@@ -346,3 +346,104 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::UnixStream;
+
+    /// Whether `fut` completes on its first poll.
+    async fn ready_now<F: std::future::Future>(fut: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            out = fut => Some(out),
+            () = std::future::ready(()) => None,
+        }
+    }
+
+    fn line(kind: &str, size: usize) -> Vec<u8> {
+        to_line(&json!({ "event": kind, "pad": "x".repeat(size) }))
+    }
+
+    #[tokio::test]
+    async fn answers_wait_for_the_budget_then_flow_in_order() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let (_read, write) = ours.into_split();
+        let (out, writer) = outbox(write);
+        let writer = tokio::spawn(writer.run());
+        // A client that does not read: answers fill the kernel buffer, then
+        // the budget, then the next one waits.
+        let mut sent = 0usize;
+        let mut n = 0;
+        loop {
+            let answer = line(&format!("a{n}"), 16 * 1024);
+            match ready_now(out.answer(answer.clone())).await {
+                Some(result) => {
+                    result.unwrap();
+                    sent += answer.len();
+                    n += 1;
+                }
+                None => break,
+            }
+            assert!(sent < 16 * ANSWER_BUDGET, "answers were never held back");
+        }
+        assert!(sent > ANSWER_BUDGET, "the budget was used ({sent} bytes)");
+        // Reading lets everything through, whole lines in order.
+        let last = tokio::spawn({
+            let out = out.clone();
+            async move { out.answer(line("last", 10)).await }
+        });
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while !(got.ends_with(b"\n") && String::from_utf8_lossy(&got).contains("\"last\"")) {
+            let k = peer.read(&mut buf).await.unwrap();
+            assert!(k > 0, "closed early");
+            got.extend_from_slice(&buf[..k]);
+        }
+        last.await.unwrap().unwrap();
+        let text = String::from_utf8(got).unwrap();
+        let kinds: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].to_string())
+            .collect();
+        assert_eq!(kinds.len(), n + 1);
+        for (i, k) in kinds.iter().take(n).enumerate() {
+            assert_eq!(k, &format!("\"a{i}\""));
+        }
+        out.finish();
+        writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_over_the_event_budget_gets_too_slow_and_eof() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let (_read, write) = ours.into_split();
+        let (out, writer) = outbox(write);
+        let writer = tokio::spawn(writer.run());
+        let mut pushed = 0usize;
+        while out.event(line("lock", 200)) {
+            pushed += 1;
+            assert!(pushed < 1_000_000, "never found too slow");
+        }
+        assert!(
+            pushed * 200 > EVENT_BUDGET / 2,
+            "dropped early after {pushed}"
+        );
+        ready_now(out.closing()).await.expect("closing at once");
+        // Answers are refused from now on.
+        assert!(out.answer(line("late", 1)).await.is_err());
+        // A reader that shows up in time gets whole lines, too_slow last, then EOF.
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.unwrap();
+        writer.await.unwrap();
+        let text = String::from_utf8(got).unwrap();
+        let last = text.lines().last().unwrap();
+        let last: serde_json::Value = serde_json::from_str(last).unwrap();
+        assert_eq!(last["code"], json!("too_slow"), "{last}");
+        for l in text.lines() {
+            serde_json::from_str::<serde_json::Value>(l).unwrap();
+        }
+    }
+}
