@@ -151,8 +151,16 @@ impl Outbox {
         }
         if q.event_bytes > 0 && q.event_bytes + line.len() > EVENT_BUDGET {
             let unread = q.event_bytes;
-            // Keep only a line already begun, so the stream stays whole lines.
-            let begun = q.lines.pop_front().filter(|p| p.written > 0);
+            // Keep only a line already begun, so the stream stays whole
+            // lines; it no longer counts in a budget (both are reset).
+            let begun = q
+                .lines
+                .pop_front()
+                .filter(|p| p.written > 0)
+                .map(|p| Pending {
+                    kind: Kind::Last,
+                    ..p
+                });
             q.lines.clear();
             q.answer_bytes = 0;
             q.event_bytes = 0;
@@ -398,7 +406,10 @@ mod tests {
         let mut got = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         while !(got.ends_with(b"\n") && String::from_utf8_lossy(&got).contains("\"last\"")) {
-            let k = peer.read(&mut buf).await.unwrap();
+            let k = tokio::time::timeout(Duration::from_secs(10), peer.read(&mut buf))
+                .await
+                .expect("answers flow once the client reads")
+                .unwrap();
             assert!(k > 0, "closed early");
             got.extend_from_slice(&buf[..k]);
         }
@@ -418,17 +429,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_subscriber_over_the_event_budget_gets_too_slow_and_eof() {
+        // Small events, and events so large that one is cut off half-written.
+        for size in [200, 300_000] {
+            too_slow_with(size).await;
+        }
+    }
+
+    async fn too_slow_with(size: usize) {
         let (ours, mut peer) = UnixStream::pair().unwrap();
         let (_read, write) = ours.into_split();
         let (out, writer) = outbox(write);
         let writer = tokio::spawn(writer.run());
         let mut pushed = 0usize;
-        while out.event(line("lock", 200)) {
+        while out.event(line("lock", size)) {
             pushed += 1;
             assert!(pushed < 1_000_000, "never found too slow");
         }
         assert!(
-            pushed * 200 > EVENT_BUDGET / 2,
+            pushed * size > EVENT_BUDGET / 2,
             "dropped early after {pushed}"
         );
         ready_now(out.closing()).await.expect("closing at once");
@@ -436,7 +454,10 @@ mod tests {
         assert!(out.answer(line("late", 1)).await.is_err());
         // A reader that shows up in time gets whole lines, too_slow last, then EOF.
         let mut got = Vec::new();
-        peer.read_to_end(&mut got).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut got))
+            .await
+            .expect("EOF within 10 s")
+            .unwrap();
         writer.await.unwrap();
         let text = String::from_utf8(got).unwrap();
         let last = text.lines().last().unwrap();
