@@ -226,8 +226,17 @@ impl Daemon {
     async fn reload(&self) -> Result<Vec<String>, ReloadFailure> {
         sd_notify::notify(&sd_notify::reloading_message());
         let result = self.apply(&self.options.config_path).await;
-        if let Err(message) = &result {
-            tracing::error!("reload failed; the old config stays in force:\n{message}");
+        match &result {
+            Ok(_) => {}
+            Err(ReloadFailure::InvalidConfig(message)) => {
+                tracing::error!("reload failed; the old config stays in force:\n{message}");
+            }
+            // Each failure was logged where it happened.
+            Err(ReloadFailure::NotebooksFailed(_)) => {
+                tracing::error!(
+                    "reload failed for some notebooks (see above); the new config is in force"
+                );
+            }
         }
         sd_notify::notify(&format!(
             "READY=1\nSTATUS=watching {} notebook(s)",

@@ -628,6 +628,23 @@ fn reload_with_an_invalid_config_exits_2() {
     assert!(stderr.contains("old one stays"), "{stderr}");
     // The old config is still in force.
     assert_eq!(sb.client().status_names(), ["nb"]);
+    // A valid config whose new notebook (not a repository, init off) cannot
+    // start is applied; the CLI
+    // says which notebook failed and exits 1 (a runtime error, not a config one).
+    let plain = sb.root.join("books/plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    sb.write_config_text(&format!(
+        "{good}\n[[notebook]]\nname = \"plain\"\npath = {:?}\n",
+        plain.display().to_string()
+    ));
+    let out = sb.gl(&["reload"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("plain") && stderr.contains("new config is in force"),
+        "{stderr}"
+    );
+    assert_eq!(sb.client().status_names(), ["nb"]);
     sb.write_config_text(&good);
     let out = sb.gl(&["reload"]);
     assert_eq!(out.status.code(), Some(0));
