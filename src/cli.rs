@@ -102,8 +102,9 @@ the current directory), release the lock when CMD ends, and exit with CMD's exit
 if CMD was killed by signal N). Like flock(1), but the lock is gitlockd's: while it is held, \
 gitlockd makes no commit in the notebook, and other `gitlockd lock` callers wait.
 
-The lock lives as long as gitlockd's connection to the daemon: if this process dies for any \
-reason, the daemon releases the lock at once. While CMD runs, gitlockd ignores SIGINT and \
+The lock lives as long as gitlockd's connection to the daemon, which CMD inherits as \
+descriptor $GITLOCKD_LOCK_FD (as flock(1) does): the lock is released when CMD ends, and if \
+this process is killed, even with SIGKILL, CMD keeps the lock until it ends. While CMD runs, gitlockd ignores SIGINT and \
 SIGQUIT (CMD receives the terminal's Ctrl-C itself) and forwards SIGTERM and SIGHUP to CMD.
 
 Exits 75 without running CMD when the wait times out, 69 when the daemon is not reachable, \
@@ -246,8 +247,8 @@ and are committed after `gitlockd resume`."
     /// Make the daemon re-read its config (same as SIGHUP)
     #[command(
         long_about = "Make the daemon re-read its config file (same as sending it \
-SIGHUP) and print the notebooks now configured. An invalid config is rejected and the old \
-one stays in force."
+SIGHUP) and print the notebooks now configured. An invalid config is rejected (exit 2) and \
+the old one stays in force."
     )]
     Reload,
 

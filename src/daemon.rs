@@ -16,7 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::{self, Config, NotebookConfig};
-use crate::control::server::{self, BindError, ReloadReply, ServerContext};
+use crate::control::server::{self, BindError, ReloadFailure, ReloadReply, ServerContext};
 use crate::notebook::Notebook;
 use crate::registry::Registry;
 use crate::sd_notify;
@@ -223,11 +223,20 @@ async fn stop_all(notebooks: Vec<Arc<Notebook>>) {
 
 impl Daemon {
     /// Applies the config file anew; on an invalid file the old config stays.
-    async fn reload(&self) -> Result<Vec<String>, String> {
+    async fn reload(&self) -> Result<Vec<String>, ReloadFailure> {
         sd_notify::notify(&sd_notify::reloading_message());
         let result = self.apply(&self.options.config_path).await;
-        if let Err(message) = &result {
-            tracing::error!("reload failed; the old config stays in force:\n{message}");
+        match &result {
+            Ok(_) => {}
+            Err(ReloadFailure::InvalidConfig(message)) => {
+                tracing::error!("reload failed; the old config stays in force:\n{message}");
+            }
+            // Each failure was logged where it happened.
+            Err(ReloadFailure::NotebooksFailed(_)) => {
+                tracing::error!(
+                    "reload failed for some notebooks (see above); the new config is in force"
+                );
+            }
         }
         sd_notify::notify(&format!(
             "READY=1\nSTATUS=watching {} notebook(s)",
@@ -236,8 +245,8 @@ impl Daemon {
         result
     }
 
-    async fn apply(&self, path: &Path) -> Result<Vec<String>, String> {
-        let config = config::load(path).map_err(|e| e.to_string())?;
+    async fn apply(&self, path: &Path) -> Result<Vec<String>, ReloadFailure> {
+        let config = config::load(path).map_err(|e| ReloadFailure::InvalidConfig(e.to_string()))?;
         let old = self.registry.list();
         let lock_timeout = config.lock.timeout;
         let keep = |cfg: &NotebookConfig| old.iter().find(|nb| nb.config() == cfg).cloned();
@@ -278,7 +287,7 @@ impl Daemon {
         if failures.is_empty() {
             Ok(self.registry.names())
         } else {
-            Err(failures.join("\n"))
+            Err(ReloadFailure::NotebooksFailed(failures.join("\n")))
         }
     }
 }

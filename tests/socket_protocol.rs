@@ -1008,8 +1008,17 @@ fn unknown_command_and_bad_requests_keep_the_connection() {
     // The id is echoed on failures when it can be read.
     c.send_raw(b"{\"id\":\"k\",\"cmd\":\"lock\",\"notebook\":1}\n");
     assert_eq!(c.recv()["id"], json!("k"));
-    // Empty lines are skipped, CRLF is accepted.
+    // Empty lines are not requests: each gets bad_request, and the
+    // connection goes on. CRLF is accepted.
     c.send_raw(b"\n   \n{\"id\":5,\"cmd\":\"ping\"}\r\n");
+    for blank in 0..2 {
+        let r = c.recv();
+        assert_eq!(
+            (r["id"].clone(), r["error"]["code"].clone()),
+            (Value::Null, json!("bad_request")),
+            "blank line {blank}: {r}"
+        );
+    }
     let r = c.recv();
     assert_eq!(
         (r["id"].clone(), r["ok"].clone()),
@@ -1198,7 +1207,7 @@ impl Drop for KillOnDrop {
 }
 
 #[test]
-fn lock_released_when_the_client_process_is_killed() {
+fn lock_released_when_the_client_and_its_cmd_are_killed() {
     let (sb, repos, _d) = setup(&["nb"]);
     let r = &repos[0];
     let pidfile = sb.root.join("tmp/cmd.pid");
@@ -1223,10 +1232,20 @@ fn lock_released_when_the_client_process_is_killed() {
     );
     r.write("k.txt", "while killed\n");
     r.assert_head_stays(WINDOW, "while `gitlockd lock` holds");
-    let t = Instant::now();
     client.kill().unwrap(); // SIGKILL
     client.wait().unwrap();
+    // The orphaned CMD inherited the connection: it keeps the lock while it
+    // runs, so it never runs without it (like flock(1)).
+    assert_eq!(unsafe { libc::kill(pid, 0) }, 0, "CMD still runs");
     let mut b = sb.client();
+    b.err(
+        "lock",
+        json!({"notebook": "nb", "timeout_ms": 300}),
+        "timeout",
+    );
+    // Once CMD is killed too, the lock is released at once.
+    let t = Instant::now();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
     let got = b.ok("lock", json!({"notebook": "nb", "timeout_ms": 10000}));
     assert_eq!(got["depth"], json!(1));
     assert!(
@@ -1234,8 +1253,6 @@ fn lock_released_when_the_client_process_is_killed() {
         "lock released only after {:?}",
         t.elapsed()
     );
-    // The CMD (orphaned, still sleeping) does not keep the lock.
-    assert_eq!(unsafe { libc::kill(pid, 0) }, 0, "CMD still runs");
     drop(b);
     r.wait_committed("k.txt", "while killed\n");
 }

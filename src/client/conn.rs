@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::args::NotebookArg;
+use crate::control::trust::{self, TrustError};
 
 /// Exit status: success.
 pub const EXIT_OK: i32 = 0;
@@ -36,6 +37,32 @@ pub enum ClientError {
         /// Why connecting failed.
         source: io::Error,
     },
+    /// The socket's folder could be tampered with by another user.
+    #[error("refusing to use the socket {}: {source}", path.display())]
+    UnsafeDir {
+        /// The socket path.
+        path: PathBuf,
+        /// What is wrong with its folder.
+        source: TrustError,
+    },
+    /// The process answering on the socket runs as another user.
+    #[error(
+        "refusing to talk to {}: the process answering there runs as uid {uid}, not as you \
+         (uid {me}); another user may have planted it to fake the daemon's answers \
+         (stop it or remove the socket, and start your own gitlockd)",
+        path.display()
+    )]
+    UntrustedServer {
+        /// The socket path.
+        path: PathBuf,
+        /// The server's uid (SO_PEERCRED).
+        uid: u32,
+        /// Ours.
+        me: u32,
+    },
+    /// The daemon refused a new config (`reload`): exit 2, as for any invalid config.
+    #[error("{0}")]
+    InvalidConfig(String),
     /// The daemon closed the connection before answering.
     #[error("gitlockd at {} closed the connection before answering", path.display())]
     Closed {
@@ -75,10 +102,12 @@ impl ClientError {
         match self {
             ClientError::Unreachable { .. } | ClientError::Closed { .. } => EXIT_UNAVAILABLE,
             ClientError::Daemon { code, .. } => exit_code_for(code),
-            ClientError::Usage(_) => EXIT_USAGE,
-            ClientError::Io { .. } | ClientError::Protocol(_) | ClientError::Output(_) => {
-                EXIT_ERROR
-            }
+            ClientError::Usage(_) | ClientError::InvalidConfig(_) => EXIT_USAGE,
+            ClientError::Io { .. }
+            | ClientError::Protocol(_)
+            | ClientError::Output(_)
+            | ClientError::UnsafeDir { .. }
+            | ClientError::UntrustedServer { .. } => EXIT_ERROR,
         }
     }
 
@@ -117,13 +146,33 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    /// Connect to the daemon's socket.
+    /// Connect to the daemon's socket, after checking that no other user can
+    /// have put it there and that the process answering runs as us (or root).
     pub(super) fn connect(path: &Path) -> Result<Conn, ClientError> {
         let unreachable = |source| ClientError::Unreachable {
             path: path.to_path_buf(),
             source,
         };
+        match trust::check_dir(trust::socket_dir(path)) {
+            Ok(()) => {}
+            // No folder, no daemon: connecting below says so (exit 69).
+            Err(TrustError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(ClientError::UnsafeDir {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
         let stream = UnixStream::connect(path).map_err(unreachable)?;
+        let uid = trust::peer_uid(&stream).map_err(unreachable)?;
+        if !trust::trusted_server(uid) {
+            return Err(ClientError::UntrustedServer {
+                path: path.to_path_buf(),
+                uid,
+                me: trust::my_uid(),
+            });
+        }
         let writer = stream.try_clone().map_err(unreachable)?;
         Ok(Conn {
             path: path.to_path_buf(),

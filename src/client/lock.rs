@@ -1,8 +1,14 @@
 //! `lock -- CMD`: the open connection is the lock while a child runs, with signals forwarded.
+//!
+//! Like flock(1), CMD inherits the connection's descriptor (its number in
+//! `GITLOCKD_LOCK_FD`): the daemon sees the connection close only when the
+//! last process holding it exits, so even a `kill -9` of `gitlockd lock`
+//! leaves no CMD running without the lock.
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +21,10 @@ use super::args::NotebookArg;
 use super::conn::{
     parse_response, ClientError, Conn, EXIT_CANNOT_EXEC, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_USAGE,
 };
+
+/// The variable telling CMD which of its descriptors is the lock's connection
+/// (a background job that must not keep the lock can close it).
+pub const LOCK_FD_VAR: &str = "GITLOCKD_LOCK_FD";
 
 /// How long to wait for the answer to the final `unlock` of `lock -- CMD`.
 const UNLOCK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,7 +94,7 @@ pub(super) fn lock_and_run(
         });
     }
 
-    let code = run_child(cmd, err);
+    let code = run_child(cmd, writer.as_raw_fd(), err);
     finished.store(true, Ordering::SeqCst);
 
     // Best effort: closing the connection releases the lock anyway.
@@ -100,12 +110,15 @@ pub(super) fn lock_and_run(
             }
         }
     }
+    // shutdown(2) ends the connection for every process sharing it: a
+    // background job CMD left behind does not keep the lock.
     let _ = writer.shutdown(std::net::Shutdown::Both);
     Ok(code)
 }
 
-/// Run `cmd` with inherited stdio, signals handled as `lock` promises; returns the exit code.
-fn run_child(cmd: &[OsString], err: &mut dyn Write) -> i32 {
+/// Run `cmd` with inherited stdio and the lock connection `lock_fd`, signals
+/// handled as `lock` promises; returns the exit code.
+fn run_child(cmd: &[OsString], lock_fd: RawFd, err: &mut dyn Write) -> i32 {
     let Some((program, args)) = cmd.split_first() else {
         let _ = writeln!(err, "gitlockd: error: no command given");
         return EXIT_USAGE;
@@ -128,7 +141,20 @@ fn run_child(cmd: &[OsString], err: &mut dyn Write) -> i32 {
             None
         }
     };
-    let mut child = match std::process::Command::new(program).args(args).spawn() {
+    let mut command = std::process::Command::new(program);
+    command.args(args).env(LOCK_FD_VAR, lock_fd.to_string());
+    // SAFETY: the closure only calls fcntl(2), which is async-signal-safe,
+    // on a descriptor this process keeps open until the child is reaped.
+    unsafe {
+        command.pre_exec(move || {
+            let flags = libc::fcntl(lock_fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(lock_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             let name = Path::new(program).display();

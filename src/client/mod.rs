@@ -232,8 +232,15 @@ fn dispatch(
             Ok(EXIT_OK)
         }
         Command::Reload => {
-            let resp =
-                Conn::connect(socket)?.request("reload", Map::new(), Some(ANSWER_TIMEOUT))?;
+            let resp = Conn::connect(socket)?
+                .request("reload", Map::new(), Some(ANSWER_TIMEOUT))
+                .map_err(|e| match e {
+                    // `reload` has no argument to get wrong: bad_request is the config.
+                    ClientError::Daemon { code, message } if code == "bad_request" => {
+                        ClientError::InvalidConfig(message)
+                    }
+                    other => other,
+                })?;
             let mut text = String::new();
             if let Some(Value::Array(names)) = resp.get("notebooks") {
                 for name in names {

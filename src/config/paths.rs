@@ -133,6 +133,28 @@ pub(super) fn resolve_path(
     Ok(real_path(&abs))
 }
 
+/// [`resolve_path`] for the socket: its folder is resolved, but a symlink at
+/// the socket path itself is kept as such, so binding sees (and refuses) it
+/// instead of acting on whatever it points to.
+pub(super) fn resolve_socket_path(
+    raw: &str,
+    base: Option<&Path>,
+    env: &Env<'_>,
+) -> Result<PathBuf, String> {
+    let resolved = resolve_path(raw, base, env)?;
+    let expanded = expand(raw, env.var)?;
+    let abs = match base {
+        Some(base) if !expanded.is_absolute() => base.join(&expanded),
+        _ => expanded,
+    };
+    let norm = normalize(&abs);
+    let is_link = std::fs::symlink_metadata(&norm).is_ok_and(|m| m.file_type().is_symlink());
+    match (is_link, norm.parent(), norm.file_name()) {
+        (true, Some(dir), Some(name)) => Ok(real_path(dir).join(name)),
+        _ => Ok(resolved),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -204,6 +226,23 @@ init = true
         assert!(expand("~/x", &nohome)
             .unwrap_err()
             .contains("$HOME is not set"));
+    }
+
+    #[test]
+    fn a_symlink_at_the_socket_path_is_kept_not_followed() {
+        let fx = Fixture::new();
+        fx.mkdir("sub/nb");
+        let run = fx.mkdir("run");
+        let target = fx.root.join("victim.txt");
+        std::fs::write(&target, "x").unwrap();
+        std::os::unix::fs::symlink(&target, run.join("s.sock")).unwrap();
+        let cfg = fx.ok("socket = \"run/s.sock\"\n[[notebook]]\nname = \"a\"\npath = \"sub/nb\"\n");
+        assert_eq!(cfg.socket, run.join("s.sock"));
+        // A symlinked folder is still resolved.
+        std::os::unix::fs::symlink(&run, fx.root.join("alias")).unwrap();
+        let cfg =
+            fx.ok("socket = \"alias/t.sock\"\n[[notebook]]\nname = \"a\"\npath = \"sub/nb\"\n");
+        assert_eq!(cfg.socket, run.join("t.sock"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
 use super::locations::default_socket_path_with;
-use super::paths::{normalize, resolve_path};
+use super::paths::{normalize, resolve_path, resolve_socket_path};
 use super::walk::{Partial, SyncSetting, Walker, ROOT_KEYS};
 use super::{
     Config, ConfigError, ConfigErrors, Env, LockSettings, NotebookConfig, DEFAULT_DEBOUNCE,
@@ -55,7 +55,7 @@ pub(super) fn parse_with(
 
     let socket = match socket_raw {
         None => default_socket_path_with(env),
-        Some((raw, line)) => match resolve_path(&raw, base.as_deref(), env) {
+        Some((raw, line)) => match resolve_socket_path(&raw, base.as_deref(), env) {
             Ok(p) if p.as_os_str().len() > MAX_SOCKET_PATH => {
                 w.err(
                     "socket",

@@ -1,3 +1,9 @@
-//! control socket
+//! The control socket: wire types ([`protocol`]), who may use it ([`trust`]),
+//! binding and accepting ([`server`]), and each connection's service
+//! (`connection`, `dispatch`, `outbox`).
+mod connection;
+mod dispatch;
+mod outbox;
 pub mod protocol;
 pub mod server;
+pub mod trust;

@@ -202,6 +202,15 @@ pub struct Incoming {
 
 /// Parses one request line (without its newline).
 pub fn parse_line(line: &[u8]) -> Incoming {
+    if line.trim_ascii().is_empty() {
+        return Incoming {
+            id: Value::Null,
+            request: Err(Failure::new(
+                ErrorCode::BadRequest,
+                "empty request line (send one JSON object per line)",
+            )),
+        };
+    }
     let value: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => {
@@ -367,6 +376,8 @@ mod tests {
     #[test]
     fn malformed_lines_get_their_codes() {
         assert_eq!(code_of("not json"), Some(ErrorCode::BadRequest));
+        assert_eq!(code_of(""), Some(ErrorCode::BadRequest));
+        assert_eq!(code_of(" \t "), Some(ErrorCode::BadRequest));
         assert_eq!(code_of("[1,2]"), Some(ErrorCode::BadRequest));
         assert_eq!(code_of(r#"{"id":1}"#), Some(ErrorCode::BadRequest));
         assert_eq!(code_of(r#"{"cmd":7}"#), Some(ErrorCode::BadRequest));

@@ -1,0 +1,335 @@
+//! What each request does, run as the connection's lock owner.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
+
+use super::connection::Connection;
+use super::protocol::{ErrorCode, Failure, Request, PROTOCOL_VERSION};
+use super::server::ReloadFailure;
+use crate::git::GitError;
+use crate::lock::{with_owner, LockError, LockMode};
+use crate::notebook::{Notebook, SyncFailure};
+
+impl Connection {
+    /// Runs one request (never `subscribe`, which the connection handles).
+    pub(super) async fn dispatch(
+        &mut self,
+        request: Request,
+    ) -> Result<Map<String, Value>, Outcome> {
+        match request {
+            Request::Ping => Ok(fields(json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "protocol": PROTOCOL_VERSION,
+            }))),
+            Request::Status { notebook } => {
+                let notebooks = match notebook {
+                    Some(arg) => vec![self.notebook(&arg)?],
+                    None => self.ctx.registry.list(),
+                };
+                let mut entries = Vec::with_capacity(notebooks.len());
+                for nb in notebooks {
+                    entries.push(nb.status().await);
+                }
+                Ok(fields(json!({ "notebooks": entries })))
+            }
+            Request::Lock {
+                notebook,
+                timeout_ms,
+                shared,
+            } => {
+                let nb = self.notebook(&notebook)?;
+                let mode = if shared.unwrap_or(false) {
+                    LockMode::Shared
+                } else {
+                    LockMode::Exclusive
+                };
+                let guard = self
+                    .acquire(&nb, mode, self.lock_timeout(timeout_ms))
+                    .await?;
+                let holds = self.holds.entry(nb.root().to_path_buf()).or_default();
+                holds.push(guard);
+                Ok(fields(json!({ "depth": holds.len() })))
+            }
+            Request::Unlock { notebook } => {
+                let nb = self.notebook(&notebook)?;
+                let holds = self.holds.entry(nb.root().to_path_buf()).or_default();
+                if holds.pop().is_none() {
+                    return Err(Outcome::Failed(Failure::new(
+                        ErrorCode::NotHeld,
+                        format!("this connection does not hold the lock of {}", nb.name()),
+                    )));
+                }
+                Ok(fields(json!({ "depth": holds.len() })))
+            }
+            Request::Commit {
+                notebook,
+                message,
+                paths,
+            } => self.commit(notebook, message, paths).await,
+            Request::Log {
+                notebook,
+                path,
+                limit,
+            } => {
+                let limit = limit.unwrap_or(50);
+                let commits = self
+                    .read_op(&notebook, move |nb| {
+                        let path = path
+                            .map(|p| nb.git().resolve_path(Path::new(&p)))
+                            .transpose()?;
+                        nb.git().get_file_history(path.as_deref(), limit)
+                    })
+                    .await?;
+                let commits: Vec<Value> = commits
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "id": c.id.to_string(),
+                            "summary": c.summary,
+                            "message": c.message,
+                            "author_name": c.author_name,
+                            "author_email": c.author_email,
+                            "time": c.rfc3339(),
+                        })
+                    })
+                    .collect();
+                Ok(fields(json!({ "commits": commits })))
+            }
+            Request::Show {
+                notebook,
+                path,
+                rev,
+            } => {
+                let rev = rev.unwrap_or_else(|| "HEAD".into());
+                let (commit, bytes) = self
+                    .read_op(&notebook, move |nb| {
+                        let path = nb.git().resolve_path(Path::new(&path))?;
+                        nb.git().get_file_at_commit(&path, &rev)
+                    })
+                    .await?;
+                let mut out = Map::new();
+                out.insert("commit".into(), Value::from(commit.to_string()));
+                match String::from_utf8(bytes) {
+                    Ok(text) => out.insert("content".into(), Value::from(text)),
+                    Err(e) => out.insert(
+                        "content_base64".into(),
+                        Value::from(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())),
+                    ),
+                };
+                Ok(out)
+            }
+            Request::Diff {
+                notebook,
+                path,
+                from,
+                to,
+            } => {
+                let patch = self
+                    .read_op(&notebook, move |nb| {
+                        let path = path
+                            .map(|p| nb.git().resolve_path(Path::new(&p)))
+                            .transpose()?;
+                        nb.git()
+                            .get_diff(from.as_deref(), to.as_deref(), path.as_deref())
+                    })
+                    .await?;
+                Ok(fields(json!({ "patch": patch })))
+            }
+            Request::Pause { notebook } => {
+                let nb = self.notebook(&notebook)?;
+                nb.set_paused(true);
+                tracing::info!(notebook = %nb.name(), "auto-commits paused");
+                Ok(fields(json!({ "paused": true })))
+            }
+            Request::Resume { notebook } => {
+                let nb = self.notebook(&notebook)?;
+                nb.set_paused(false);
+                tracing::info!(notebook = %nb.name(), "auto-commits resumed");
+                Ok(fields(json!({ "paused": false })))
+            }
+            Request::Reload => {
+                let (tx, rx) = oneshot::channel();
+                self.ctx
+                    .reload
+                    .send(tx)
+                    .map_err(|_| internal("the daemon is shutting down"))?;
+                match rx.await {
+                    Ok(Ok(names)) => Ok(fields(json!({ "notebooks": names }))),
+                    // bad_request: the CLI exits 2 on it, as for any invalid config.
+                    Ok(Err(ReloadFailure::InvalidConfig(message))) => {
+                        Err(Outcome::Failed(Failure::new(
+                            ErrorCode::BadRequest,
+                            format!(
+                                "the new config is invalid; the old one stays in force:\n{message}"
+                            ),
+                        )))
+                    }
+                    Ok(Err(ReloadFailure::NotebooksFailed(message))) => {
+                        Err(Outcome::Failed(Failure::new(
+                            ErrorCode::Git,
+                            format!(
+                                "the new config is in force, but some notebooks could not start:\n{message}"
+                            ),
+                        )))
+                    }
+                    Err(_) => Err(internal("the daemon is shutting down")),
+                }
+            }
+            Request::Sync { notebook } => {
+                let nb = self.notebook(&notebook)?;
+                match nb.sync_now().await {
+                    Ok(o) => Ok(fields(json!({
+                        "fetched": o.fetched,
+                        "integrated": o.integrated.as_str(),
+                        "pushed": o.pushed,
+                        "ahead": o.ahead,
+                        "behind": o.behind,
+                        "diverged_ref": o.diverged_ref,
+                    }))),
+                    Err(SyncFailure::NotConfigured(m)) => {
+                        Err(Outcome::Failed(Failure::new(ErrorCode::BadRequest, m)))
+                    }
+                    Err(SyncFailure::Conflict(m)) => {
+                        Err(Outcome::Failed(Failure::new(ErrorCode::Conflict, m)))
+                    }
+                    Err(SyncFailure::Failed(m)) => {
+                        Err(Outcome::Failed(Failure::new(ErrorCode::Git, m)))
+                    }
+                }
+            }
+            Request::Subscribe { .. } => Err(internal("subscribe is handled by the connection")),
+        }
+    }
+
+    /// Runs a read-only git operation under a shared hold taken as this connection.
+    async fn read_op<T, F>(&mut self, notebook: &str, op: F) -> Result<T, Outcome>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Notebook) -> Result<T, GitError> + Send + 'static,
+    {
+        let nb = self.notebook(notebook)?;
+        let guard = self
+            .acquire(&nb, LockMode::Shared, self.lock_timeout(None))
+            .await?;
+        let owner = self.owner;
+        let task = tokio::task::spawn_blocking(move || {
+            let _hold = guard;
+            with_owner(owner, || op(&nb))
+        });
+        match task.await {
+            Ok(result) => result.map_err(|e| Outcome::Failed(git_failure(&e))),
+            Err(e) => Err(internal(&format!("git task failed: {e}"))),
+        }
+    }
+
+    async fn commit(
+        &mut self,
+        notebook: String,
+        message: Option<String>,
+        paths: Option<Vec<String>>,
+    ) -> Result<Map<String, Value>, Outcome> {
+        let nb = self.notebook(&notebook)?;
+        let guard = self
+            .acquire(&nb, LockMode::Exclusive, self.lock_timeout(None))
+            .await?;
+        let owner = self.owner;
+        let worker = nb.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _hold = guard;
+            with_owner(owner, || {
+                let git = worker.git();
+                let paths = paths
+                    .map(|ps| {
+                        ps.iter()
+                            .map(|p| git.resolve_path(Path::new(p)))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .transpose()?;
+                let _marker =
+                    crate::recovery::WriteMarker::begin(worker.git_dir()).map_err(|source| {
+                        GitError::Io {
+                            context: format!(
+                                "writing the crash marker in {}",
+                                worker.git_dir().display()
+                            ),
+                            source,
+                        }
+                    })?;
+                git.commit_now(
+                    message.as_deref(),
+                    paths.as_deref(),
+                    worker.commit_options(),
+                )
+            })
+        });
+        let outcome = match task.await {
+            Ok(result) => result.map_err(|e| Outcome::Failed(git_failure(&e)))?,
+            Err(e) => return Err(internal(&format!("git task failed: {e}"))),
+        };
+        let commit = outcome.commit.map(|id| id.to_string());
+        if let Some(id) = &commit {
+            tracing::info!(notebook = %nb.name(), commit = &id[..id.len().min(8)], files = outcome.paths.len(), "committed on request");
+            nb.announce_commit(
+                id.clone(),
+                outcome
+                    .paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            );
+        }
+        Ok(fields(json!({ "commit": commit })))
+    }
+}
+
+/// Why a request produced no success.
+pub(super) enum Outcome {
+    /// Answer with this failure.
+    Failed(Failure),
+    /// The client went away: answer nothing, close.
+    Disconnected,
+}
+
+impl From<Failure> for Outcome {
+    fn from(f: Failure) -> Outcome {
+        Outcome::Failed(f)
+    }
+}
+
+fn internal(message: &str) -> Outcome {
+    Outcome::Failed(Failure::new(ErrorCode::Internal, message))
+}
+
+fn fields(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+pub(super) fn lock_failure(notebook: &str, e: &LockError) -> Failure {
+    match e {
+        LockError::Timeout { .. } | LockError::WouldBlock { .. } => {
+            Failure::new(ErrorCode::Timeout, format!("{notebook}: {e}"))
+        }
+        LockError::UpgradeWouldDeadlock { .. } => {
+            Failure::new(ErrorCode::Conflict, format!("{notebook}: {e}"))
+        }
+    }
+}
+
+/// Maps a git failure to the protocol's codes.
+pub fn git_failure(e: &GitError) -> Failure {
+    let code = match e {
+        GitError::Busy { .. } => ErrorCode::Conflict,
+        GitError::Forbidden { .. } => ErrorCode::Forbidden,
+        GitError::NotFound { .. } => ErrorCode::NotFound,
+        GitError::Lock(LockError::UpgradeWouldDeadlock { .. }) => ErrorCode::Conflict,
+        GitError::Lock(_) => ErrorCode::Timeout,
+        _ => ErrorCode::Git,
+    };
+    Failure::new(code, e.describe())
+}
