@@ -100,6 +100,9 @@ struct Health {
     last_commit: Option<LastCommit>,
     last_error: Option<String>,
     skipped_large: Vec<(PathBuf, u64)>,
+    /// Files (or folders) gitlockd may not read, with the reason; each is
+    /// warned about once, and leaves the list when it is committed or gone.
+    skipped_unreadable: Vec<(PathBuf, String)>,
     /// Why the watcher asked for rescans, when it did.
     watch_problem: Option<String>,
 }
@@ -490,6 +493,10 @@ impl Notebook {
             "skipped_large": health.skipped_large.iter().map(|(p, size)| json!({
                 "path": p.display().to_string(),
                 "size": size,
+            })).collect::<Vec<_>>(),
+            "skipped_unreadable": health.skipped_unreadable.iter().map(|(p, reason)| json!({
+                "path": p.display().to_string(),
+                "error": reason,
             })).collect::<Vec<_>>(),
             "sync": health_sync(&self.shared).unwrap_or(Value::Null),
         })
@@ -1099,6 +1106,7 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
                 }
             }
             health.skipped_large = skipped;
+            track_unreadable(shared, &mut health, &outcome);
             if let Some(id) = outcome.commit {
                 let id = id.to_string();
                 let short = &id[..id.len().min(8)];
@@ -1157,6 +1165,45 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
             }
         }
     }
+}
+
+/// Updates the list of unreadable paths after a round: warns once about a
+/// new one, keeps one this round did not look at while it is still
+/// unreadable, and queues one that became readable (a `chown` makes no
+/// event), so it is committed and leaves the list.
+fn track_unreadable(shared: &Shared, health: &mut Health, outcome: &AutoCommitOutcome) {
+    let mut now_unreadable = outcome.unreadable.clone();
+    let previous = std::mem::take(&mut health.skipped_unreadable);
+    for (path, reason) in &now_unreadable {
+        if !previous.iter().any(|(p, _)| p == path) {
+            tracing::warn!(notebook = %shared.name, path = %path.display(), error = %reason, "file cannot be read: it is not committed until its permissions let gitlockd read it (chmod/chown it)");
+        }
+    }
+    let mut readable_again = Vec::new();
+    for (path, reason) in previous {
+        if outcome.paths.contains(&path) || now_unreadable.iter().any(|(p, _)| *p == path) {
+            continue;
+        }
+        let full = shared.git.root().join(&path);
+        let still = match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(&full).is_err(),
+            Ok(m) if m.is_file() => std::fs::File::open(&full).is_err(),
+            _ => false,
+        };
+        if still {
+            now_unreadable.push((path, reason));
+        } else if full.exists() {
+            readable_again.push(path);
+        }
+    }
+    if !readable_again.is_empty() {
+        let mut pending = shared.pending.lock();
+        pending.paths.extend(readable_again);
+        pending.touch(Instant::now());
+    }
+    now_unreadable.sort();
+    now_unreadable.dedup_by(|a, b| a.0 == b.0);
+    health.skipped_unreadable = now_unreadable;
 }
 
 /// RFC 3339 in UTC, second precision.

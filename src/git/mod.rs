@@ -149,6 +149,9 @@ pub struct AutoCommitOutcome {
     pub skipped_large: Vec<(PathBuf, u64)>,
     /// Files that changed while being staged: left out, to be queued again.
     pub recheck: Vec<PathBuf>,
+    /// Files (or folders) that could not be read, with the reason: left as
+    /// they were in the index, committed once readable.
+    pub unreadable: Vec<(PathBuf, String)>,
 }
 
 impl GitManager {

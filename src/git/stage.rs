@@ -38,6 +38,9 @@ pub(crate) struct Stager<'a> {
     pub skipped_large: Vec<(PathBuf, u64)>,
     /// Files that changed while being staged (their entry was restored).
     pub recheck: Vec<PathBuf>,
+    /// Files and folders gitlockd may not read (their entries are kept as
+    /// they were), with the reason: one such file must not stop the rest.
+    pub unreadable: Vec<(PathBuf, String)>,
 }
 
 /// What identifies one version of a file on disk, cheaply.
@@ -150,6 +153,7 @@ impl<'a> Stager<'a> {
             index_mtime,
             skipped_large: Vec::new(),
             recheck: Vec::new(),
+            unreadable: Vec::new(),
         }
     }
 
@@ -218,6 +222,10 @@ impl<'a> Stager<'a> {
             // Unchanged since it was staged (git's own stat check).
             return Ok(());
         }
+        if let Some(reason) = unreadable(full, meta) {
+            self.unreadable.push((rel.to_path_buf(), reason));
+            return Ok(());
+        }
         let Some(before) = settle(full, before) else {
             self.recheck.push(rel.to_path_buf());
             return Ok(());
@@ -227,6 +235,12 @@ impl<'a> Stager<'a> {
             .remove_dir(rel, 0)
             .map_err(git_err(self.repo, format!("staging {}", rel.display())))?;
         if let Err(e) = index.add_path(rel) {
+            if let Some(reason) = unreadable(full, meta) {
+                // Its mode changed since the check above.
+                self.restore(index, rel, previous)?;
+                self.unreadable.push((rel.to_path_buf(), reason));
+                return Ok(());
+            }
             if Stamp::now(full) != Some(before) {
                 // Changed or deleted while we read it (libgit2 fails when the
                 // size moves under it): look again later.
@@ -262,6 +276,11 @@ impl<'a> Stager<'a> {
                     if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory =>
                 {
                     continue
+                }
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                    // Its tracked files keep their entries (they cannot be stat'ed either).
+                    self.unreadable.push((dir.clone(), e.to_string()));
+                    continue;
                 }
                 Err(e) => return Err(io_err(format!("listing {}", full_dir.display()))(e)),
             };
@@ -320,6 +339,7 @@ impl<'a> Stager<'a> {
         let filter = self.filter;
         let max = self.max_file_size;
         let skipped = &mut self.skipped_large;
+        let unreadable_files = &mut self.unreadable;
         let mut unsettled = Vec::new();
         // 0 = stage, 1 = leave as is. Called only for paths that differ.
         let mut decide = |path: &Path, adding: bool| -> i32 {
@@ -333,6 +353,11 @@ impl<'a> Stager<'a> {
                 Ok(m) if m.is_dir() => 1,
                 Ok(m) if m.len() > max => {
                     skipped.push((path.to_path_buf(), m.len()));
+                    1
+                }
+                Ok(m) if unreadable(&root.join(path), &m).is_some() => {
+                    let reason = unreadable(&root.join(path), &m).unwrap_or_default();
+                    unreadable_files.push((path.to_path_buf(), reason));
                     1
                 }
                 Ok(m) => match settle(&root.join(path), Stamp::of(&m)) {
@@ -453,6 +478,19 @@ fn tracked_under(index: &Index, rel: &Path) -> Vec<PathBuf> {
 
 /// The stage bits of an index entry's flags (0 = a normal entry).
 const STAGE_MASK: u16 = 0x3000;
+
+/// Why a regular file cannot be read (`None` when it can, or is a symlink,
+/// whose target git stores without reading it). Only a refusal counts: any
+/// other error is left to staging to report.
+fn unreadable(full: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    if !meta.is_file() {
+        return None;
+    }
+    match std::fs::File::open(full) {
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Some(e.to_string()),
+        _ => None,
+    }
+}
 
 /// True when the index records `rel` as a submodule (gitlink).
 fn is_gitlink(index: &Index, rel: &Path) -> bool {

@@ -51,6 +51,8 @@ struct Batch {
     skipped_large: Vec<(PathBuf, u64)>,
     /// Files that changed while being staged.
     recheck: Vec<PathBuf>,
+    /// Files and folders that could not be read.
+    unreadable: Vec<(PathBuf, String)>,
 }
 
 impl Batch {
@@ -64,6 +66,7 @@ impl Batch {
                 .collect(),
             skipped_large: self.skipped_large,
             recheck: self.recheck,
+            unreadable: self.unreadable,
         }
     }
 }
@@ -298,6 +301,7 @@ impl GitManager {
                 changes,
                 skipped_large: stager.skipped_large,
                 recheck: stager.recheck,
+                unreadable: stager.unreadable,
             }))
         })
     }

@@ -1,0 +1,150 @@
+//! A notebook never silently stops: unreadable files, refused watches,
+//! notebooks that cannot start, and config the daemon could not serve.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{wait_for, Daemon, Repo, Sandbox};
+
+/// An unprivileged user for the daemon: root reads files whatever their
+/// mode, so an unreadable file needs a daemon that is not root.
+const NOBODY: u32 = 65534;
+
+/// Hands the whole sandbox to [`NOBODY`] and lets root's git CLI (the
+/// oracle) read a repository it does not own.
+fn give_to_nobody(sb: &Sandbox, repo: &mut Repo) {
+    let status = std::process::Command::new("chown")
+        .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+        .arg(&sb.root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    repo.env.extend([
+        ("GIT_CONFIG_COUNT".to_string(), "1".to_string()),
+        ("GIT_CONFIG_KEY_0".to_string(), "safe.directory".to_string()),
+        ("GIT_CONFIG_VALUE_0".to_string(), "*".to_string()),
+    ]);
+}
+
+/// Starts the daemon as [`NOBODY`] and waits until it answers.
+fn start_as_nobody(sb: &Sandbox) -> Daemon {
+    let log = sb.root.join("daemon-nobody.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = sb.command(&["--config", sb.config.to_str().unwrap()]);
+    cmd.env("RUST_LOG", "info,gitlockd=debug")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
+    let d = Daemon {
+        child: cmd.spawn().unwrap(),
+        log,
+    };
+    wait_for(Duration::from_secs(20), "the daemon answers nobody", || {
+        let out = sb
+            .command(&["--socket", sb.socket.to_str().unwrap(), "status", "--json"])
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        out.status.success().then_some(())
+    });
+    d
+}
+
+/// One notebook's `status` entry, asked as [`NOBODY`] (the daemon refuses other users).
+fn status_as_nobody(sb: &Sandbox, name: &str) -> Value {
+    let mut cmd = sb.command(&["--socket", sb.socket.to_str().unwrap(), "status", "--json"]);
+    let out = cmd
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    all["notebooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == json!(name))
+        .cloned()
+        .unwrap_or_else(|| panic!("status lacks {name}: {all}"))
+}
+
+fn entries(status: &Value, key: &str) -> Vec<String> {
+    status[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("status lacks {key}: {status}"))
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn an_unreadable_file_is_skipped_and_committed_once_readable() {
+    let sb = Sandbox::new();
+    let mut repo = sb.repo("nb");
+    repo.write("seed.txt", "seed\n");
+    sb.write_config("", &[("nb", &repo.path, "")]);
+    give_to_nobody(&sb, &mut repo);
+    let d = start_as_nobody(&sb);
+    repo.wait_committed("seed.txt", "seed\n");
+
+    // Written by root (as `sudo vim` would), mode 000: the daemon cannot read it.
+    let secret = repo.path.join("secret.txt");
+    std::fs::write(&secret, "secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    repo.write("notes.txt", "notes\n");
+    std::process::Command::new("chown")
+        .arg(format!("{NOBODY}:{NOBODY}"))
+        .arg(repo.path.join("notes.txt"))
+        .status()
+        .unwrap();
+    repo.wait_committed("notes.txt", "notes\n");
+    assert_eq!(
+        repo.blob("secret.txt"),
+        None,
+        "an unreadable file has no blob"
+    );
+    let st = wait_for(Duration::from_secs(10), "secret.txt listed", || {
+        let st = status_as_nobody(&sb, "nb");
+        entries(&st, "skipped_unreadable")
+            .contains(&"secret.txt".to_string())
+            .then_some(st)
+    });
+    assert_ne!(st["state"], json!("error"), "{st}");
+
+    // Later saves still commit while the file stays unreadable.
+    repo.write("notes.txt", "notes 2\n");
+    repo.wait_committed("notes.txt", "notes 2\n");
+    let log = d.log_text();
+    assert_eq!(
+        log.matches("cannot be read").count(),
+        1,
+        "warned once per path:\n{log}"
+    );
+
+    // Readable again: committed, and gone from the list.
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    repo.wait_committed("secret.txt", "secret\n");
+    wait_for(Duration::from_secs(10), "secret.txt unlisted", || {
+        entries(&status_as_nobody(&sb, "nb"), "skipped_unreadable")
+            .is_empty()
+            .then_some(())
+    });
+    repo.assert_fsck_clean();
+    drop(d);
+}
