@@ -667,7 +667,9 @@ impl Pump {
             self.watched.remove(&path);
             // notify usually dropped the watch already (the directory moved or
             // vanished) and answers WatchNotFound; nothing to do about it.
-            let _ = self.inotify.unwatch(&path);
+            if let Err(err) = self.inotify.unwatch(&path) {
+                tracing::debug!(dir = %path.display(), error = %err, "unwatch");
+            }
         }
         true
     }
@@ -751,9 +753,13 @@ fn errors_to_events(errors: &[notify::Error]) -> Vec<WatchEvent> {
             notify::ErrorKind::Io(_) | notify::ErrorKind::Generic(_) => WatchEvent::Rescan {
                 reason: format!("the file watcher failed, events may be lost: {err}"),
             },
-            notify::ErrorKind::PathNotFound
-            | notify::ErrorKind::WatchNotFound
-            | notify::ErrorKind::InvalidConfig(_) => {
+            // Removing the watch of a folder that is already gone (the
+            // kernel dropped it with the folder): expected, nothing is lost.
+            notify::ErrorKind::WatchNotFound => {
+                tracing::debug!(error = %err, "watch already gone");
+                continue;
+            }
+            notify::ErrorKind::PathNotFound | notify::ErrorKind::InvalidConfig(_) => {
                 WatchEvent::Error(format!("file watcher: {err}"))
             }
         };
@@ -868,6 +874,12 @@ mod tests {
             matches!(&events[1], WatchEvent::Rescan { reason } if reason.contains("read failed"))
         );
         assert!(matches!(&events[2], WatchEvent::Error(e) if e.contains("/nb/x")));
+    }
+
+    #[test]
+    fn a_watch_already_gone_is_not_a_problem() {
+        let gone = notify::Error::watch_not_found().add_path(PathBuf::from("/nb/deleted"));
+        assert_eq!(errors_to_events(&[gone]), Vec::new());
     }
 
     #[test]

@@ -148,3 +148,45 @@ fn an_unreadable_file_is_skipped_and_committed_once_readable() {
     repo.assert_fsck_clean();
     drop(d);
 }
+
+#[test]
+fn check_config_and_start_refuse_what_the_daemon_cannot_serve() {
+    let sb = Sandbox::new();
+    let a = sb.repo("a");
+    a.write("a.txt", "a\n");
+    a.commit_all("first");
+    // b's `.git` file points at a's git directory: b would commit a's index.
+    let b = sb.root.join("books/b");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(
+        b.join(".git"),
+        format!("gitdir: {}\n", a.path.join(".git").display()),
+    )
+    .unwrap();
+    let plain = sb.root.join("books/plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    sb.write_config(
+        "",
+        &[("a", &a.path, ""), ("b", &b, ""), ("plain", &plain, "")],
+    );
+    let out = sb
+        .command(&["check-config", "--config", sb.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("notebook \"b\".path"), "{text}");
+    assert!(text.contains("of notebook \"a\""), "{text}");
+    assert!(text.contains("notebook \"plain\".path"), "{text}");
+    assert!(text.contains("git init"), "{text}");
+
+    let mut d = sb.spawn(&[]);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(20)),
+        Some(2),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(a.count(), 1, "nothing was committed into a's history");
+}
