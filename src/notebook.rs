@@ -197,7 +197,10 @@ struct Shared {
     health: Mutex<Health>,
     paused: AtomicBool,
     /// The watcher's live count of inotify watches (unset without a watcher).
-    watches: std::sync::OnceLock<Arc<AtomicUsize>>,
+    watches: Mutex<Option<Arc<AtomicUsize>>>,
+    /// Some folders (or all) have no watch: every round rescans, and a timer
+    /// rescans and retries the watches until they are back.
+    unwatched: AtomicBool,
     events: broadcast::Sender<NotebookEvent>,
     /// Sync state; `None` when sync is off for this notebook.
     sync_health: Mutex<Option<SyncHealth>>,
@@ -281,7 +284,8 @@ impl Notebook {
                 ..Health::default()
             }),
             paused: AtomicBool::new(false),
-            watches: std::sync::OnceLock::new(),
+            watches: Mutex::new(None),
+            unwatched: AtomicBool::new(false),
             events,
             sync_health: Mutex::new(config.sync.as_ref().map(|_| SyncHealth {
                 state: "ok".into(),
@@ -290,29 +294,13 @@ impl Notebook {
         });
 
         // Watch first, then catch up: a change made between the two is seen twice, never lost.
-        let (watch_tx, watch_rx) = mpsc::unbounded_channel();
-        let root = shared.git.root().to_path_buf();
-        let watch_name = name.clone();
-        let watcher = tokio::task::spawn_blocking(move || {
-            NotebookWatcher::start(&watch_name, &root, filter, watch_tx)
-        })
-        .await
-        .map_err(|e| StartError::Task {
-            name: name.clone(),
-            message: e.to_string(),
-        })?;
-        let watcher = match watcher {
-            Ok(w) => {
-                let _ = shared.watches.set(w.watch_counter());
-                Some(w)
-            }
-            Err(e) => {
-                // No watcher: the notebook still commits on rescans (start, flushes, requests).
-                tracing::error!(notebook = %name, error = %e, "cannot watch the notebook; changes are committed only at start, on request and at shutdown");
-                shared.health.lock().watch_problem = Some(e.to_string());
-                None
-            }
+        let (watch_tx, watch_rx) = mpsc::channel(crate::watch::NOTEBOOK_QUEUE);
+        let setup = WatchSetup {
+            root: shared.git.root().to_path_buf(),
+            filter,
+            tx: watch_tx,
         };
+        let watcher = start_watcher(&shared, &setup).await;
         {
             let mut pending = shared.pending.lock();
             pending.rescan = true;
@@ -326,6 +314,7 @@ impl Notebook {
             shared.clone(),
             owner,
             watcher,
+            setup,
             watch_rx,
             control_rx,
             Some(caught_up_tx),
@@ -489,7 +478,8 @@ impl Notebook {
                 "time": rfc3339(c.at),
             })),
             "last_error": health.last_error.clone().or_else(|| health.watch_problem.clone()),
-            "watches": self.shared.watches.get().map_or(0, |c| c.load(Ordering::Relaxed)),
+            "watches": self.shared.watches.lock().as_ref().map_or(0, |c| c.load(Ordering::Relaxed)),
+            "watch_problem": health.watch_problem.clone(),
             "skipped_large": health.skipped_large.iter().map(|(p, size)| json!({
                 "path": p.display().to_string(),
                 "size": size,
@@ -662,11 +652,48 @@ impl SyncSchedule {
     }
 }
 
+/// What it takes to (re)start a notebook's watcher.
+struct WatchSetup {
+    root: PathBuf,
+    filter: Arc<PathFilter>,
+    tx: mpsc::Sender<WatchEvent>,
+}
+
+/// Starts the watcher on a blocking thread (it walks the tree). Without one
+/// the notebook is marked unwatched: it rescans on a timer and tries again.
+async fn start_watcher(shared: &Shared, setup: &WatchSetup) -> Option<NotebookWatcher> {
+    let name = shared.name.clone();
+    let (root, filter, tx) = (setup.root.clone(), setup.filter.clone(), setup.tx.clone());
+    let started =
+        tokio::task::spawn_blocking(move || NotebookWatcher::start(&name, &root, filter, tx)).await;
+    let error = match started {
+        Ok(Ok(w)) => {
+            *shared.watches.lock() = Some(w.watch_counter());
+            // A limit that refused folders inside says so in its first events.
+            if shared.unwatched.swap(false, Ordering::SeqCst) {
+                tracing::info!(notebook = %shared.name, "watching the notebook again");
+                shared.health.lock().watch_problem = None;
+            }
+            return Some(w);
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(join) => format!("the watcher's start-up task failed: {join}"),
+    };
+    let mut health = shared.health.lock();
+    if health.watch_problem.as_deref() != Some(error.as_str()) {
+        tracing::error!(notebook = %shared.name, error = %error, "cannot watch the notebook; changes are found by rescans every max_delay until watching works");
+    }
+    health.watch_problem = Some(error);
+    shared.unwatched.store(true, Ordering::SeqCst);
+    None
+}
+
 async fn run(
     shared: Arc<Shared>,
     owner: OwnerId,
-    watcher: Option<NotebookWatcher>,
-    mut watch_rx: mpsc::UnboundedReceiver<WatchEvent>,
+    mut watcher: Option<NotebookWatcher>,
+    setup: WatchSetup,
+    mut watch_rx: mpsc::Receiver<WatchEvent>,
     mut control_rx: mpsc::UnboundedReceiver<Control>,
     mut caught_up: Option<oneshot::Sender<()>>,
 ) {
@@ -683,8 +710,15 @@ async fn run(
     // One budget of lock.timeout for the whole stop: the round in flight and the final flush.
     let mut stop_deadline: Option<Instant> = None;
     let mut sync = SyncSchedule::new(shared.config.sync.as_ref());
+    // While folders are unwatched: when to rescan and retry the watches.
+    let mut watch_due: Option<Instant> = None;
 
     loop {
+        watch_due = match (shared.unwatched.load(Ordering::SeqCst), watch_due) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now() + shared.config.max_delay),
+            (true, due) => due,
+        };
         let due = if round.is_some() {
             None
         } else {
@@ -733,6 +767,18 @@ async fn run(
                 }
             }
             Some(event) = watch_rx.recv() => on_watch_event(&shared, event),
+            _ = sleep_until_opt(watch_due) => {
+                watch_due = None;
+                {
+                    let mut pending = shared.pending.lock();
+                    pending.rescan = true;
+                    pending.touch(Instant::now());
+                }
+                match &watcher {
+                    Some(w) => w.retry_watches(),
+                    None => watcher = start_watcher(&shared, &setup).await,
+                }
+            }
             message = control_rx.recv() => match message {
                 Some(Control::Pause) => {}
                 Some(Control::Resume) => retry_at = None,
@@ -876,7 +922,7 @@ async fn sleep_until_opt(due: Option<Instant>) {
     }
 }
 
-fn drain_watch_events(shared: &Shared, rx: &mut mpsc::UnboundedReceiver<WatchEvent>) {
+fn drain_watch_events(shared: &Shared, rx: &mut mpsc::Receiver<WatchEvent>) {
     while let Ok(event) = rx.try_recv() {
         on_watch_event(shared, event);
     }
@@ -911,8 +957,30 @@ fn on_watch_event(shared: &Shared, event: WatchEvent) {
             pending.touch(now);
         }
         WatchEvent::Rescan { reason } => {
+            // Once: nothing to show in status after the rescan.
             tracing::warn!(notebook = %shared.name, %reason, "rescanning the notebook");
-            shared.health.lock().watch_problem = Some(reason);
+            let mut pending = shared.pending.lock();
+            pending.rescan = true;
+            pending.touch(now);
+        }
+        WatchEvent::Degraded { reason } => {
+            {
+                let mut health = shared.health.lock();
+                if health.watch_problem.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(notebook = %shared.name, %reason, "some folders are not watched; rescanning every max_delay until they are");
+                }
+                health.watch_problem = Some(reason);
+            }
+            shared.unwatched.store(true, Ordering::SeqCst);
+            let mut pending = shared.pending.lock();
+            pending.rescan = true;
+            pending.touch(now);
+        }
+        WatchEvent::Restored => {
+            tracing::info!(notebook = %shared.name, "every folder is watched again");
+            shared.health.lock().watch_problem = None;
+            shared.unwatched.store(false, Ordering::SeqCst);
+            // Changes made before the watches came back made no event.
             let mut pending = shared.pending.lock();
             pending.rescan = true;
             pending.touch(now);
@@ -946,6 +1014,8 @@ async fn commit_round(
         }
     };
     // Taken only now: everything that arrived while we waited joins this commit.
+    // With folders unwatched, every round looks at the whole tree.
+    let unwatched = shared.unwatched.load(Ordering::SeqCst);
     let batch = {
         let mut pending = shared.pending.lock();
         if pending.is_empty() && work == SyncWork::None {
@@ -956,7 +1026,7 @@ async fn commit_round(
         }
         let batch = Batch {
             paths: std::mem::take(&mut pending.paths).into_iter().collect(),
-            rescan: std::mem::take(&mut pending.rescan),
+            rescan: std::mem::take(&mut pending.rescan) || unwatched,
             first_at: pending.first_at.take(),
         };
         pending.last_at = None;

@@ -190,3 +190,88 @@ fn check_config_and_start_refuse_what_the_daemon_cannot_serve() {
     );
     assert_eq!(a.count(), 1, "nothing was committed into a's history");
 }
+
+/// The `watches` and `watch_problem` of notebook `name`.
+fn watch_state(sb: &Sandbox, name: &str) -> (u64, Value) {
+    let st = sb.client().status_of(name);
+    (st["watches"].as_u64().unwrap(), st["watch_problem"].clone())
+}
+
+#[test]
+fn refused_watches_mean_rescans_on_a_timer_until_the_watches_come_back() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("nb");
+    for dir in ["a", "b", "c"] {
+        repo.write(&format!("{dir}/f.txt"), "0\n");
+    }
+    repo.commit_all("first");
+    // max_delay is the rescan period while folders are unwatched.
+    sb.write_config("max_delay = \"1s\"", &[("nb", &repo.path, "")]);
+    // Root + one folder: two of a, b, c get no watch.
+    let d = sb.spawn(&[("GITLOCKD_WATCH_LIMIT", "2")]);
+    d.wait_ready(&sb);
+    let (watches, problem) = watch_state(&sb, "nb");
+    assert_eq!(watches, 2);
+    assert!(
+        problem
+            .as_str()
+            .is_some_and(|p| p.contains("GITLOCKD_WATCH_LIMIT=2")),
+        "{problem}"
+    );
+
+    // Every folder's change is committed, the unwatched ones by the timer.
+    for dir in ["a", "b", "c"] {
+        repo.write(&format!("{dir}/f.txt"), "1\n");
+    }
+    for dir in ["a", "b", "c"] {
+        repo.wait_committed(&format!("{dir}/f.txt"), "1\n");
+    }
+    // And again: the timer keeps going, not just once after start.
+    for dir in ["a", "b", "c"] {
+        repo.write(&format!("{dir}/f.txt"), "2\n");
+    }
+    for dir in ["a", "b", "c"] {
+        repo.wait_committed(&format!("{dir}/f.txt"), "2\n");
+    }
+
+    // Fewer folders than the limit: the watches come back, the problem goes.
+    std::fs::remove_dir_all(repo.path.join("b")).unwrap();
+    std::fs::remove_dir_all(repo.path.join("c")).unwrap();
+    wait_for(Duration::from_secs(10), "watch_problem cleared", || {
+        let (watches, problem) = watch_state(&sb, "nb");
+        (problem.is_null() && watches == 2).then_some(())
+    });
+    d.wait_log("every folder is watched again", Duration::from_secs(5));
+    wait_for(Duration::from_secs(10), "deletions committed", || {
+        repo.status_porcelain().is_empty().then_some(())
+    });
+    // Watched normally again: a save is committed after the debounce.
+    repo.write("a/f.txt", "3\n");
+    repo.wait_committed("a/f.txt", "3\n");
+    repo.assert_fsck_clean();
+}
+
+#[test]
+fn a_notebook_without_any_watch_still_commits_on_the_timer() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("nb");
+    repo.write("seed.txt", "0\n");
+    repo.commit_all("first");
+    sb.write_config("max_delay = \"1s\"", &[("nb", &repo.path, "")]);
+    // Not even the root gets a watch: no watcher at all.
+    let d = sb.spawn(&[("GITLOCKD_WATCH_LIMIT", "0")]);
+    d.wait_ready(&sb);
+    let (watches, problem) = watch_state(&sb, "nb");
+    assert_eq!(watches, 0);
+    assert!(
+        problem
+            .as_str()
+            .is_some_and(|p| p.contains("GITLOCKD_WATCH_LIMIT=0")),
+        "{problem}"
+    );
+    for round in 1..=2 {
+        repo.write("seed.txt", &format!("{round}\n"));
+        repo.wait_committed("seed.txt", &format!("{round}\n"));
+    }
+    repo.assert_fsck_clean();
+}
