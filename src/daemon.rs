@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::RwLock;
 use tokio::signal::unix::{signal, SignalKind};
@@ -18,7 +19,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::config::{self, Config, NotebookConfig};
 use crate::control::server::{self, BindError, ReloadReply, ServerContext};
 use crate::notebook::Notebook;
-use crate::registry::Registry;
+use crate::registry::{FailedNotebook, Registry};
 use crate::sd_notify;
 
 /// How the daemon was asked to run.
@@ -88,6 +89,29 @@ struct Daemon {
     registry: Arc<Registry>,
     ctx: Arc<ServerContext>,
     events: broadcast::Sender<crate::notebook::NotebookEvent>,
+    /// Notebook names in config order, to keep the registry in that order.
+    order: RwLock<Vec<String>>,
+}
+
+/// First wait before a notebook that could not start is tried again; it
+/// doubles per failure up to [`RETRY_CAP`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two tries of a notebook that cannot start.
+const RETRY_CAP: Duration = Duration::from_secs(60);
+
+/// The wait before try number `attempts + 1`.
+fn retry_delay(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_CAP)
+}
+
+fn failed_entry(config: NotebookConfig, error: String, attempts: u32) -> FailedNotebook {
+    FailedNotebook {
+        config,
+        error,
+        next_try: SystemTime::now() + retry_delay(attempts),
+        attempts,
+    }
 }
 
 async fn run_async(config: Config, options: DaemonOptions) -> i32 {
@@ -125,6 +149,7 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         registry,
         ctx: ctx.clone(),
         events,
+        order: RwLock::new(config.notebooks.iter().map(|n| n.name.clone()).collect()),
     };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -137,23 +162,23 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         .cloned()
         .map(|nb| tokio::spawn(start_notebook(nb, lock_timeout, daemon.events.clone())))
         .collect();
-    let mut failures = Vec::new();
-    for task in starts {
-        match task.await {
-            Ok(Ok(nb)) => started.push(Arc::new(nb)),
-            Ok(Err(message)) => failures.push(message),
-            Err(e) => failures.push(format!("a notebook's start-up task failed: {e}")),
-        }
-    }
-    if !failures.is_empty() {
-        for message in &failures {
-            tracing::error!("{message}");
-        }
-        stop_all(started).await;
-        socket.remove_file();
-        return EXIT_FAILURE;
+    // One notebook that cannot start takes nothing else down: it is listed
+    // with state "error" and tried again with backoff.
+    let mut failed = Vec::new();
+    for (task, cfg) in starts.into_iter().zip(config.notebooks.iter()) {
+        let message = match task.await {
+            Ok(Ok(nb)) => {
+                started.push(Arc::new(nb));
+                continue;
+            }
+            Ok(Err(message)) => message,
+            Err(e) => format!("notebook {}: its start-up task failed: {e}", cfg.name),
+        };
+        tracing::error!("{message}; retrying in {:?}", retry_delay(1));
+        failed.push(failed_entry(cfg.clone(), message, 1));
     }
     daemon.registry.replace(started);
+    daemon.registry.set_failed(failed);
     // Accept only now: a client that connected while the notebooks opened
     // waits in the listen backlog instead of being told `not_found` for a
     // configured notebook (the socket is bound, and the flock held, early).
@@ -166,7 +191,9 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
     tracing::info!(socket = %socket.path().display(), notebooks = %names.join(", "), "gitlockd is ready");
 
     loop {
+        let retry_at = daemon.next_retry();
         tokio::select! {
+            _ = sleep_until_opt(retry_at) => daemon.retry_failed().await,
             _ = recv_signal(&mut sigterm) => { tracing::info!("SIGTERM: committing pending changes and stopping"); break; }
             _ = recv_signal(&mut sigint) => { tracing::info!("SIGINT: committing pending changes and stopping"); break; }
             _ = recv_signal(&mut sighup) => {
@@ -187,6 +214,13 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
     server_task.abort();
     tracing::info!("gitlockd stopped");
     EXIT_OK
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_signal(sig: &mut Option<tokio::signal::unix::Signal>) {
@@ -222,22 +256,79 @@ async fn stop_all(notebooks: Vec<Arc<Notebook>>) {
 }
 
 impl Daemon {
+    /// When the next notebook that could not start is due for a try.
+    fn next_retry(&self) -> Option<Instant> {
+        let now = SystemTime::now();
+        self.registry
+            .failed()
+            .iter()
+            .map(|f| Instant::now() + f.next_try.duration_since(now).unwrap_or_default())
+            .min()
+    }
+
+    /// Tries again every notebook that could not start and is due.
+    async fn retry_failed(&self) {
+        let now = SystemTime::now();
+        let lock_timeout = self.ctx.lock.read().timeout;
+        let mut still = Vec::new();
+        let mut started = Vec::new();
+        for f in self.registry.failed() {
+            if f.next_try > now {
+                still.push(f);
+                continue;
+            }
+            match start_notebook(f.config.clone(), lock_timeout, self.events.clone()).await {
+                Ok(nb) => {
+                    tracing::info!(notebook = %nb.name(), attempts = f.attempts + 1, "notebook started");
+                    started.push(Arc::new(nb));
+                }
+                Err(message) => {
+                    let attempts = f.attempts + 1;
+                    if message != f.error {
+                        tracing::error!("{message}; retrying in {:?}", retry_delay(attempts));
+                    }
+                    still.push(failed_entry(f.config, message, attempts));
+                }
+            }
+        }
+        if !started.is_empty() {
+            let mut list = self.registry.list();
+            list.extend(started);
+            self.in_config_order(&mut list);
+            self.registry.replace(list);
+        }
+        self.registry.set_failed(still);
+    }
+
+    fn in_config_order(&self, list: &mut [Arc<Notebook>]) {
+        let order = self.order.read();
+        list.sort_by_key(|nb| order.iter().position(|n| n == nb.name()));
+    }
+
     /// Applies the config file anew; on an invalid file the old config stays.
     async fn reload(&self) -> Result<Vec<String>, String> {
         sd_notify::notify(&sd_notify::reloading_message());
         let result = self.apply(&self.options.config_path).await;
-        if let Err(message) = &result {
-            tracing::error!("reload failed; the old config stays in force:\n{message}");
+        match &result {
+            Err(ApplyError::Invalid(message)) => {
+                tracing::error!("reload failed; the old config stays in force:\n{message}");
+            }
+            Err(ApplyError::NotStarted(message)) => {
+                tracing::error!("reload applied, but some notebooks could not start (retried with backoff):\n{message}");
+            }
+            Ok(_) => {}
         }
         sd_notify::notify(&format!(
             "READY=1\nSTATUS=watching {} notebook(s)",
             self.registry.names().len()
         ));
-        result
+        result.map_err(|e| match e {
+            ApplyError::Invalid(m) | ApplyError::NotStarted(m) => m,
+        })
     }
 
-    async fn apply(&self, path: &Path) -> Result<Vec<String>, String> {
-        let config = config::load(path).map_err(|e| e.to_string())?;
+    async fn apply(&self, path: &Path) -> Result<Vec<String>, ApplyError> {
+        let config = config::load(path).map_err(|e| ApplyError::Invalid(e.to_string()))?;
         let old = self.registry.list();
         let lock_timeout = config.lock.timeout;
         let keep = |cfg: &NotebookConfig| old.iter().find(|nb| nb.config() == cfg).cloned();
@@ -253,6 +344,9 @@ impl Daemon {
         stop_all(leaving).await;
         let mut next = Vec::with_capacity(config.notebooks.len());
         let mut failures = Vec::new();
+        let mut failed = Vec::new();
+        // Notebooks that could not start are tried again at once by a reload.
+        let previous_failures = self.registry.failed();
         for cfg in &config.notebooks {
             match keep(cfg) {
                 Some(nb) => next.push(nb),
@@ -264,6 +358,11 @@ impl Daemon {
                         }
                         Err(message) => {
                             tracing::error!("{message}");
+                            let attempts = previous_failures
+                                .iter()
+                                .find(|f| f.config == *cfg)
+                                .map_or(1, |f| f.attempts + 1);
+                            failed.push(failed_entry(cfg.clone(), message.clone(), attempts));
                             failures.push(message);
                         }
                     }
@@ -274,11 +373,21 @@ impl Daemon {
         if self.options.socket_override.is_none() && config.socket != self.socket_path {
             tracing::warn!(socket = %config.socket.display(), "a changed socket path takes effect at the next start");
         }
+        *self.order.write() = config.notebooks.iter().map(|n| n.name.clone()).collect();
         self.registry.replace(next);
+        self.registry.set_failed(failed);
         if failures.is_empty() {
             Ok(self.registry.names())
         } else {
-            Err(failures.join("\n"))
+            Err(ApplyError::NotStarted(failures.join("\n")))
         }
     }
+}
+
+/// Why a reload did not fully apply.
+enum ApplyError {
+    /// The new config is invalid: the old one stays in force.
+    Invalid(String),
+    /// The new config is in force, but these notebooks could not start.
+    NotStarted(String),
 }

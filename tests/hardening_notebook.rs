@@ -275,3 +275,44 @@ fn a_notebook_without_any_watch_still_commits_on_the_timer() {
     }
     repo.assert_fsck_clean();
 }
+
+#[test]
+fn a_notebook_that_cannot_start_shows_an_error_and_starts_once_fixed() {
+    let sb = Sandbox::new();
+    let mut ok = sb.repo("ok");
+    // `later` is created by gitlockd (init = true) in a folder it may not write yet.
+    let locked = sb.root.join("books/locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    let later_path = locked.join("later");
+    sb.write_config(
+        "",
+        &[("ok", &ok.path, ""), ("later", &later_path, "init = true")],
+    );
+    give_to_nobody(&sb, &mut ok);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let d = start_as_nobody(&sb);
+
+    // The daemon runs, the other notebook works, the broken one says why.
+    let st = status_as_nobody(&sb, "later");
+    assert_eq!(st["state"], json!("error"), "{st}");
+    let error = st["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot create") && error.contains("later"),
+        "{error}"
+    );
+    assert!(st["next_try"].is_string(), "{st}");
+    ok.write("a.txt", "a\n");
+    ok.wait_committed("a.txt", "a\n");
+
+    // Fixed: the retry starts it, and it commits like any other.
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wait_for(Duration::from_secs(15), "later started", || {
+        (status_as_nobody(&sb, "later")["state"] != json!("error")).then_some(())
+    });
+    let mut later = sb.open_repo(&later_path);
+    later.env = ok.env.clone();
+    std::fs::write(later_path.join("b.txt"), "b\n").unwrap();
+    later.wait_committed("b.txt", "b\n");
+    d.wait_log("notebook started", Duration::from_secs(1));
+    later.assert_fsck_clean();
+}
