@@ -293,14 +293,12 @@ impl Notebook {
             })),
         });
 
-        // Watch first, then catch up: a change made between the two is seen twice, never lost.
-        let (watch_tx, watch_rx) = mpsc::channel(crate::watch::NOTEBOOK_QUEUE);
+        // The loop watches first, then catches up: a change made between the
+        // two is seen twice, never lost.
         let setup = WatchSetup {
             root: shared.git.root().to_path_buf(),
             filter,
-            tx: watch_tx,
         };
-        let watcher = start_watcher(&shared, &setup).await;
         {
             let mut pending = shared.pending.lock();
             pending.rescan = true;
@@ -310,14 +308,12 @@ impl Notebook {
         let (caught_up_tx, caught_up_rx) = oneshot::channel();
         let owner = OwnerId::fresh();
         git_lock_manager().label_owner(owner, format!("auto-commit of {name}"));
-        tokio::spawn(run(
+        tokio::spawn(supervise(
             shared.clone(),
             owner,
-            watcher,
             setup,
-            watch_rx,
             control_rx,
-            Some(caught_up_tx),
+            caught_up_tx,
         ));
         // The loop answers after its first (catch-up) round, whatever its
         // outcome. A client may hold the lock already (a notebook restarted
@@ -653,17 +649,23 @@ impl SyncSchedule {
 }
 
 /// What it takes to (re)start a notebook's watcher.
+#[derive(Clone)]
 struct WatchSetup {
     root: PathBuf,
     filter: Arc<PathFilter>,
-    tx: mpsc::Sender<WatchEvent>,
 }
 
-/// Starts the watcher on a blocking thread (it walks the tree). Without one
-/// the notebook is marked unwatched: it rescans on a timer and tries again.
-async fn start_watcher(shared: &Shared, setup: &WatchSetup) -> Option<NotebookWatcher> {
+/// Starts the watcher on a blocking thread (it walks the tree), with a fresh
+/// queue: the queue closing is how the loop learns that the watcher died.
+/// Without a watcher the notebook is marked unwatched: it rescans on a timer
+/// and tries again.
+async fn start_watcher(
+    shared: &Shared,
+    setup: &WatchSetup,
+) -> (Option<NotebookWatcher>, mpsc::Receiver<WatchEvent>) {
+    let (tx, rx) = mpsc::channel(crate::watch::NOTEBOOK_QUEUE);
     let name = shared.name.clone();
-    let (root, filter, tx) = (setup.root.clone(), setup.filter.clone(), setup.tx.clone());
+    let (root, filter) = (setup.root.clone(), setup.filter.clone());
     let started =
         tokio::task::spawn_blocking(move || NotebookWatcher::start(&name, &root, filter, tx)).await;
     let error = match started {
@@ -674,7 +676,7 @@ async fn start_watcher(shared: &Shared, setup: &WatchSetup) -> Option<NotebookWa
                 tracing::info!(notebook = %shared.name, "watching the notebook again");
                 shared.health.lock().watch_problem = None;
             }
-            return Some(w);
+            return (Some(w), rx);
         }
         Ok(Err(e)) => e.to_string(),
         Err(join) => format!("the watcher's start-up task failed: {join}"),
@@ -685,18 +687,67 @@ async fn start_watcher(shared: &Shared, setup: &WatchSetup) -> Option<NotebookWa
     }
     health.watch_problem = Some(error);
     shared.unwatched.store(true, Ordering::SeqCst);
-    None
+    *shared.watches.lock() = None;
+    (None, rx)
+}
+
+/// Runs the notebook's loop and restarts it (with backoff) if it panics:
+/// the panic is logged and shown in `last_error`, and the restarted loop
+/// rescans, so nothing pending is lost (it lives in `Shared`).
+async fn supervise(
+    shared: Arc<Shared>,
+    owner: OwnerId,
+    setup: WatchSetup,
+    control_rx: mpsc::UnboundedReceiver<Control>,
+    caught_up: oneshot::Sender<()>,
+) {
+    // Shared with each incarnation of the loop; a panicking one drops its
+    // guard (a tokio mutex does not poison), the next one takes it over.
+    let control = Arc::new(tokio::sync::Mutex::new(control_rx));
+    let mut caught_up = Some(caught_up);
+    let mut backoff = Backoff::new();
+    loop {
+        let task = tokio::spawn(run(
+            shared.clone(),
+            owner,
+            setup.clone(),
+            control.clone(),
+            caught_up.take(),
+        ));
+        let panic = match task.await {
+            Ok(()) => return,
+            Err(join) if join.is_panic() => crate::fault::panic_message(join.into_panic()),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => return,
+        };
+        let message =
+            format!("internal error: the notebook's loop crashed ({panic}); it was restarted");
+        tracing::error!(notebook = %shared.name, error = %message, "notebook loop crashed; restarting it");
+        {
+            let mut health = shared.health.lock();
+            health.state = "error".into();
+            health.last_error = Some(message);
+        }
+        {
+            let mut pending = shared.pending.lock();
+            pending.rescan = true;
+            pending.touch(Instant::now());
+        }
+        tokio::time::sleep(backoff.step(Duration::from_secs(5))).await;
+    }
 }
 
 async fn run(
     shared: Arc<Shared>,
     owner: OwnerId,
-    mut watcher: Option<NotebookWatcher>,
     setup: WatchSetup,
-    mut watch_rx: mpsc::Receiver<WatchEvent>,
-    mut control_rx: mpsc::UnboundedReceiver<Control>,
+    control: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Control>>>,
     mut caught_up: Option<oneshot::Sender<()>>,
 ) {
+    let mut control_rx = control.lock().await;
+    let (mut watcher, mut watch_rx) = start_watcher(&shared, &setup).await;
+    // Restarts of a watcher that died, spaced out.
+    let mut watch_backoff = Backoff::new();
     // The first round (catch-up) starts at once.
     let mut round: Option<RoundFuture> = Some(Box::pin(commit_round(
         shared.clone(),
@@ -766,7 +817,22 @@ async fn run(
                     break;
                 }
             }
-            Some(event) = watch_rx.recv() => on_watch_event(&shared, event),
+            event = watch_rx.recv(), if watcher.is_some() => match event {
+                Some(event) => on_watch_event(&shared, event),
+                None => {
+                    // The pump thread ended on its own: it crashed.
+                    let why = watcher.take().and_then(|w| w.crash_reason()).unwrap_or_else(|| "it stopped".into());
+                    let message = format!("the file watcher stopped unexpectedly ({why}); restarting it");
+                    tracing::error!(notebook = %shared.name, error = %message, "file watcher died");
+                    shared.health.lock().watch_problem = Some(message);
+                    shared.unwatched.store(true, Ordering::SeqCst);
+                    *shared.watches.lock() = None;
+                    let mut pending = shared.pending.lock();
+                    pending.rescan = true;
+                    pending.touch(Instant::now());
+                    watch_due = Some(Instant::now() + watch_backoff.step(shared.config.max_delay));
+                }
+            },
             _ = sleep_until_opt(watch_due) => {
                 watch_due = None;
                 {
@@ -776,7 +842,7 @@ async fn run(
                 }
                 match &watcher {
                     Some(w) => w.retry_watches(),
-                    None => watcher = start_watcher(&shared, &setup).await,
+                    None => (watcher, watch_rx) = start_watcher(&shared, &setup).await,
                 }
             }
             message = control_rx.recv() => match message {
@@ -952,6 +1018,7 @@ fn on_watch_event(shared: &Shared, event: WatchEvent) {
     let now = Instant::now();
     match event {
         WatchEvent::Changed(paths) => {
+            crate::fault::test_panic("loop", &paths);
             let mut pending = shared.pending.lock();
             pending.paths.extend(paths);
             pending.touch(now);

@@ -184,6 +184,8 @@ pub struct NotebookWatcher {
     pump: Option<thread::JoinHandle<()>>,
     /// Directories watched now, kept up to date by the pump.
     watch_count: Arc<AtomicUsize>,
+    /// Set when the pump thread panicked: the panic's message.
+    crash: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 impl NotebookWatcher {
@@ -267,9 +269,18 @@ impl NotebookWatcher {
             tracing::debug!(notebook = name, "watch events receiver closed during start");
         }
 
+        let crash = Arc::new(parking_lot::Mutex::new(None));
+        let crashed = crash.clone();
         let pump = thread::Builder::new()
             .name(format!("gitlockd watch {name}"))
-            .spawn(move || pump.run(pump_rx))
+            .spawn(move || {
+                // A panic drops the pump, closing the notebook's queue: the
+                // notebook sees that, reads the reason here and restarts it.
+                let run = std::panic::AssertUnwindSafe(move || pump.run(pump_rx));
+                if let Err(payload) = std::panic::catch_unwind(run) {
+                    *crashed.lock() = Some(crate::fault::panic_message(payload));
+                }
+            })
             .map_err(|source| WatchError::Thread {
                 path: root.clone(),
                 source,
@@ -286,6 +297,7 @@ impl NotebookWatcher {
             stopping,
             pump: Some(pump),
             watch_count,
+            crash,
         })
     }
 
@@ -298,6 +310,11 @@ impl NotebookWatcher {
     /// outlives this handle's borrow.
     pub fn watch_counter(&self) -> Arc<AtomicUsize> {
         self.watch_count.clone()
+    }
+
+    /// Why the pump thread died, when it panicked.
+    pub fn crash_reason(&self) -> Option<String> {
+        self.crash.lock().clone()
     }
 
     /// Asks the pump to try again to watch every folder, after
@@ -712,6 +729,7 @@ impl Pump {
         if ignore_rules_changed || overflow || lost || retry {
             self.repair(batch);
         }
+        crate::fault::test_panic("pump", &batch.changed);
     }
 
     /// Watches `top` and every directory below it that is not ignored; in

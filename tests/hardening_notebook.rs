@@ -316,3 +316,38 @@ fn a_notebook_that_cannot_start_shows_an_error_and_starts_once_fixed() {
     d.wait_log("notebook started", Duration::from_secs(1));
     later.assert_fsck_clean();
 }
+
+/// A crash of `part` (debug builds: `GITLOCKD_TEST_PANIC`) is survived:
+/// logged, the part restarted, and every change still committed.
+fn survive_a_crash_of(part: &str, log_needle: &str) {
+    let sb = Sandbox::new();
+    let repo = sb.repo("nb");
+    repo.write("seed.txt", "0\n");
+    repo.commit_all("first");
+    sb.write_config("max_delay = \"1s\"", &[("nb", &repo.path, "")]);
+    let d = sb.spawn(&[("GITLOCKD_TEST_PANIC", &format!("{part}:boom.txt"))]);
+    d.wait_ready(&sb);
+    repo.write("boom.txt", "boom\n");
+    d.wait_log(log_needle, Duration::from_secs(10));
+    repo.wait_committed("boom.txt", "boom\n");
+    // Alive: later saves are committed from events again.
+    for round in 1..=2 {
+        repo.write("seed.txt", &format!("{round}\n"));
+        repo.wait_committed("seed.txt", &format!("{round}\n"));
+    }
+    wait_for(Duration::from_secs(10), "watching again", || {
+        let st = sb.client().status_of("nb");
+        (st["watch_problem"].is_null() && st["watches"] == json!(1)).then_some(())
+    });
+    repo.assert_fsck_clean();
+}
+
+#[test]
+fn a_crash_of_the_notebook_loop_is_survived() {
+    survive_a_crash_of("loop", "notebook loop crashed; restarting it");
+}
+
+#[test]
+fn a_crash_of_the_watch_thread_is_survived() {
+    survive_a_crash_of("pump", "file watcher died");
+}
