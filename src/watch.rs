@@ -665,10 +665,12 @@ impl Pump {
         for (path, was_dir) in touched {
             if path == self.root {
                 if !self.root.is_dir() {
-                    batch.rescan(format!(
-                        "the notebook root {} was moved or deleted",
-                        self.root.display()
-                    ));
+                    // Every watch went with the folder; a folder restored
+                    // there later is a new one, watched only by a retry.
+                    let root = self.root.clone();
+                    self.forget(&root);
+                    self.degraded = true;
+                    batch.degraded = Some(root_gone_reason(&root));
                 }
                 continue;
             }
@@ -835,6 +837,10 @@ impl Pump {
         }
         let root = self.root.clone();
         self.walk(&root, WalkMode::Repair, batch);
+        if !self.watched.contains(&root) {
+            self.degraded = true;
+            batch.degraded = Some(root_gone_reason(&root));
+        }
         if self.degraded && batch.degraded.is_none() {
             // A whole walk without a refusal: every folder is watched again.
             self.degraded = false;
@@ -1010,6 +1016,14 @@ fn errors_to_events(errors: &[notify::Error]) -> Vec<WatchEvent> {
         }
     }
     events
+}
+
+/// Why nothing is watched after the notebook folder went away.
+fn root_gone_reason(root: &Path) -> String {
+    format!(
+        "the notebook folder {} was moved or deleted; it is watched again once it is back",
+        root.display()
+    )
 }
 
 /// The reason for a refused watch on `dir`: the limit and its fix when it is the limit.

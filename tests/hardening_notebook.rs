@@ -351,3 +351,45 @@ fn a_crash_of_the_notebook_loop_is_survived() {
 fn a_crash_of_the_watch_thread_is_survived() {
     survive_a_crash_of("pump", "file watcher died");
 }
+
+#[test]
+fn a_notebook_folder_deleted_and_restored_is_watched_again() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("nb");
+    repo.write("a.txt", "0\n");
+    repo.commit_all("first");
+    sb.write_config("max_delay = \"1s\"", &[("nb", &repo.path, "")]);
+    let d = sb.start();
+    // A backup copy, the folder deleted, the backup put back: a new folder.
+    let backup = sb.root.join("books/nb.bak");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&repo.path)
+        .arg(&backup)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    std::fs::remove_dir_all(&repo.path).unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "watch_problem names the folder",
+        || {
+            let (_, problem) = watch_state(&sb, "nb");
+            problem
+                .as_str()
+                .is_some_and(|p| p.contains("moved or deleted"))
+                .then_some(())
+        },
+    );
+    std::fs::rename(&backup, &repo.path).unwrap();
+    wait_for(Duration::from_secs(10), "watched again", || {
+        let (watches, problem) = watch_state(&sb, "nb");
+        (problem.is_null() && watches == 1).then_some(())
+    });
+    d.wait_log("every folder is watched again", Duration::from_secs(1));
+    for round in 1..=2 {
+        repo.write("a.txt", &format!("{round}\n"));
+        repo.wait_committed("a.txt", &format!("{round}\n"));
+    }
+    repo.assert_fsck_clean();
+}
