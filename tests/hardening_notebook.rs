@@ -145,6 +145,20 @@ fn an_unreadable_file_is_skipped_and_committed_once_readable() {
             .is_empty()
             .then_some(())
     });
+    // A tracked file that changes and turns unreadable, found by the
+    // start-up rescan of a restarted daemon: the rest is still committed.
+    drop(d);
+    std::fs::write(&secret, "secret 2\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    repo.write("notes.txt", "notes 3\n");
+    let d = start_as_nobody(&sb);
+    repo.wait_committed("notes.txt", "notes 3\n");
+    assert_eq!(repo.blob("secret.txt").as_deref(), Some("secret\n"));
+    wait_for(Duration::from_secs(10), "secret.txt listed again", || {
+        entries(&status_as_nobody(&sb, "nb"), "skipped_unreadable")
+            .contains(&"secret.txt".to_string())
+            .then_some(())
+    });
     repo.assert_fsck_clean();
     drop(d);
 }
