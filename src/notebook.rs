@@ -162,9 +162,12 @@ impl Pending {
         self.paths.is_empty() && !self.rescan
     }
 
-    fn touch(&mut self, now: Instant) {
-        self.first_at.get_or_insert(now);
-        self.last_at = Some(now);
+    /// Notes a change seen at `at`; times may arrive out of order (an
+    /// event's receipt time is older than a rescan request's), so keep the
+    /// earliest first and the latest last.
+    fn touch(&mut self, at: Instant) {
+        self.first_at = Some(self.first_at.map_or(at, |t| t.min(at)));
+        self.last_at = Some(self.last_at.map_or(at, |t| t.max(at)));
     }
 }
 
@@ -1017,11 +1020,13 @@ fn due_time(shared: &Shared, retry_at: Option<Instant>) -> Option<Instant> {
 fn on_watch_event(shared: &Shared, event: WatchEvent) {
     let now = Instant::now();
     match event {
-        WatchEvent::Changed(paths) => {
+        WatchEvent::Changed { paths, at } => {
             crate::fault::test_panic("loop", &paths);
             let mut pending = shared.pending.lock();
             pending.paths.extend(paths);
-            pending.touch(now);
+            // The quiet period runs from the last event, not from the end of
+            // the watcher's batching window (which would add up to 100 ms).
+            pending.touch(at.min(now));
         }
         WatchEvent::Rescan { reason } => {
             // Once: nothing to show in status after the rescan.

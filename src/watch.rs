@@ -86,8 +86,15 @@ pub enum WatchEvent {
     /// Sorted and deduplicated. A directory may appear: it stands for
     /// everything under it (for a vanished directory, deletions). The kind
     /// of change is not given because editors make kinds lie: re-derive it
-    /// from the disk.
-    Changed(Vec<PathBuf>),
+    /// from the disk. `at` is when the last raw event behind these paths
+    /// reached the watcher: the notebook's quiet period runs from there, not
+    /// from the end of the batching window.
+    Changed {
+        /// The paths.
+        paths: Vec<PathBuf>,
+        /// When the last event among them was received.
+        at: Instant,
+    },
     /// Events were or may have been lost: the notebook must compare its real status with HEAD.
     Rescan {
         /// Why, in words a user can act on.
@@ -401,6 +408,8 @@ enum WatchOutcome {
 struct Batch {
     /// Notebook-relative paths to report.
     changed: BTreeSet<PathBuf>,
+    /// When the latest raw event behind `changed` was received.
+    last_at: Option<Instant>,
     /// Reasons for a rescan, deduplicated.
     rescans: Vec<String>,
     /// Problems that lose no events.
@@ -424,6 +433,11 @@ impl Batch {
         }
     }
 
+    /// Notes a reported event's receipt time.
+    fn saw(&mut self, at: Instant) {
+        self.last_at = Some(self.last_at.map_or(at, |t| t.max(at)));
+    }
+
     fn is_empty(&self) -> bool {
         self.changed.is_empty()
             && self.rescans.is_empty()
@@ -436,6 +450,9 @@ impl Batch {
     /// a later `Restored` cancels an earlier `Degraded` and vice versa.
     fn merge(&mut self, later: Batch) {
         self.changed.extend(later.changed);
+        if let Some(at) = later.last_at {
+            self.saw(at);
+        }
         for reason in later.rescans {
             self.rescan(reason);
         }
@@ -454,7 +471,10 @@ impl Batch {
     /// Takes an event the notebook's queue refused back into the batch.
     fn put_back(&mut self, event: WatchEvent) {
         match event {
-            WatchEvent::Changed(paths) => self.changed.extend(paths),
+            WatchEvent::Changed { paths, at } => {
+                self.changed.extend(paths);
+                self.saw(at);
+            }
             WatchEvent::Rescan { reason } => self.rescan(reason),
             WatchEvent::Degraded { reason } => self.degraded = Some(reason),
             WatchEvent::Restored => self.restored = true,
@@ -466,7 +486,11 @@ impl Batch {
     fn into_events(self) -> Vec<WatchEvent> {
         let mut events = Vec::new();
         if !self.changed.is_empty() {
-            events.push(WatchEvent::Changed(self.changed.into_iter().collect()));
+            events.push(WatchEvent::Changed {
+                paths: self.changed.into_iter().collect(),
+                // Paths found by a walk carry no event time: now.
+                at: self.last_at.unwrap_or_else(Instant::now),
+            });
         }
         events.extend(
             self.rescans
@@ -514,18 +538,19 @@ struct Pump {
 
 impl Pump {
     fn run(mut self, rx: mpsc::Receiver<PumpMsg>) {
-        let mut events: Vec<Event> = Vec::new();
+        // Each with the time it was received (the quiet period starts there).
+        let mut events: Vec<(Instant, Event)> = Vec::new();
         let mut errors: Vec<notify::Error> = Vec::new();
         let mut retry = false;
         let stopping = self.stopping.clone();
         // Files the message into the batch; false when it is time to stop.
         let keep = |msg: PumpMsg,
-                    events: &mut Vec<Event>,
+                    events: &mut Vec<(Instant, Event)>,
                     errors: &mut Vec<notify::Error>,
                     retry: &mut bool| {
             match msg {
                 PumpMsg::Raw(Ok(event)) if is_noise(&event) => {}
-                PumpMsg::Raw(Ok(event)) => events.push(event),
+                PumpMsg::Raw(Ok(event)) => events.push((Instant::now(), event)),
                 PumpMsg::Raw(Err(error)) => errors.push(error),
                 PumpMsg::Wake => {}
                 PumpMsg::Retry => *retry = true,
@@ -601,7 +626,7 @@ impl Pump {
     /// re-walk the tree to win back watches a limit refused.
     fn handle_batch(
         &mut self,
-        events: Vec<Event>,
+        events: Vec<(Instant, Event)>,
         errors: Vec<notify::Error>,
         dropped: bool,
         retry: bool,
@@ -622,7 +647,8 @@ impl Pump {
                     batch.rescan(reason);
                 }
                 WatchEvent::Error(error) => batch.error(error),
-                WatchEvent::Changed(_) | WatchEvent::Degraded { .. } | WatchEvent::Restored => {}
+                WatchEvent::Changed { .. } | WatchEvent::Degraded { .. } | WatchEvent::Restored => {
+                }
             }
         }
 
@@ -630,10 +656,10 @@ impl Pump {
         // moved away or vanished (notify drops them itself; keep our set in step).
         // Every path the batch mentions, and whether it was known to be a
         // directory (an event said so, or we watched it).
-        let mut touched: BTreeMap<PathBuf, bool> = BTreeMap::new();
+        let mut touched: BTreeMap<PathBuf, (bool, Instant)> = BTreeMap::new();
         let mut forgotten: Vec<PathBuf> = Vec::new();
         let mut overflow = false;
-        for event in &events {
+        for (at, event) in &events {
             if event.need_rescan() {
                 overflow = true;
                 continue;
@@ -655,14 +681,16 @@ impl Pump {
                 if was_watched {
                     forgotten.push(path.clone());
                 }
-                *touched.entry(path.clone()).or_default() |= said_folder || was_watched;
+                let entry = touched.entry(path.clone()).or_insert((false, *at));
+                entry.0 |= said_folder || was_watched;
+                entry.1 = entry.1.max(*at);
             }
         }
 
         // Second pass, once per path: filter, report, find new directories.
         let mut appeared: Vec<PathBuf> = Vec::new();
         let mut ignore_rules_changed = false;
-        for (path, was_dir) in touched {
+        for (path, (was_dir, at)) in touched {
             if path == self.root {
                 if !self.root.is_dir() {
                     // Every watch went with the folder; a folder restored
@@ -695,6 +723,7 @@ impl Pump {
                 ignore_rules_changed = true;
             }
             batch.changed.insert(rel.to_path_buf());
+            batch.saw(at);
             if is_dir {
                 appeared.push(path);
             }
@@ -1179,15 +1208,16 @@ mod tests {
             degraded: Some("limit".into()),
             ..changed(&["c", "b"])
         }));
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            WatchEvent::Changed(vec!["a".into()])
-        );
+        let paths = |event: WatchEvent| match event {
+            WatchEvent::Changed { paths, .. } => paths,
+            other => panic!("expected Changed, got {other:?}"),
+        };
+        assert_eq!(paths(rx.try_recv().unwrap()), vec![PathBuf::from("a")]);
         assert!(rx.try_recv().is_err());
         assert!(pump.deliver(Batch::default()));
         assert_eq!(
-            rx.try_recv().unwrap(),
-            WatchEvent::Changed(vec!["b".into(), "c".into()])
+            paths(rx.try_recv().unwrap()),
+            vec![PathBuf::from("b"), PathBuf::from("c")]
         );
         assert!(pump.deliver(Batch::default()));
         assert_eq!(

@@ -407,3 +407,39 @@ fn a_notebook_folder_deleted_and_restored_is_watched_again() {
     }
     repo.assert_fsck_clean();
 }
+
+/// Issue 11: the quiet period runs from the last event, so the watcher's
+/// 100 ms batching window is not added to the debounce.
+#[test]
+fn a_save_is_committed_debounce_after_it_not_debounce_plus_the_batch_window() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("nb");
+    repo.write("seed.txt", "0\n");
+    repo.commit_all("first");
+    let debounce = Duration::from_millis(300);
+    sb.write_config("", &[("nb", &repo.path, "debounce = \"300ms\"")]);
+    let _d = sb.start();
+    let mut sub = sb.client();
+    sub.ok("subscribe", json!({"notebook": "nb"}));
+    let mut beyond = Vec::new();
+    for i in 0..7 {
+        std::fs::write(repo.path.join("seed.txt"), format!("v{i}\n")).unwrap();
+        let saved = std::time::Instant::now();
+        loop {
+            let ev = sub.recv();
+            if ev["event"] == json!("commit") {
+                break;
+            }
+        }
+        beyond.push(saved.elapsed().saturating_sub(debounce));
+        std::thread::sleep(Duration::from_millis(50 + 13 * i));
+    }
+    beyond.sort();
+    let median = beyond[beyond.len() / 2];
+    eprintln!("save→commit beyond a 300 ms debounce: median {median:?}, all {beyond:?}");
+    // The window alone added 100 ms; what remains is the commit itself.
+    assert!(
+        median < Duration::from_millis(70),
+        "median {median:?} beyond debounce: {beyond:?}"
+    );
+}

@@ -99,7 +99,7 @@ impl Notebook {
                 .block_on(async { tokio::time::timeout(left, self.rx.recv()).await });
             match received {
                 Ok(Some(event)) => {
-                    if let WatchEvent::Changed(paths) = &event {
+                    if let WatchEvent::Changed { paths, .. } = &event {
                         assert!(!paths.is_empty(), "Changed must never be empty");
                         self.changed.extend(paths.iter().cloned());
                     }
