@@ -391,3 +391,16 @@ enum ApplyError {
     /// The new config is in force, but these notebooks could not start.
     NotStarted(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_of_a_notebook_that_cannot_start_back_off_to_a_minute() {
+        let secs: Vec<u64> = (1..=8).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(retry_delay(u32::MAX), RETRY_CAP);
+        assert_eq!(retry_delay(0), RETRY_FIRST);
+    }
+}

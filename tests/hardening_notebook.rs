@@ -19,8 +19,13 @@ const NOBODY: u32 = 65534;
 /// Hands the whole sandbox to [`NOBODY`] and lets root's git CLI (the
 /// oracle) read a repository it does not own.
 fn give_to_nobody(sb: &Sandbox, repo: &mut Repo) {
+    give_to(sb, repo, NOBODY);
+}
+
+/// [`give_to_nobody`] for any uid.
+fn give_to(sb: &Sandbox, repo: &mut Repo, uid: u32) {
     let status = std::process::Command::new("chown")
-        .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+        .args(["-R", &format!("{uid}:{uid}")])
         .arg(&sb.root)
         .status()
         .unwrap();
@@ -34,12 +39,17 @@ fn give_to_nobody(sb: &Sandbox, repo: &mut Repo) {
 
 /// Starts the daemon as [`NOBODY`] and waits until it answers.
 fn start_as_nobody(sb: &Sandbox) -> Daemon {
-    let log = sb.root.join("daemon-nobody.log");
+    start_as(sb, NOBODY)
+}
+
+/// [`start_as_nobody`] for any uid.
+fn start_as(sb: &Sandbox, uid: u32) -> Daemon {
+    let log = sb.root.join(format!("daemon-{uid}.log"));
     let file = std::fs::File::create(&log).unwrap();
     let mut cmd = sb.command(&["--config", sb.config.to_str().unwrap()]);
     cmd.env("RUST_LOG", "info,gitlockd=debug")
-        .uid(NOBODY)
-        .gid(NOBODY)
+        .uid(uid)
+        .gid(uid)
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
         .stderr(file);
@@ -50,8 +60,8 @@ fn start_as_nobody(sb: &Sandbox) -> Daemon {
     wait_for(Duration::from_secs(20), "the daemon answers nobody", || {
         let out = sb
             .command(&["--socket", sb.socket.to_str().unwrap(), "status", "--json"])
-            .uid(NOBODY)
-            .gid(NOBODY)
+            .uid(uid)
+            .gid(uid)
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -62,13 +72,13 @@ fn start_as_nobody(sb: &Sandbox) -> Daemon {
 
 /// One notebook's `status` entry, asked as [`NOBODY`] (the daemon refuses other users).
 fn status_as_nobody(sb: &Sandbox, name: &str) -> Value {
+    status_as(sb, NOBODY, name)
+}
+
+/// [`status_as_nobody`] for any uid.
+fn status_as(sb: &Sandbox, uid: u32, name: &str) -> Value {
     let mut cmd = sb.command(&["--socket", sb.socket.to_str().unwrap(), "status", "--json"]);
-    let out = cmd
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = cmd.uid(uid).gid(uid).stdin(Stdio::null()).output().unwrap();
     assert!(
         out.status.success(),
         "status: {}",
@@ -442,4 +452,74 @@ fn a_save_is_committed_debounce_after_it_not_debounce_plus_the_batch_window() {
         median < Duration::from_millis(70),
         "median {median:?} beyond debounce: {beyond:?}"
     );
+}
+
+/// A uid of its own for the instance test: inotify instances are counted
+/// per user, so using up this one's disturbs nobody else.
+const INSTANCE_HOG: u32 = 64_999;
+
+#[test]
+fn no_inotify_instance_left_means_rescans_until_one_is_free_again() {
+    use std::io::BufRead;
+    let sb = Sandbox::new();
+    let mut repo = sb.repo("nb");
+    repo.write("seed.txt", "0\n");
+    repo.commit_all("first");
+    sb.write_config("max_delay = \"1s\"", &[("nb", &repo.path, "")]);
+    give_to(&sb, &mut repo, INSTANCE_HOG);
+    // Another process of the same user holds every inotify instance the
+    // kernel allows that user (fs.inotify.max_user_instances).
+    let mut hog = KillOnDrop(
+        std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import ctypes, sys, time\n\
+             libc = ctypes.CDLL(None)\n\
+             n = 0\n\
+             while libc.inotify_init() >= 0: n += 1\n\
+             print(n, flush=True)\n\
+             time.sleep(120)\n",
+            ])
+            .uid(INSTANCE_HOG)
+            .gid(INSTANCE_HOG)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(hog.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.trim().parse::<u32>().unwrap() > 0, "hog: {line:?}");
+
+    let d = start_as(&sb, INSTANCE_HOG);
+    let st = status_as(&sb, INSTANCE_HOG, "nb");
+    let problem = st["watch_problem"].as_str().unwrap_or_default().to_string();
+    assert!(problem.contains("max_user_instances"), "{st}");
+    // Nothing watches, and still every save is committed (by the timer).
+    for round in 1..=2 {
+        repo.write("seed.txt", &format!("{round}\n"));
+        repo.wait_committed("seed.txt", &format!("{round}\n"));
+    }
+
+    // Instances free again: the next retry watches the notebook.
+    drop(hog);
+    wait_for(Duration::from_secs(10), "watching again", || {
+        let st = status_as(&sb, INSTANCE_HOG, "nb");
+        (st["watch_problem"].is_null() && st["watches"] == json!(1)).then_some(())
+    });
+    d.wait_log("watching the notebook again", Duration::from_secs(1));
+    repo.write("seed.txt", "3\n");
+    repo.wait_committed("seed.txt", "3\n");
+    repo.assert_fsck_clean();
+}
+
+/// A helper process, killed (and reaped) when the test ends, even by a panic.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
