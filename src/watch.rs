@@ -741,6 +741,10 @@ impl Pump {
                 }
             }
         }
+        // While degraded, a folder that (re)appeared may be the one that
+        // could not be watched (e.g. its permissions changed): look at once
+        // whether everything is watchable now, rather than at the next retry.
+        let recheck = self.degraded && !appeared.is_empty();
         for dir in appeared {
             if !self.is_nested_repo(&dir) {
                 self.walk(&dir, WalkMode::Appeared, batch);
@@ -757,7 +761,7 @@ impl Pump {
         }
         // Lost events may have hidden new directories; new ignore rules may
         // have un-ignored some. Either way, re-check the whole tree's watches.
-        if ignore_rules_changed || overflow || lost || retry {
+        if ignore_rules_changed || overflow || lost || retry || recheck {
             self.repair(batch);
         }
         crate::fault::test_panic("pump", &batch.changed);
@@ -788,7 +792,14 @@ impl Pump {
                                 return;
                             }
                         } else {
-                            batch.error(format!("cannot watch {}: {err}", dir.display()));
+                            // E.g. a folder gitlockd may not read: changes in it
+                            // make no event, so rescan until a retry watches it.
+                            self.degraded = true;
+                            batch.degraded = Some(format!(
+                                "cannot watch {}: {err}; until it can be watched (check its \
+                                 permissions), changes in it are found by rescans",
+                                dir.display()
+                            ));
                             continue;
                         }
                     }

@@ -171,6 +171,34 @@ fn an_unreadable_file_is_skipped_and_committed_once_readable() {
     });
     repo.assert_fsck_clean();
     drop(d);
+
+    // An unreadable folder (tracked files inside): the same, at start-up
+    // and from events.
+    repo.write("private/p.txt", "p\n");
+    let d = start_as_nobody(&sb);
+    repo.wait_committed("private/p.txt", "p\n");
+    repo.write("private/p.txt", "p 2\n");
+    let private = repo.path.join("private");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o000)).unwrap();
+    repo.write("notes.txt", "notes 4\n");
+    repo.wait_committed("notes.txt", "notes 4\n");
+    drop(d);
+    repo.write("notes.txt", "notes 5\n");
+    let d = start_as_nobody(&sb);
+    repo.wait_committed("notes.txt", "notes 5\n");
+    let problem = status_as_nobody(&sb, "nb")["watch_problem"].clone();
+    assert!(
+        problem.as_str().is_some_and(|p| p.contains("private")),
+        "{problem}"
+    );
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o755)).unwrap();
+    repo.wait_committed("private/p.txt", "p 2\n");
+    wait_for(Duration::from_secs(10), "the folder watched again", || {
+        let st = status_as_nobody(&sb, "nb");
+        (st["watch_problem"].is_null() && st["watches"] == json!(2)).then_some(())
+    });
+    repo.assert_fsck_clean();
+    drop(d);
 }
 
 #[test]

@@ -194,6 +194,11 @@ impl<'a> Stager<'a> {
                 }
                 index.remove_dir(rel, 0).map_err(git_err(self.repo, ctx()))
             }
+            // Inside a folder gitlockd may not enter: its entry stays as it was.
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                self.unreadable.push((rel.to_path_buf(), e.to_string()));
+                Ok(())
+            }
             Err(e) => Err(io_err(format!("reading {}", full.display()))(e)),
         }
     }
