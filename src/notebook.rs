@@ -199,6 +199,8 @@ struct Shared {
     pending: Mutex<Pending>,
     health: Mutex<Health>,
     paused: AtomicBool,
+    /// Set by [`Notebook::stop`]: a loop that crashes now is not restarted.
+    stopping: AtomicBool,
     /// The watcher's live count of inotify watches (unset without a watcher).
     watches: Mutex<Option<Arc<AtomicUsize>>>,
     /// Some folders (or all) have no watch: every round rescans, and a timer
@@ -287,6 +289,7 @@ impl Notebook {
                 ..Health::default()
             }),
             paused: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             watches: Mutex::new(None),
             unwatched: AtomicBool::new(false),
             events,
@@ -377,6 +380,7 @@ impl Notebook {
 
     /// Commits everything pending, stops watching and ends the loop.
     pub async fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         if self.control.send(Control::Stop(tx)).is_ok() {
             let _ = rx.await;
@@ -723,6 +727,11 @@ async fn supervise(
             // Cancelled: the runtime is shutting down.
             Err(_) => return,
         };
+        if shared.stopping.load(Ordering::SeqCst) {
+            // Its stop request went down with it; the next start catches up.
+            tracing::error!(notebook = %shared.name, error = %panic, "notebook loop crashed while stopping");
+            return;
+        }
         let message =
             format!("internal error: the notebook's loop crashed ({panic}); it was restarted");
         tracing::error!(notebook = %shared.name, error = %message, "notebook loop crashed; restarting it");
@@ -824,7 +833,7 @@ async fn run(
                 Some(event) => on_watch_event(&shared, event),
                 None => {
                     // The pump thread ended on its own: it crashed.
-                    let why = watcher.take().and_then(|w| w.crash_reason()).unwrap_or_else(|| "it stopped".into());
+                    let why = watcher.take().and_then(NotebookWatcher::into_crash_reason).unwrap_or_else(|| "it stopped".into());
                     let message = format!("the file watcher stopped unexpectedly ({why}); restarting it");
                     tracing::error!(notebook = %shared.name, error = %message, "file watcher died");
                     shared.health.lock().watch_problem = Some(message);
@@ -1330,7 +1339,9 @@ fn track_unreadable(shared: &Shared, health: &mut Health, outcome: &AutoCommitOu
         let still = match std::fs::symlink_metadata(&full) {
             Ok(m) if m.is_dir() => std::fs::read_dir(&full).is_err(),
             Ok(m) if m.is_file() => std::fs::File::open(&full).is_err(),
-            _ => false,
+            // Inside a folder that may not be entered.
+            Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+            Ok(_) => false,
         };
         if still {
             now_unreadable.push((path, reason));

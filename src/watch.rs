@@ -319,8 +319,12 @@ impl NotebookWatcher {
         self.watch_count.clone()
     }
 
-    /// Why the pump thread died, when it panicked.
-    pub fn crash_reason(&self) -> Option<String> {
+    /// Why the pump thread died, when it panicked. Waits for the thread to
+    /// end (it records the panic after its queue is already closed).
+    pub fn into_crash_reason(mut self) -> Option<String> {
+        if let Some(pump) = self.pump.take() {
+            let _ = pump.join();
+        }
         self.crash.lock().clone()
     }
 

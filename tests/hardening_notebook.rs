@@ -405,6 +405,20 @@ fn a_crash_of_the_watch_thread_is_survived() {
 }
 
 #[test]
+fn a_crash_of_the_watch_thread_is_named_in_the_log() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("nb");
+    sb.write_config("", &[("nb", &repo.path, "")]);
+    let d = sb.spawn(&[("GITLOCKD_TEST_PANIC", "pump:boom.txt")]);
+    d.wait_ready(&sb);
+    repo.write("boom.txt", "boom\n");
+    d.wait_log(
+        "stopped unexpectedly (GITLOCKD_TEST_PANIC=pump:boom.txt)",
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
 fn a_notebook_folder_deleted_and_restored_is_watched_again() {
     let sb = Sandbox::new();
     let repo = sb.repo("nb");
