@@ -565,3 +565,44 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn a_broken_repository_is_an_error_state_not_a_dead_daemon() {
+    let sb = Sandbox::new();
+    let good = sb.repo("good");
+    let broken = sb.repo("broken");
+    let config = broken.path.join(".git/config");
+    let healthy = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, "[core\n").unwrap();
+    sb.write_config(
+        "",
+        &[("good", &good.path, ""), ("broken", &broken.path, "")],
+    );
+    let d = sb.start();
+    let mut c = sb.client();
+    let st = c.status_of("broken");
+    assert_eq!(st["state"], json!("error"), "{st}");
+    assert!(
+        st["last_error"].as_str().unwrap().contains("broken"),
+        "{st}"
+    );
+    // Requests naming it say why; the other notebook works.
+    let resp = c.err("commit", json!({"notebook": "broken"}), "not_found");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not running"),
+        "{resp}"
+    );
+    good.write("a.txt", "a\n");
+    good.wait_committed("a.txt", "a\n");
+
+    // Repaired: it starts at the next try and commits.
+    std::fs::write(&config, healthy).unwrap();
+    broken.write("b.txt", "b\n");
+    broken.wait_committed("b.txt", "b\n");
+    assert_ne!(sb.client().status_of("broken")["state"], json!("error"));
+    d.wait_log("notebook started", Duration::from_secs(1));
+    broken.assert_fsck_clean();
+}

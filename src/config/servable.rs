@@ -73,34 +73,40 @@ pub(super) fn check(config: &Config) -> Vec<ConfigError> {
                 path.display(),
                 path.display()
             )),
-            Err(message) => fail(message),
+            Err(Unservable(message)) => fail(message),
+            // Broken or not readable now: a run-time problem, not the
+            // config's. The daemon shows that notebook as "error" and
+            // retries it, while the others run.
+            Err(Unopenable) => {}
         }
     }
     errors
 }
 
+/// Why a folder's repository was not looked at.
+enum Problem {
+    /// Never servable as configured: a config error.
+    Unservable(String),
+    /// It could not be opened now (broken, permissions).
+    Unopenable,
+}
+use Problem::{Unopenable, Unservable};
+
 /// The canonical git directory of the work tree at exactly `path` (no
 /// search upwards: a folder inside another repository is not one itself);
 /// `None` when `path` is not the top of a work tree.
-fn git_dir_of(path: &Path) -> Result<Option<PathBuf>, String> {
+fn git_dir_of(path: &Path) -> Result<Option<PathBuf>, Problem> {
     let repo = match Repository::open_ext(path, RepositoryOpenFlags::NO_SEARCH, [""; 0]) {
         Ok(repo) => repo,
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(format!(
-                "cannot open the git repository at {}: {}: repair it (`git fsck`) \
-                 or move it away",
-                path.display(),
-                e.message()
-            ))
-        }
+        Err(_) => return Err(Unopenable),
     };
     let Some(workdir) = repo.workdir() else {
-        return Err(format!(
+        return Err(Unservable(format!(
             "{} is a bare repository (no work tree to watch): point path at a clone \
              with a work tree",
             path.display()
-        ));
+        )));
     };
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
