@@ -241,7 +241,20 @@ async fn start_notebook(
     let path = config.path.clone();
     Notebook::start(config, lock_timeout, events)
         .await
-        .map_err(|e| format!("cannot start notebook {name} at {}: {e}", path.display()))
+        .map_err(|e| {
+            // The whole chain: "opening the repository" alone does not say why.
+            let mut message = format!("cannot start notebook {name} at {}: {e}", path.display());
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+                source = cause.source();
+            }
+            message
+        })
 }
 
 /// Stops notebooks concurrently: each commits its pending changes first.

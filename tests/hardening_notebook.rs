@@ -597,6 +597,14 @@ fn a_broken_repository_is_an_error_state_not_a_dead_daemon() {
     );
     good.write("a.txt", "a\n");
     good.wait_committed("a.txt", "a\n");
+    let out = sb.gl(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("broken"))
+        .unwrap_or_default();
+    assert!(line.contains("error"), "{text}");
 
     // Repaired: it starts at the next try and commits.
     std::fs::write(&config, healthy).unwrap();
