@@ -252,6 +252,7 @@ impl NotebookWatcher {
             tx,
             held: Batch::default(),
             degraded: false,
+            limit_reached: false,
             watch_limit: watch_limit(),
         };
         match pump.watch_dir(&root, true) {
@@ -534,8 +535,11 @@ struct Pump {
     tx: Sender<WatchEvent>,
     /// What the notebook's full queue could not take yet.
     held: Batch,
-    /// Some folder has no watch because a limit refused it.
+    /// Some folder has no watch because a limit (or a permission) refused it.
     degraded: bool,
+    /// The last refusal was the watch limit: re-walking for every new
+    /// folder would be wasted (and costly on big trees) until a retry.
+    limit_reached: bool,
     /// `GITLOCKD_WATCH_LIMIT`: the most watches this notebook may add.
     watch_limit: Option<usize>,
 }
@@ -748,7 +752,7 @@ impl Pump {
         // While degraded, a folder that (re)appeared may be the one that
         // could not be watched (e.g. its permissions changed): look at once
         // whether everything is watchable now, rather than at the next retry.
-        let recheck = self.degraded && !appeared.is_empty();
+        let recheck = self.degraded && !self.limit_reached && !appeared.is_empty();
         for dir in appeared {
             if !self.is_nested_repo(&dir) {
                 self.walk(&dir, WalkMode::Appeared, batch);
@@ -789,6 +793,7 @@ impl Pump {
                         let limit = matches!(err.kind, notify::ErrorKind::MaxFilesWatch);
                         if limit {
                             self.degraded = true;
+                            self.limit_reached = true;
                             batch.degraded = Some(self.limit_reason(&dir, &err));
                             // Every further watch would be refused the same way.
                             watching = false;
@@ -880,6 +885,7 @@ impl Pump {
             self.forget(&dir);
         }
         let root = self.root.clone();
+        self.limit_reached = false;
         self.walk(&root, WalkMode::Repair, batch);
         if !self.watched.contains(&root) {
             self.degraded = true;
@@ -1274,6 +1280,7 @@ mod tests {
             tx,
             held: Batch::default(),
             degraded: false,
+            limit_reached: false,
             watch_limit: None,
         };
         (pump, rx, dir)
