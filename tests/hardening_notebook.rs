@@ -614,3 +614,26 @@ fn a_broken_repository_is_an_error_state_not_a_dead_daemon() {
     d.wait_log("notebook started", Duration::from_secs(1));
     broken.assert_fsck_clean();
 }
+
+#[test]
+fn a_huge_duration_is_a_config_error_not_a_panic() {
+    let sb = Sandbox::new();
+    let repo = sb.repo("nb");
+    sb.write_config("", &[("nb", &repo.path, "debounce = \"99999999999999h\"")]);
+    let out = sb
+        .command(&["check-config", "--config", sb.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("notebook \"nb\".debounce"), "{text}");
+    assert!(text.contains("too large: at most \"8760h\""), "{text}");
+    let mut d = sb.spawn(&[]);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(20)),
+        Some(2),
+        "{}",
+        d.log_text()
+    );
+    assert!(!d.log_text().contains("panicked"), "{}", d.log_text());
+}
