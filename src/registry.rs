@@ -87,13 +87,29 @@ impl Registry {
         *self.failed.write() = failed;
     }
 
-    /// The notebook named `arg` that could not start, if it is one.
+    /// The notebook named `arg` (or holding the absolute path `arg`) that
+    /// could not start, if it is one. A running notebook nested inside it
+    /// wins for its own paths.
     pub fn find_failed(&self, arg: &str) -> Option<FailedNotebook> {
-        self.failed
+        let failed = self.failed.read();
+        if let Some(f) = failed.iter().find(|f| f.config.name == arg) {
+            return Some(f.clone());
+        }
+        let path = Path::new(arg);
+        if !path.is_absolute() {
+            return None;
+        }
+        let real = path.canonicalize().unwrap_or_else(|_| normalize(path));
+        let hit = failed
+            .iter()
+            .filter(|f| real.starts_with(&f.config.path))
+            .max_by_key(|f| f.config.path.components().count())?;
+        let running_deeper = self
+            .notebooks
             .read()
             .iter()
-            .find(|f| f.config.name == arg)
-            .cloned()
+            .any(|n| real.starts_with(n.root()) && n.root().starts_with(&hit.config.path));
+        (!running_deeper).then(|| hit.clone())
     }
 
     /// Every `status` entry of a notebook that could not start.

@@ -282,6 +282,12 @@ fn a_broken_repository_is_an_error_state_not_a_dead_daemon() {
     );
     good.write("a.txt", "a\n");
     good.wait_committed("a.txt", "a\n");
+    // The CLI names it by a path inside it as well.
+    let inside = broken.path.display().to_string();
+    let out = sb.gl(&["commit", &inside]);
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("is not running"), "{text}");
     let out = sb.gl(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}");
