@@ -2,7 +2,8 @@
 //!
 //! Start: validate the config, bind the socket (refusing to run twice),
 //! open every notebook and commit what changed while nobody watched, then
-//! report readiness. SIGTERM/SIGINT commit everything pending and exit 0; a
+//! report readiness. A notebook that cannot start does not stop the others:
+//! it is shown with state "error" and tried again with capped backoff. SIGTERM/SIGINT commit everything pending and exit 0; a
 //! second one exits at once. SIGHUP (or the socket's `reload`) applies a new
 //! config by difference: unchanged notebooks keep their locks and pending
 //! changes.
