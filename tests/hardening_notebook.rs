@@ -328,3 +328,28 @@ fn a_huge_duration_is_a_config_error_not_a_panic() {
     );
     assert!(!d.log_text().contains("panicked"), "{}", d.log_text());
 }
+
+#[test]
+fn a_reload_tries_a_notebook_that_could_not_start_at_once() {
+    let sb = Sandbox::new();
+    let broken = sb.repo("broken");
+    let config = broken.path.join(".git/config");
+    let healthy = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, "[core\n").unwrap();
+    sb.write_config("", &[("broken", &broken.path, "")]);
+    let _d = sb.start();
+    // Wait until the backoff has grown: the next timed try is seconds away.
+    wait_for(Duration::from_secs(20), "a next try 3 s away", || {
+        let st = sb.client().status_of("broken");
+        let next = humantime::parse_rfc3339(st["next_try"].as_str()?).ok()?;
+        let left = next.duration_since(std::time::SystemTime::now()).ok()?;
+        (left > Duration::from_secs(2)).then_some(())
+    });
+    std::fs::write(&config, healthy).unwrap();
+    let mut c = sb.client();
+    c.ok("reload", json!({}));
+    // Started by the reload itself, well before the timed try.
+    assert_ne!(c.status_of("broken")["state"], json!("error"));
+    broken.write("a.txt", "a\n");
+    broken.wait_committed("a.txt", "a\n");
+}
