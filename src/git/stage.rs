@@ -227,10 +227,6 @@ impl<'a> Stager<'a> {
             // Unchanged since it was staged (git's own stat check).
             return Ok(());
         }
-        if let Some(reason) = unreadable(full, meta) {
-            self.unreadable.push((rel.to_path_buf(), reason));
-            return Ok(());
-        }
         let Some(before) = settle(full, before) else {
             self.recheck.push(rel.to_path_buf());
             return Ok(());
@@ -240,8 +236,8 @@ impl<'a> Stager<'a> {
             .remove_dir(rel, 0)
             .map_err(git_err(self.repo, format!("staging {}", rel.display())))?;
         if let Err(e) = index.add_path(rel) {
+            // Checked only on failure: the hot path stays one read.
             if let Some(reason) = unreadable(full, meta) {
-                // Its mode changed since the check above.
                 self.restore(index, rel, previous)?;
                 self.unreadable.push((rel.to_path_buf(), reason));
                 return Ok(());
