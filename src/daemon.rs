@@ -2,7 +2,8 @@
 //!
 //! Start: validate the config, bind the socket (refusing to run twice),
 //! open every notebook and commit what changed while nobody watched, then
-//! report readiness. SIGTERM/SIGINT commit everything pending and exit 0; a
+//! report readiness. A notebook that cannot start does not stop the others:
+//! it is shown with state "error" and tried again with capped backoff. SIGTERM/SIGINT commit everything pending and exit 0; a
 //! second one exits at once. SIGHUP (or the socket's `reload`) applies a new
 //! config by difference: unchanged notebooks keep their locks and pending
 //! changes.
@@ -10,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::RwLock;
 use tokio::signal::unix::{signal, SignalKind};
@@ -18,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::config::{self, Config, NotebookConfig};
 use crate::control::server::{self, BindError, ReloadFailure, ReloadReply, ServerContext};
 use crate::notebook::Notebook;
-use crate::registry::Registry;
+use crate::registry::{FailedNotebook, Registry};
 use crate::sd_notify;
 
 /// How the daemon was asked to run.
@@ -88,6 +90,29 @@ struct Daemon {
     registry: Arc<Registry>,
     ctx: Arc<ServerContext>,
     events: broadcast::Sender<crate::notebook::NotebookEvent>,
+    /// Notebook names in config order, to keep the registry in that order.
+    order: RwLock<Vec<String>>,
+}
+
+/// First wait before a notebook that could not start is tried again; it
+/// doubles per failure up to [`RETRY_CAP`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two tries of a notebook that cannot start.
+const RETRY_CAP: Duration = Duration::from_secs(60);
+
+/// The wait before try number `attempts + 1`.
+fn retry_delay(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_CAP)
+}
+
+fn failed_entry(config: NotebookConfig, error: String, attempts: u32) -> FailedNotebook {
+    FailedNotebook {
+        config,
+        error,
+        next_try: SystemTime::now() + retry_delay(attempts),
+        attempts,
+    }
 }
 
 async fn run_async(config: Config, options: DaemonOptions) -> i32 {
@@ -125,6 +150,7 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         registry,
         ctx: ctx.clone(),
         events,
+        order: RwLock::new(config.notebooks.iter().map(|n| n.name.clone()).collect()),
     };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -137,23 +163,23 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         .cloned()
         .map(|nb| tokio::spawn(start_notebook(nb, lock_timeout, daemon.events.clone())))
         .collect();
-    let mut failures = Vec::new();
-    for task in starts {
-        match task.await {
-            Ok(Ok(nb)) => started.push(Arc::new(nb)),
-            Ok(Err(message)) => failures.push(message),
-            Err(e) => failures.push(format!("a notebook's start-up task failed: {e}")),
-        }
-    }
-    if !failures.is_empty() {
-        for message in &failures {
-            tracing::error!("{message}");
-        }
-        stop_all(started).await;
-        socket.remove_file();
-        return EXIT_FAILURE;
+    // One notebook that cannot start takes nothing else down: it is listed
+    // with state "error" and tried again with backoff.
+    let mut failed = Vec::new();
+    for (task, cfg) in starts.into_iter().zip(config.notebooks.iter()) {
+        let message = match task.await {
+            Ok(Ok(nb)) => {
+                started.push(Arc::new(nb));
+                continue;
+            }
+            Ok(Err(message)) => message,
+            Err(e) => format!("notebook {}: its start-up task failed: {e}", cfg.name),
+        };
+        tracing::error!("{message}; retrying in {:?}", retry_delay(1));
+        failed.push(failed_entry(cfg.clone(), message, 1));
     }
     daemon.registry.replace(started);
+    daemon.registry.set_failed(failed);
     // Accept only now: a client that connected while the notebooks opened
     // waits in the listen backlog instead of being told `not_found` for a
     // configured notebook (the socket is bound, and the flock held, early).
@@ -166,7 +192,9 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
     tracing::info!(socket = %socket.path().display(), notebooks = %names.join(", "), "gitlockd is ready");
 
     loop {
+        let retry_at = daemon.next_retry();
         tokio::select! {
+            _ = sleep_until_opt(retry_at) => daemon.retry_failed().await,
             _ = recv_signal(&mut sigterm) => { tracing::info!("SIGTERM: committing pending changes and stopping"); break; }
             _ = recv_signal(&mut sigint) => { tracing::info!("SIGINT: committing pending changes and stopping"); break; }
             _ = recv_signal(&mut sighup) => {
@@ -189,6 +217,13 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
     EXIT_OK
 }
 
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn recv_signal(sig: &mut Option<tokio::signal::unix::Signal>) {
     match sig {
         Some(s) => {
@@ -207,7 +242,20 @@ async fn start_notebook(
     let path = config.path.clone();
     Notebook::start(config, lock_timeout, events)
         .await
-        .map_err(|e| format!("cannot start notebook {name} at {}: {e}", path.display()))
+        .map_err(|e| {
+            // The whole chain: "opening the repository" alone does not say why.
+            let mut message = format!("cannot start notebook {name} at {}: {e}", path.display());
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+                source = cause.source();
+            }
+            message
+        })
 }
 
 /// Stops notebooks concurrently: each commits its pending changes first.
@@ -222,21 +270,67 @@ async fn stop_all(notebooks: Vec<Arc<Notebook>>) {
 }
 
 impl Daemon {
+    /// When the next notebook that could not start is due for a try.
+    fn next_retry(&self) -> Option<Instant> {
+        let now = SystemTime::now();
+        self.registry
+            .failed()
+            .iter()
+            .map(|f| Instant::now() + f.next_try.duration_since(now).unwrap_or_default())
+            .min()
+    }
+
+    /// Tries again every notebook that could not start and is due.
+    async fn retry_failed(&self) {
+        let now = SystemTime::now();
+        let lock_timeout = self.ctx.lock.read().timeout;
+        let mut still = Vec::new();
+        let mut started = Vec::new();
+        for f in self.registry.failed() {
+            if f.next_try > now {
+                still.push(f);
+                continue;
+            }
+            match start_notebook(f.config.clone(), lock_timeout, self.events.clone()).await {
+                Ok(nb) => {
+                    tracing::info!(notebook = %nb.name(), attempts = f.attempts + 1, "notebook started");
+                    started.push(Arc::new(nb));
+                }
+                Err(message) => {
+                    let attempts = f.attempts + 1;
+                    if message != f.error {
+                        tracing::error!("{message}; retrying in {:?}", retry_delay(attempts));
+                    }
+                    still.push(failed_entry(f.config, message, attempts));
+                }
+            }
+        }
+        if !started.is_empty() {
+            let mut list = self.registry.list();
+            list.extend(started);
+            self.in_config_order(&mut list);
+            self.registry.replace(list);
+        }
+        self.registry.set_failed(still);
+    }
+
+    fn in_config_order(&self, list: &mut [Arc<Notebook>]) {
+        let order = self.order.read();
+        list.sort_by_key(|nb| order.iter().position(|n| n == nb.name()));
+    }
+
     /// Applies the config file anew; on an invalid file the old config stays.
     async fn reload(&self) -> Result<Vec<String>, ReloadFailure> {
         sd_notify::notify(&sd_notify::reloading_message());
         let result = self.apply(&self.options.config_path).await;
         match &result {
-            Ok(_) => {}
             Err(ReloadFailure::InvalidConfig(message)) => {
                 tracing::error!("reload failed; the old config stays in force:\n{message}");
             }
-            // Each failure was logged where it happened.
-            Err(ReloadFailure::NotebooksFailed(_)) => {
-                tracing::error!(
-                    "reload failed for some notebooks (see above); the new config is in force"
-                );
+            Err(ReloadFailure::NotebooksFailed(message)) => {
+                tracing::error!("reload applied, but some notebooks could not start (retried with backoff):\n{message}");
             }
+            Ok(_) => {}
         }
         sd_notify::notify(&format!(
             "READY=1\nSTATUS=watching {} notebook(s)",
@@ -262,6 +356,9 @@ impl Daemon {
         stop_all(leaving).await;
         let mut next = Vec::with_capacity(config.notebooks.len());
         let mut failures = Vec::new();
+        let mut failed = Vec::new();
+        // Notebooks that could not start are tried again at once by a reload.
+        let previous_failures = self.registry.failed();
         for cfg in &config.notebooks {
             match keep(cfg) {
                 Some(nb) => next.push(nb),
@@ -273,6 +370,11 @@ impl Daemon {
                         }
                         Err(message) => {
                             tracing::error!("{message}");
+                            let attempts = previous_failures
+                                .iter()
+                                .find(|f| f.config == *cfg)
+                                .map_or(1, |f| f.attempts + 1);
+                            failed.push(failed_entry(cfg.clone(), message.clone(), attempts));
                             failures.push(message);
                         }
                     }
@@ -283,11 +385,26 @@ impl Daemon {
         if self.options.socket_override.is_none() && config.socket != self.socket_path {
             tracing::warn!(socket = %config.socket.display(), "a changed socket path takes effect at the next start");
         }
+        *self.order.write() = config.notebooks.iter().map(|n| n.name.clone()).collect();
         self.registry.replace(next);
+        self.registry.set_failed(failed);
         if failures.is_empty() {
             Ok(self.registry.names())
         } else {
             Err(ReloadFailure::NotebooksFailed(failures.join("\n")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_of_a_notebook_that_cannot_start_back_off_to_a_minute() {
+        let secs: Vec<u64> = (1..=8).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(retry_delay(u32::MAX), RETRY_CAP);
+        assert_eq!(retry_delay(0), RETRY_FIRST);
     }
 }

@@ -19,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod daemon;
+mod fault;
 pub mod filter;
 pub mod git;
 pub mod lock;

@@ -100,6 +100,9 @@ struct Health {
     last_commit: Option<LastCommit>,
     last_error: Option<String>,
     skipped_large: Vec<(PathBuf, u64)>,
+    /// Files (or folders) gitlockd may not read, with the reason; each is
+    /// warned about once, and leaves the list when it is committed or gone.
+    skipped_unreadable: Vec<(PathBuf, String)>,
     /// Why the watcher asked for rescans, when it did.
     watch_problem: Option<String>,
     /// Why the last commit went through `git` (empty: libgit2 made it).
@@ -164,9 +167,12 @@ impl Pending {
         self.paths.is_empty() && !self.rescan
     }
 
-    fn touch(&mut self, now: Instant) {
-        self.first_at.get_or_insert(now);
-        self.last_at = Some(now);
+    /// Notes a change seen at `at`; times may arrive out of order (an
+    /// event's receipt time is older than a rescan request's), so keep the
+    /// earliest first and the latest last.
+    fn touch(&mut self, at: Instant) {
+        self.first_at = Some(self.first_at.map_or(at, |t| t.min(at)));
+        self.last_at = Some(self.last_at.map_or(at, |t| t.max(at)));
     }
 }
 
@@ -198,8 +204,13 @@ struct Shared {
     pending: Mutex<Pending>,
     health: Mutex<Health>,
     paused: AtomicBool,
+    /// Set by [`Notebook::stop`]: a loop that crashes now is not restarted.
+    stopping: AtomicBool,
     /// The watcher's live count of inotify watches (unset without a watcher).
-    watches: std::sync::OnceLock<Arc<AtomicUsize>>,
+    watches: Mutex<Option<Arc<AtomicUsize>>>,
+    /// Some folders (or all) have no watch: every round rescans, and a timer
+    /// rescans and retries the watches until they are back.
+    unwatched: AtomicBool,
     events: broadcast::Sender<NotebookEvent>,
     /// Sync state; `None` when sync is off for this notebook.
     sync_health: Mutex<Option<SyncHealth>>,
@@ -288,7 +299,9 @@ impl Notebook {
                 ..Health::default()
             }),
             paused: AtomicBool::new(false),
-            watches: std::sync::OnceLock::new(),
+            stopping: AtomicBool::new(false),
+            watches: Mutex::new(None),
+            unwatched: AtomicBool::new(false),
             events,
             sync_health: Mutex::new(config.sync.as_ref().map(|_| SyncHealth {
                 state: "ok".into(),
@@ -301,29 +314,11 @@ impl Notebook {
             live_counts: Mutex::new(remote_sync::LiveCounts::default()),
         });
 
-        // Watch first, then catch up: a change made between the two is seen twice, never lost.
-        let (watch_tx, watch_rx) = mpsc::unbounded_channel();
-        let root = shared.git.root().to_path_buf();
-        let watch_name = name.clone();
-        let watcher = tokio::task::spawn_blocking(move || {
-            NotebookWatcher::start(&watch_name, &root, filter, watch_tx)
-        })
-        .await
-        .map_err(|e| StartError::Task {
-            name: name.clone(),
-            message: e.to_string(),
-        })?;
-        let watcher = match watcher {
-            Ok(w) => {
-                let _ = shared.watches.set(w.watch_counter());
-                Some(w)
-            }
-            Err(e) => {
-                // No watcher: the notebook still commits on rescans (start, flushes, requests).
-                tracing::error!(notebook = %name, error = %e, "cannot watch the notebook; changes are committed only at start, on request and at shutdown");
-                shared.health.lock().watch_problem = Some(e.to_string());
-                None
-            }
+        // The loop watches first, then catches up: a change made between the
+        // two is seen twice, never lost.
+        let setup = WatchSetup {
+            root: shared.git.root().to_path_buf(),
+            filter,
         };
         {
             let mut pending = shared.pending.lock();
@@ -334,13 +329,12 @@ impl Notebook {
         let (caught_up_tx, caught_up_rx) = oneshot::channel();
         let owner = OwnerId::fresh();
         git_lock_manager().label_owner(owner, format!("auto-commit of {name}"));
-        tokio::spawn(run(
+        tokio::spawn(supervise(
             shared.clone(),
             owner,
-            watcher,
-            watch_rx,
+            setup,
             control_rx,
-            Some(caught_up_tx),
+            caught_up_tx,
         ));
         // The loop answers after its first (catch-up) round, whatever its
         // outcome. A client may hold the lock already (a notebook restarted
@@ -401,6 +395,7 @@ impl Notebook {
 
     /// Commits everything pending, stops watching and ends the loop.
     pub async fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         if self.control.send(Control::Stop(tx)).is_ok() {
             let _ = rx.await;
@@ -526,12 +521,17 @@ impl Notebook {
                 "time": rfc3339(c.at),
             })),
             "last_error": health.last_error.clone().or_else(|| health.watch_problem.clone()),
-            "watches": self.shared.watches.get().map_or(0, |c| c.load(Ordering::Relaxed)),
+            "watches": self.shared.watches.lock().as_ref().map_or(0, |c| c.load(Ordering::Relaxed)),
+            "watch_problem": health.watch_problem.clone(),
             "commit_via": if git_features.is_empty() { "libgit2" } else { "git" },
             "git_features": git_features,
             "skipped_large": health.skipped_large.iter().map(|(p, size)| json!({
                 "path": p.display().to_string(),
                 "size": size,
+            })).collect::<Vec<_>>(),
+            "skipped_unreadable": health.skipped_unreadable.iter().map(|(p, reason)| json!({
+                "path": p.display().to_string(),
+                "error": reason,
             })).collect::<Vec<_>>(),
             "sync": health_sync(&self.shared, counts).unwrap_or(Value::Null),
         })
@@ -727,14 +727,111 @@ impl SyncSchedule {
     }
 }
 
+/// What it takes to (re)start a notebook's watcher.
+#[derive(Clone)]
+struct WatchSetup {
+    root: PathBuf,
+    filter: Arc<PathFilter>,
+}
+
+/// Starts the watcher on a blocking thread (it walks the tree), with a fresh
+/// queue: the queue closing is how the loop learns that the watcher died.
+/// Without a watcher the notebook is marked unwatched: it rescans on a timer
+/// and tries again.
+async fn start_watcher(
+    shared: &Shared,
+    setup: &WatchSetup,
+) -> (Option<NotebookWatcher>, mpsc::Receiver<WatchEvent>) {
+    let (tx, rx) = mpsc::channel(crate::watch::NOTEBOOK_QUEUE);
+    let name = shared.name.clone();
+    let (root, filter) = (setup.root.clone(), setup.filter.clone());
+    let started =
+        tokio::task::spawn_blocking(move || NotebookWatcher::start(&name, &root, filter, tx)).await;
+    let error = match started {
+        Ok(Ok(w)) => {
+            *shared.watches.lock() = Some(w.watch_counter());
+            // A limit that refused folders inside says so in its first events.
+            if shared.unwatched.swap(false, Ordering::SeqCst) {
+                tracing::info!(notebook = %shared.name, "watching the notebook again");
+                shared.health.lock().watch_problem = None;
+            }
+            return (Some(w), rx);
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(join) => format!("the watcher's start-up task failed: {join}"),
+    };
+    let mut health = shared.health.lock();
+    if health.watch_problem.as_deref() != Some(error.as_str()) {
+        tracing::error!(notebook = %shared.name, error = %error, "cannot watch the notebook; changes are found by rescans every max_delay until watching works");
+    }
+    health.watch_problem = Some(error);
+    shared.unwatched.store(true, Ordering::SeqCst);
+    *shared.watches.lock() = None;
+    (None, rx)
+}
+
+/// Runs the notebook's loop and restarts it (with backoff) if it panics:
+/// the panic is logged and shown in `last_error`, and the restarted loop
+/// rescans, so nothing pending is lost (it lives in `Shared`).
+async fn supervise(
+    shared: Arc<Shared>,
+    owner: OwnerId,
+    setup: WatchSetup,
+    control_rx: mpsc::UnboundedReceiver<Control>,
+    caught_up: oneshot::Sender<()>,
+) {
+    // Shared with each incarnation of the loop; a panicking one drops its
+    // guard (a tokio mutex does not poison), the next one takes it over.
+    let control = Arc::new(tokio::sync::Mutex::new(control_rx));
+    let mut caught_up = Some(caught_up);
+    let mut backoff = Backoff::new();
+    loop {
+        let task = tokio::spawn(run(
+            shared.clone(),
+            owner,
+            setup.clone(),
+            control.clone(),
+            caught_up.take(),
+        ));
+        let panic = match task.await {
+            Ok(()) => return,
+            Err(join) if join.is_panic() => crate::fault::panic_message(join.into_panic()),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => return,
+        };
+        if shared.stopping.load(Ordering::SeqCst) {
+            // Its stop request went down with it; the next start catches up.
+            tracing::error!(notebook = %shared.name, error = %panic, "notebook loop crashed while stopping");
+            return;
+        }
+        let message =
+            format!("internal error: the notebook's loop crashed ({panic}); it was restarted");
+        tracing::error!(notebook = %shared.name, error = %message, "notebook loop crashed; restarting it");
+        {
+            let mut health = shared.health.lock();
+            health.state = "error".into();
+            health.last_error = Some(message);
+        }
+        {
+            let mut pending = shared.pending.lock();
+            pending.rescan = true;
+            pending.touch(Instant::now());
+        }
+        tokio::time::sleep(backoff.step(Duration::from_secs(5))).await;
+    }
+}
+
 async fn run(
     shared: Arc<Shared>,
     owner: OwnerId,
-    watcher: Option<NotebookWatcher>,
-    mut watch_rx: mpsc::UnboundedReceiver<WatchEvent>,
-    mut control_rx: mpsc::UnboundedReceiver<Control>,
+    setup: WatchSetup,
+    control: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Control>>>,
     mut caught_up: Option<oneshot::Sender<()>>,
 ) {
+    let mut control_rx = control.lock().await;
+    let (mut watcher, mut watch_rx) = start_watcher(&shared, &setup).await;
+    // Restarts of a watcher that died, spaced out.
+    let mut watch_backoff = Backoff::new();
     // The first round (catch-up) starts at once.
     let mut round: Option<RoundFuture> = Some(Box::pin(commit_round(
         shared.clone(),
@@ -748,8 +845,15 @@ async fn run(
     // One budget of lock.timeout for the whole stop: the round in flight and the final flush.
     let mut stop_deadline: Option<Instant> = None;
     let mut sync = SyncSchedule::new(shared.config.sync.as_ref());
+    // While folders are unwatched: when to rescan and retry the watches.
+    let mut watch_due: Option<Instant> = None;
 
     loop {
+        watch_due = match (shared.unwatched.load(Ordering::SeqCst), watch_due) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now() + shared.config.max_delay),
+            (true, due) => due,
+        };
         let due = if round.is_some() {
             None
         } else {
@@ -797,11 +901,38 @@ async fn run(
                     break;
                 }
             }
-            Some(event) = watch_rx.recv() => {
-                let changed = matches!(event, WatchEvent::Changed(_));
-                on_watch_event(&shared, event);
-                if changed && shared.health.lock().retry_on_change {
-                    retry_at = None;
+            event = watch_rx.recv(), if watcher.is_some() => match event {
+                Some(event) => {
+                    let changed = matches!(event, WatchEvent::Changed { .. });
+                    on_watch_event(&shared, event);
+                    if changed && shared.health.lock().retry_on_change {
+                        retry_at = None;
+                    }
+                }
+                None => {
+                    // The pump thread ended on its own: it crashed.
+                    let why = watcher.take().and_then(NotebookWatcher::into_crash_reason).unwrap_or_else(|| "it stopped".into());
+                    let message = format!("the file watcher stopped unexpectedly ({why}); restarting it");
+                    tracing::error!(notebook = %shared.name, error = %message, "file watcher died");
+                    shared.health.lock().watch_problem = Some(message);
+                    shared.unwatched.store(true, Ordering::SeqCst);
+                    *shared.watches.lock() = None;
+                    let mut pending = shared.pending.lock();
+                    pending.rescan = true;
+                    pending.touch(Instant::now());
+                    watch_due = Some(Instant::now() + watch_backoff.step(shared.config.max_delay));
+                }
+            },
+            _ = sleep_until_opt(watch_due) => {
+                watch_due = None;
+                {
+                    let mut pending = shared.pending.lock();
+                    pending.rescan = true;
+                    pending.touch(Instant::now());
+                }
+                match &watcher {
+                    Some(w) => w.retry_watches(),
+                    None => (watcher, watch_rx) = start_watcher(&shared, &setup).await,
                 }
             }
             message = control_rx.recv() => match message {
@@ -947,7 +1078,7 @@ async fn sleep_until_opt(due: Option<Instant>) {
     }
 }
 
-fn drain_watch_events(shared: &Shared, rx: &mut mpsc::UnboundedReceiver<WatchEvent>) {
+fn drain_watch_events(shared: &Shared, rx: &mut mpsc::Receiver<WatchEvent>) {
     while let Ok(event) = rx.try_recv() {
         on_watch_event(shared, event);
     }
@@ -976,14 +1107,39 @@ fn due_time(shared: &Shared, retry_at: Option<Instant>) -> Option<Instant> {
 fn on_watch_event(shared: &Shared, event: WatchEvent) {
     let now = Instant::now();
     match event {
-        WatchEvent::Changed(paths) => {
+        WatchEvent::Changed { paths, at } => {
+            crate::fault::test_panic("loop", &paths);
             let mut pending = shared.pending.lock();
             pending.paths.extend(paths);
-            pending.touch(now);
+            // The quiet period runs from the last event, not from the end of
+            // the watcher's batching window (which would add up to 100 ms).
+            pending.touch(at.min(now));
         }
         WatchEvent::Rescan { reason } => {
+            // Once: nothing to show in status after the rescan.
             tracing::warn!(notebook = %shared.name, %reason, "rescanning the notebook");
-            shared.health.lock().watch_problem = Some(reason);
+            let mut pending = shared.pending.lock();
+            pending.rescan = true;
+            pending.touch(now);
+        }
+        WatchEvent::Degraded { reason } => {
+            {
+                let mut health = shared.health.lock();
+                if health.watch_problem.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(notebook = %shared.name, %reason, "some folders are not watched; rescanning every max_delay until they are");
+                }
+                health.watch_problem = Some(reason);
+            }
+            shared.unwatched.store(true, Ordering::SeqCst);
+            let mut pending = shared.pending.lock();
+            pending.rescan = true;
+            pending.touch(now);
+        }
+        WatchEvent::Restored => {
+            tracing::info!(notebook = %shared.name, "every folder is watched again");
+            shared.health.lock().watch_problem = None;
+            shared.unwatched.store(false, Ordering::SeqCst);
+            // Changes made before the watches came back made no event.
             let mut pending = shared.pending.lock();
             pending.rescan = true;
             pending.touch(now);
@@ -1017,6 +1173,8 @@ async fn commit_round(
         }
     };
     // Taken only now: everything that arrived while we waited joins this commit.
+    // With folders unwatched, every round looks at the whole tree.
+    let unwatched = shared.unwatched.load(Ordering::SeqCst);
     let batch = {
         let mut pending = shared.pending.lock();
         if pending.is_empty() && work == SyncWork::None {
@@ -1027,7 +1185,7 @@ async fn commit_round(
         }
         let batch = Batch {
             paths: std::mem::take(&mut pending.paths).into_iter().collect(),
-            rescan: std::mem::take(&mut pending.rescan),
+            rescan: std::mem::take(&mut pending.rescan) || unwatched,
             first_at: pending.first_at.take(),
         };
         pending.last_at = None;
@@ -1211,6 +1369,7 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
                 }
             }
             health.skipped_large = skipped;
+            track_unreadable(shared, &mut health, &outcome);
             if let Some(id) = outcome.commit {
                 let id = id.to_string();
                 let short = &id[..id.len().min(8)];
@@ -1273,6 +1432,47 @@ fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Insta
             }
         }
     }
+}
+
+/// Updates the list of unreadable paths after a round: warns once about a
+/// new one, keeps one this round did not look at while it is still
+/// unreadable, and queues one that became readable (a `chown` makes no
+/// event), so it is committed and leaves the list.
+fn track_unreadable(shared: &Shared, health: &mut Health, outcome: &AutoCommitOutcome) {
+    let mut now_unreadable = outcome.unreadable.clone();
+    let previous = std::mem::take(&mut health.skipped_unreadable);
+    for (path, reason) in &now_unreadable {
+        if !previous.iter().any(|(p, _)| p == path) {
+            tracing::warn!(notebook = %shared.name, path = %path.display(), error = %reason, "file cannot be read: it is not committed until its permissions let gitlockd read it (chmod/chown it)");
+        }
+    }
+    let mut readable_again = Vec::new();
+    for (path, reason) in previous {
+        if outcome.paths.contains(&path) || now_unreadable.iter().any(|(p, _)| *p == path) {
+            continue;
+        }
+        let full = shared.git.root().join(&path);
+        let still = match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(&full).is_err(),
+            Ok(m) if m.is_file() => std::fs::File::open(&full).is_err(),
+            // Inside a folder that may not be entered.
+            Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+            Ok(_) => false,
+        };
+        if still {
+            now_unreadable.push((path, reason));
+        } else if full.exists() {
+            readable_again.push(path);
+        }
+    }
+    if !readable_again.is_empty() {
+        let mut pending = shared.pending.lock();
+        pending.paths.extend(readable_again);
+        pending.touch(Instant::now());
+    }
+    now_unreadable.sort();
+    now_unreadable.dedup_by(|a, b| a.0 == b.0);
+    health.skipped_unreadable = now_unreadable;
 }
 
 /// RFC 3339 in UTC, second precision.

@@ -1,16 +1,60 @@
-//! The running notebooks, found by name or by any path inside them.
+//! The running notebooks, found by name or by any path inside them, and
+//! the configured ones that could not start (shown in status, retried).
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use parking_lot::RwLock;
+use serde_json::{json, Value};
 
-use crate::notebook::Notebook;
+use crate::config::NotebookConfig;
+use crate::notebook::{rfc3339, Notebook};
 
 /// The daemon's notebooks in config order; swapped in place by reloads.
 #[derive(Default)]
 pub struct Registry {
     notebooks: RwLock<Vec<Arc<Notebook>>>,
+    failed: RwLock<Vec<FailedNotebook>>,
+}
+
+/// A configured notebook that could not start; the daemon retries it.
+#[derive(Debug, Clone)]
+pub struct FailedNotebook {
+    /// Its configuration.
+    pub config: NotebookConfig,
+    /// Why it could not start, with the fix when known.
+    pub error: String,
+    /// When the daemon tries again.
+    pub next_try: SystemTime,
+    /// How many tries failed so far (the backoff grows with it).
+    pub attempts: u32,
+}
+
+impl FailedNotebook {
+    /// Its `status` entry: the same keys as a running notebook's, `state`
+    /// "error" and the reason in `last_error`.
+    pub fn status(&self) -> Value {
+        json!({
+            "name": self.config.name,
+            "path": self.config.path.display().to_string(),
+            "branch": null,
+            "head": null,
+            "pending": 0,
+            "rescan_pending": false,
+            "paused": false,
+            "state": "error",
+            "lock": {"held": false, "mode": null, "holders": [], "waiters": 0},
+            "last_commit": null,
+            "last_error": self.error,
+            "next_try": rfc3339(self.next_try),
+            "watches": 0,
+            "watch_problem": null,
+            "skipped_large": [],
+            "skipped_unreadable": [],
+            "sync": null,
+        })
+    }
 }
 
 impl Registry {
@@ -31,6 +75,50 @@ impl Registry {
     /// Replaces the whole set (reload).
     pub fn replace(&self, notebooks: Vec<Arc<Notebook>>) {
         *self.notebooks.write() = notebooks;
+    }
+
+    /// The notebooks that could not start, in config order.
+    pub fn failed(&self) -> Vec<FailedNotebook> {
+        self.failed.read().clone()
+    }
+
+    /// Replaces the set of notebooks that could not start.
+    pub fn set_failed(&self, failed: Vec<FailedNotebook>) {
+        *self.failed.write() = failed;
+    }
+
+    /// The notebook named `arg` (or holding the absolute path `arg`) that
+    /// could not start, if it is one. A running notebook nested inside it
+    /// wins for its own paths.
+    pub fn find_failed(&self, arg: &str) -> Option<FailedNotebook> {
+        let failed = self.failed.read();
+        if let Some(f) = failed.iter().find(|f| f.config.name == arg) {
+            return Some(f.clone());
+        }
+        let path = Path::new(arg);
+        if !path.is_absolute() {
+            return None;
+        }
+        let real = path.canonicalize().unwrap_or_else(|_| normalize(path));
+        let hit = failed
+            .iter()
+            .filter(|f| real.starts_with(&f.config.path))
+            .max_by_key(|f| f.config.path.components().count())?;
+        let running_deeper = self
+            .notebooks
+            .read()
+            .iter()
+            .any(|n| real.starts_with(n.root()) && n.root().starts_with(&hit.config.path));
+        (!running_deeper).then(|| hit.clone())
+    }
+
+    /// Every `status` entry of a notebook that could not start.
+    pub fn failed_status(&self) -> Vec<Value> {
+        self.failed
+            .read()
+            .iter()
+            .map(FailedNotebook::status)
+            .collect()
     }
 
     /// The notebook named `arg`, or the one containing the absolute path `arg`.

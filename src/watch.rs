@@ -11,9 +11,15 @@
 //!
 //! ```text
 //!  notify inotify loop ──raw events──> watch pump (100 ms batches) ──WatchEvent──> notebook
-//!         ^                                  │
+//!         ^              (RAW_QUEUE)         │                     (NOTEBOOK_QUEUE)
 //!         └────── adds/removes watches ──────┘
 //! ```
+//!
+//! Both queues are bounded and nobody blocks on them. A full raw queue drops
+//! the event and flags it; the pump turns the flag into a rescan (as for a
+//! kernel queue overflow). A full notebook queue makes the pump hold and
+//! merge its batches until there is room. A watch limit that refuses folders
+//! makes the notebook rescan on a timer until a retry watches them all.
 //!
 //! The pump owns the inotify watcher and the repository (for ignore checks),
 //! filters every event, watches directories as they appear and reports the
@@ -36,6 +42,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::TrySendError as TrySendErrorStd;
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -47,7 +54,8 @@ use notify_debouncer_full::notify::event::{
 use notify_debouncer_full::notify::{
     self, Config, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher,
 };
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::Sender;
 
 use crate::filter::PathFilter;
 use crate::git::TrackedIgnored;
@@ -58,6 +66,20 @@ use crate::git::TrackedIgnored;
 /// quiet period on top.
 const BATCH_WINDOW: Duration = Duration::from_millis(100);
 
+/// Raw events waiting for the pump, at most. A burst beyond it (a `git
+/// checkout` of a huge tree while the pump is busy watching new folders) is
+/// dropped, and the notebook rescans instead: memory stays bounded and no
+/// change is lost, since a rescan compares the whole work tree with HEAD.
+pub const RAW_QUEUE: usize = 4096;
+
+/// [`WatchEvent`]s waiting for the notebook, at most. When full, the pump
+/// keeps merging batches in hand (paths deduplicated) and delivers them as
+/// soon as there is room; past [`MAX_HELD_PATHS`] it asks for a rescan instead.
+pub const NOTEBOOK_QUEUE: usize = 64;
+
+/// Paths the pump holds back for a slow notebook before it trades them for a rescan.
+const MAX_HELD_PATHS: usize = 100_000;
+
 /// What the watcher tells its notebook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
@@ -66,13 +88,30 @@ pub enum WatchEvent {
     /// Sorted and deduplicated. A directory may appear: it stands for
     /// everything under it (for a vanished directory, deletions). The kind
     /// of change is not given because editors make kinds lie: re-derive it
-    /// from the disk.
-    Changed(Vec<PathBuf>),
+    /// from the disk. `at` is when the last raw event behind these paths
+    /// reached the watcher: the notebook's quiet period runs from there, not
+    /// from the end of the batching window.
+    Changed {
+        /// The paths.
+        paths: Vec<PathBuf>,
+        /// When the last event among them was received.
+        at: Instant,
+    },
     /// Events were or may have been lost: the notebook must compare its real status with HEAD.
     Rescan {
         /// Why, in words a user can act on.
         reason: String,
     },
+    /// Some folders have no watch (a watch limit was reached): the notebook
+    /// must rescan now, and on a timer until [`WatchEvent::Restored`], since
+    /// changes in those folders make no event. Sent again after each failed
+    /// retry ([`NotebookWatcher::retry_watches`]).
+    Degraded {
+        /// Which limit, and how to raise it.
+        reason: String,
+    },
+    /// Every folder is watched again after [`WatchEvent::Degraded`].
+    Restored,
     /// A problem worth showing in status/logs that loses no events.
     Error(String),
 }
@@ -146,7 +185,7 @@ pub struct NotebookWatcher {
     /// The notebook root being watched.
     root: PathBuf,
     /// Wakes the pump so that it sees `stopping`.
-    pump_tx: mpsc::Sender<PumpMsg>,
+    pump_tx: mpsc::SyncSender<PumpMsg>,
     /// Set on stop; the pump checks it between batches, so a backlog of
     /// queued events does not delay stopping.
     stopping: Arc<AtomicBool>,
@@ -154,6 +193,8 @@ pub struct NotebookWatcher {
     pump: Option<thread::JoinHandle<()>>,
     /// Directories watched now, kept up to date by the pump.
     watch_count: Arc<AtomicUsize>,
+    /// Set when the pump thread panicked: the panic's message.
+    crash: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 impl NotebookWatcher {
@@ -167,7 +208,7 @@ impl NotebookWatcher {
         name: &str,
         root: &Path,
         filter: Arc<PathFilter>,
-        tx: UnboundedSender<WatchEvent>,
+        tx: Sender<WatchEvent>,
     ) -> Result<NotebookWatcher, WatchError> {
         let root = root.to_path_buf();
         match fs::metadata(&root) {
@@ -188,14 +229,12 @@ impl NotebookWatcher {
             },
         )?;
 
-        let (pump_tx, pump_rx) = mpsc::channel();
+        let (pump_tx, pump_rx) = mpsc::sync_channel(RAW_QUEUE);
         let raw_tx = pump_tx.clone();
+        let raw_dropped = Arc::new(AtomicBool::new(false));
+        let dropped = raw_dropped.clone();
         let inotify = RecommendedWatcher::new(
-            // Trivial on purpose: it runs on notify's inotify thread, which a
-            // panic would kill silently.
-            move |result: notify::Result<Event>| {
-                let _ = raw_tx.send(PumpMsg::Raw(result));
-            },
+            raw_forwarder(raw_tx, dropped),
             // Only matters for recursive watches, which we never add; stated anyway.
             Config::default().with_follow_symlinks(false),
         )
@@ -213,7 +252,12 @@ impl NotebookWatcher {
             watched: BTreeSet::new(),
             watch_count: watch_count.clone(),
             stopping: stopping.clone(),
+            raw_dropped,
             tx,
+            held: Batch::default(),
+            degraded: false,
+            limit_reached: false,
+            watch_limit: watch_limit(),
         };
         match pump.watch_dir(&root, true) {
             WatchOutcome::Watched => {}
@@ -225,7 +269,7 @@ impl NotebookWatcher {
             }
             WatchOutcome::Refused(err) => {
                 return Err(WatchError::RootRefused {
-                    reason: refusal_reason(&root, &err),
+                    reason: pump.limit_reason(&root, &err),
                     path: root,
                 })
             }
@@ -233,13 +277,22 @@ impl NotebookWatcher {
         let mut batch = Batch::default();
         pump.walk(&root, WalkMode::Initial, &mut batch);
         pump.publish_count();
-        if !pump.send_batch(batch) {
+        if !pump.deliver(batch) {
             tracing::debug!(notebook = name, "watch events receiver closed during start");
         }
 
+        let crash = Arc::new(parking_lot::Mutex::new(None));
+        let crashed = crash.clone();
         let pump = thread::Builder::new()
             .name(format!("gitlockd watch {name}"))
-            .spawn(move || pump.run(pump_rx))
+            .spawn(move || {
+                // A panic drops the pump, closing the notebook's queue: the
+                // notebook sees that, reads the reason here and restarts it.
+                let run = std::panic::AssertUnwindSafe(move || pump.run(pump_rx));
+                if let Err(payload) = std::panic::catch_unwind(run) {
+                    *crashed.lock() = Some(crate::fault::panic_message(payload));
+                }
+            })
             .map_err(|source| WatchError::Thread {
                 path: root.clone(),
                 source,
@@ -256,6 +309,7 @@ impl NotebookWatcher {
             stopping,
             pump: Some(pump),
             watch_count,
+            crash,
         })
     }
 
@@ -268,6 +322,22 @@ impl NotebookWatcher {
     /// outlives this handle's borrow.
     pub fn watch_counter(&self) -> Arc<AtomicUsize> {
         self.watch_count.clone()
+    }
+
+    /// Why the pump thread died, when it panicked. Waits for the thread to
+    /// end (it records the panic after its queue is already closed).
+    pub fn into_crash_reason(mut self) -> Option<String> {
+        if let Some(pump) = self.pump.take() {
+            let _ = pump.join();
+        }
+        self.crash.lock().clone()
+    }
+
+    /// Asks the pump to try again to watch every folder, after
+    /// [`WatchEvent::Degraded`]; it answers with `Restored` or `Degraded`.
+    /// Dropped when the pump's queue is full: the caller retries on a timer.
+    pub fn retry_watches(&self) {
+        let _ = self.pump_tx.try_send(PumpMsg::Retry);
     }
 
     /// The notebook root this watcher covers.
@@ -284,10 +354,28 @@ impl NotebookWatcher {
 impl Drop for NotebookWatcher {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Relaxed);
-        let _ = self.pump_tx.send(PumpMsg::Wake);
+        // A full queue needs no wake-up: the pump is reading it.
+        let _ = self.pump_tx.try_send(PumpMsg::Wake);
         if let Some(pump) = self.pump.take() {
             // The pump drops the inotify watcher on its way out.
             let _ = pump.join();
+        }
+    }
+}
+
+/// The callback on notify's inotify thread. Trivial on purpose: a panic
+/// there would kill that thread silently. It never blocks: a full queue
+/// drops the event and flags it (flag first, then a wake-up that is either
+/// queued or redundant, since the pump has messages to read and looks at the
+/// flag when it closes their batch).
+fn raw_forwarder(
+    tx: mpsc::SyncSender<PumpMsg>,
+    dropped: Arc<AtomicBool>,
+) -> impl Fn(notify::Result<Event>) + Send + 'static {
+    move |result| {
+        if let Err(TrySendErrorStd::Full(_)) = tx.try_send(PumpMsg::Raw(result)) {
+            dropped.store(true, Ordering::SeqCst);
+            let _ = tx.try_send(PumpMsg::Wake);
         }
     }
 }
@@ -299,6 +387,8 @@ enum PumpMsg {
     /// Look at the stop flag; pending events are dropped (the notebook
     /// compares status with HEAD when it starts again).
     Wake,
+    /// Try again to watch every folder (after a watch limit refused some).
+    Retry,
 }
 
 /// How a directory walk behaves.
@@ -327,10 +417,16 @@ enum WatchOutcome {
 struct Batch {
     /// Notebook-relative paths to report.
     changed: BTreeSet<PathBuf>,
+    /// When the latest raw event behind `changed` was received.
+    last_at: Option<Instant>,
     /// Reasons for a rescan, deduplicated.
     rescans: Vec<String>,
     /// Problems that lose no events.
     errors: Vec<String>,
+    /// A watch limit refused a folder during this batch: why.
+    degraded: Option<String>,
+    /// A full re-walk found every folder watchable again.
+    restored: bool,
 }
 
 impl Batch {
@@ -344,6 +440,79 @@ impl Batch {
         if !self.errors.contains(&error) {
             self.errors.push(error);
         }
+    }
+
+    /// Notes a reported event's receipt time.
+    fn saw(&mut self, at: Instant) {
+        self.last_at = Some(self.last_at.map_or(at, |t| t.max(at)));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.changed.is_empty()
+            && self.rescans.is_empty()
+            && self.errors.is_empty()
+            && self.degraded.is_none()
+            && !self.restored
+    }
+
+    /// Folds a later batch into this one, keeping the order of meaning:
+    /// a later `Restored` cancels an earlier `Degraded` and vice versa.
+    fn merge(&mut self, later: Batch) {
+        self.changed.extend(later.changed);
+        if let Some(at) = later.last_at {
+            self.saw(at);
+        }
+        for reason in later.rescans {
+            self.rescan(reason);
+        }
+        for error in later.errors {
+            self.error(error);
+        }
+        if later.degraded.is_some() {
+            self.degraded = later.degraded;
+            self.restored = false;
+        } else if later.restored {
+            self.degraded = None;
+            self.restored = true;
+        }
+    }
+
+    /// Takes an event the notebook's queue refused back into the batch.
+    fn put_back(&mut self, event: WatchEvent) {
+        match event {
+            WatchEvent::Changed { paths, at } => {
+                self.changed.extend(paths);
+                self.saw(at);
+            }
+            WatchEvent::Rescan { reason } => self.rescan(reason),
+            WatchEvent::Degraded { reason } => self.degraded = Some(reason),
+            WatchEvent::Restored => self.restored = true,
+            WatchEvent::Error(error) => self.error(error),
+        }
+    }
+
+    /// The events, in the order the notebook must see them.
+    fn into_events(self) -> Vec<WatchEvent> {
+        let mut events = Vec::new();
+        if !self.changed.is_empty() {
+            events.push(WatchEvent::Changed {
+                paths: self.changed.into_iter().collect(),
+                // Paths found by a walk carry no event time: now.
+                at: self.last_at.unwrap_or_else(Instant::now),
+            });
+        }
+        events.extend(
+            self.rescans
+                .into_iter()
+                .map(|reason| WatchEvent::Rescan { reason }),
+        );
+        if let Some(reason) = self.degraded {
+            events.push(WatchEvent::Degraded { reason });
+        } else if self.restored {
+            events.push(WatchEvent::Restored);
+        }
+        events.extend(self.errors.into_iter().map(WatchEvent::Error));
+        events
     }
 }
 
@@ -367,31 +536,68 @@ struct Pump {
     watch_count: Arc<AtomicUsize>,
     /// Set when the watcher is stopped.
     stopping: Arc<AtomicBool>,
+    /// Set by notify's thread when the raw queue was full and an event was dropped.
+    raw_dropped: Arc<AtomicBool>,
     /// Where the notebook listens.
-    tx: UnboundedSender<WatchEvent>,
+    tx: Sender<WatchEvent>,
+    /// What the notebook's full queue could not take yet.
+    held: Batch,
+    /// Some folder has no watch because a limit (or a permission) refused it.
+    degraded: bool,
+    /// The last refusal was the watch limit: re-walking for every new
+    /// folder would be wasted (and costly on big trees) until a retry.
+    limit_reached: bool,
+    /// `GITLOCKD_WATCH_LIMIT`: the most watches this notebook may add.
+    watch_limit: Option<usize>,
 }
 
 impl Pump {
     fn run(mut self, rx: mpsc::Receiver<PumpMsg>) {
-        let mut events: Vec<Event> = Vec::new();
+        // Each with the time it was received (the quiet period starts there).
+        let mut events: Vec<(Instant, Event)> = Vec::new();
         let mut errors: Vec<notify::Error> = Vec::new();
+        let mut retry = false;
         let stopping = self.stopping.clone();
         // Files the message into the batch; false when it is time to stop.
-        let keep = |msg: PumpMsg, events: &mut Vec<Event>, errors: &mut Vec<notify::Error>| {
+        let keep = |msg: PumpMsg,
+                    events: &mut Vec<(Instant, Event)>,
+                    errors: &mut Vec<notify::Error>,
+                    retry: &mut bool| {
             match msg {
                 PumpMsg::Raw(Ok(event)) if is_noise(&event) => {}
-                PumpMsg::Raw(Ok(event)) => events.push(event),
+                PumpMsg::Raw(Ok(event)) => events.push((Instant::now(), event)),
                 PumpMsg::Raw(Err(error)) => errors.push(error),
                 PumpMsg::Wake => {}
+                PumpMsg::Retry => *retry = true,
             }
             !stopping.load(Ordering::Relaxed)
         };
-        // Idle: block without a timeout, so a quiet notebook costs no wake-ups.
-        while let Ok(first) = rx.recv() {
-            if !keep(first, &mut events, &mut errors) {
+        loop {
+            // Idle: block without a timeout, so a quiet notebook costs no
+            // wake-ups; while the notebook's queue is full, offer what is
+            // held once per window.
+            let first = if self.held.is_empty() {
+                match rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => return,
+                }
+            } else {
+                match rx.recv_timeout(BATCH_WINDOW) {
+                    Ok(msg) => msg,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if !self.deliver(Batch::default()) {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            };
+            if !keep(first, &mut events, &mut errors, &mut retry) {
                 return;
             }
-            if events.is_empty() && errors.is_empty() {
+            let dropped = self.raw_dropped.load(Ordering::SeqCst);
+            if events.is_empty() && errors.is_empty() && !retry && !dropped {
                 // Only noise (opens, reads): no batch to time.
                 continue;
             }
@@ -404,7 +610,7 @@ impl Pump {
                 }
                 match rx.recv_timeout(close_at - now) {
                     Ok(msg) => {
-                        if !keep(msg, &mut events, &mut errors) {
+                        if !keep(msg, &mut events, &mut errors, &mut retry) {
                             return;
                         }
                     }
@@ -413,13 +619,17 @@ impl Pump {
                 }
             }
             let mut batch = Batch::default();
+            // Swapped only now: a drop flagged during the window joins this batch.
+            let dropped = self.raw_dropped.swap(false, Ordering::SeqCst);
             self.handle_batch(
                 std::mem::take(&mut events),
                 std::mem::take(&mut errors),
+                dropped,
+                std::mem::take(&mut retry),
                 &mut batch,
             );
             self.publish_count();
-            if !self.send_batch(batch) {
+            if !self.deliver(batch) {
                 // Nobody listens any more: the notebook is gone.
                 return;
             }
@@ -427,8 +637,24 @@ impl Pump {
         // Dropping `self` drops the inotify watcher, which closes the instance.
     }
 
-    fn handle_batch(&mut self, events: Vec<Event>, errors: Vec<notify::Error>, batch: &mut Batch) {
+    /// `dropped`: the raw queue was full and events were dropped; `retry`:
+    /// re-walk the tree to win back watches a limit refused.
+    fn handle_batch(
+        &mut self,
+        events: Vec<(Instant, Event)>,
+        errors: Vec<notify::Error>,
+        dropped: bool,
+        retry: bool,
+        batch: &mut Batch,
+    ) {
         let mut lost = false;
+        if dropped {
+            lost = true;
+            batch.rescan(format!(
+                "gitlockd's event queue was full ({RAW_QUEUE} events waiting): \
+                 events were dropped; too many changes at once"
+            ));
+        }
         for event in errors_to_events(&errors) {
             match event {
                 WatchEvent::Rescan { reason } => {
@@ -436,7 +662,8 @@ impl Pump {
                     batch.rescan(reason);
                 }
                 WatchEvent::Error(error) => batch.error(error),
-                WatchEvent::Changed(_) => {}
+                WatchEvent::Changed { .. } | WatchEvent::Degraded { .. } | WatchEvent::Restored => {
+                }
             }
         }
 
@@ -444,10 +671,10 @@ impl Pump {
         // moved away or vanished (notify drops them itself; keep our set in step).
         // Every path the batch mentions, and whether it was known to be a
         // directory (an event said so, or we watched it).
-        let mut touched: BTreeMap<PathBuf, bool> = BTreeMap::new();
+        let mut touched: BTreeMap<PathBuf, (bool, Instant)> = BTreeMap::new();
         let mut forgotten: Vec<PathBuf> = Vec::new();
         let mut overflow = false;
-        for event in &events {
+        for (at, event) in &events {
             if event.need_rescan() {
                 overflow = true;
                 continue;
@@ -469,20 +696,24 @@ impl Pump {
                 if was_watched {
                     forgotten.push(path.clone());
                 }
-                *touched.entry(path.clone()).or_default() |= said_folder || was_watched;
+                let entry = touched.entry(path.clone()).or_insert((false, *at));
+                entry.0 |= said_folder || was_watched;
+                entry.1 = entry.1.max(*at);
             }
         }
 
         // Second pass, once per path: filter, report, find new directories.
         let mut appeared: Vec<PathBuf> = Vec::new();
         let mut ignore_rules_changed = false;
-        for (path, was_dir) in touched {
+        for (path, (was_dir, at)) in touched {
             if path == self.root {
                 if !self.root.is_dir() {
-                    batch.rescan(format!(
-                        "the notebook root {} was moved or deleted",
-                        self.root.display()
-                    ));
+                    // Every watch went with the folder; a folder restored
+                    // there later is a new one, watched only by a retry.
+                    let root = self.root.clone();
+                    self.forget(&root);
+                    self.degraded = true;
+                    batch.degraded = Some(root_gone_reason(&root));
                 }
                 continue;
             }
@@ -507,6 +738,7 @@ impl Pump {
                 ignore_rules_changed = true;
             }
             batch.changed.insert(rel.to_path_buf());
+            batch.saw(at);
             if is_dir {
                 appeared.push(path);
             }
@@ -524,6 +756,10 @@ impl Pump {
                 }
             }
         }
+        // While degraded, a folder that (re)appeared may be the one that
+        // could not be watched (e.g. its permissions changed): look at once
+        // whether everything is watchable now, rather than at the next retry.
+        let recheck = self.degraded && !self.limit_reached && !appeared.is_empty();
         for dir in appeared {
             if !self.is_nested_repo(&dir) {
                 self.walk(&dir, WalkMode::Appeared, batch);
@@ -540,9 +776,10 @@ impl Pump {
         }
         // Lost events may have hidden new directories; new ignore rules may
         // have un-ignored some. Either way, re-check the whole tree's watches.
-        if ignore_rules_changed || overflow || lost {
+        if ignore_rules_changed || overflow || lost || retry || recheck {
             self.repair(batch);
         }
+        crate::fault::test_panic("pump", &batch.changed);
     }
 
     /// Watches `top` and every directory below it that is not ignored; in
@@ -562,14 +799,23 @@ impl Pump {
                     WatchOutcome::Refused(err) => {
                         let limit = matches!(err.kind, notify::ErrorKind::MaxFilesWatch);
                         if limit {
-                            batch.rescan(refusal_reason(&dir, &err));
+                            self.degraded = true;
+                            self.limit_reached = true;
+                            batch.degraded = Some(self.limit_reason(&dir, &err));
                             // Every further watch would be refused the same way.
                             watching = false;
                             if !report_files {
                                 return;
                             }
                         } else {
-                            batch.error(format!("cannot watch {}: {err}", dir.display()));
+                            // E.g. a folder gitlockd may not read: changes in it
+                            // make no event, so rescan until a retry watches it.
+                            self.degraded = true;
+                            batch.degraded = Some(format!(
+                                "cannot watch {}: {err}; until it can be watched (check its \
+                                 permissions), changes in it are found by rescans",
+                                dir.display()
+                            ));
                             continue;
                         }
                     }
@@ -611,6 +857,20 @@ impl Pump {
         }
     }
 
+    /// Why a watch on `dir` was refused, naming `GITLOCKD_WATCH_LIMIT` when
+    /// that refused it rather than the kernel.
+    fn limit_reason(&self, dir: &Path, err: &notify::Error) -> String {
+        match self.watch_limit {
+            Some(n) if self.watched.len() >= n => format!(
+                "GITLOCKD_WATCH_LIMIT={n} (a test and diagnostic setting) refused a watch \
+                 on {}; until it is lifted, changes in unwatched directories are found \
+                 by rescans",
+                dir.display()
+            ),
+            _ => refusal_reason(dir, err),
+        }
+    }
+
     /// Re-walks the whole notebook for directories that lost or never got a
     /// watch, and forgets watched directories that no longer exist or are
     /// ignored now (their watches are better spent elsewhere).
@@ -633,7 +893,17 @@ impl Pump {
             self.forget(&dir);
         }
         let root = self.root.clone();
+        self.limit_reached = false;
         self.walk(&root, WalkMode::Repair, batch);
+        if !self.watched.contains(&root) {
+            self.degraded = true;
+            batch.degraded = Some(root_gone_reason(&root));
+        }
+        if self.degraded && batch.degraded.is_none() {
+            // A whole walk without a refusal: every folder is watched again.
+            self.degraded = false;
+            batch.restored = true;
+        }
     }
 
     /// Adds a non-recursive watch on `dir`. `force` re-adds one we believe we
@@ -641,6 +911,11 @@ impl Pump {
     fn watch_dir(&mut self, dir: &Path, force: bool) -> WatchOutcome {
         if !force && self.watched.contains(dir) {
             return WatchOutcome::Watched;
+        }
+        if !self.watched.contains(dir) && self.watch_limit.is_some_and(|n| self.watched.len() >= n)
+        {
+            let err = notify::Error::new(notify::ErrorKind::MaxFilesWatch).add_path(dir.into());
+            return WatchOutcome::Refused(err);
         }
         match self.inotify.watch(dir, RecursiveMode::NonRecursive) {
             Ok(()) => {
@@ -675,7 +950,9 @@ impl Pump {
             self.watched.remove(&path);
             // notify usually dropped the watch already (the directory moved or
             // vanished) and answers WatchNotFound; nothing to do about it.
-            let _ = self.inotify.unwatch(&path);
+            if let Err(err) = self.inotify.unwatch(&path) {
+                tracing::debug!(dir = %path.display(), error = %err, "unwatch");
+            }
         }
         true
     }
@@ -699,21 +976,44 @@ impl Pump {
             .store(self.watched.len(), Ordering::Relaxed);
     }
 
-    /// Sends the batch's events; false when the receiver is gone.
-    fn send_batch(&self, batch: Batch) -> bool {
-        let mut events = Vec::new();
-        if !batch.changed.is_empty() {
-            events.push(WatchEvent::Changed(batch.changed.into_iter().collect()));
+    /// Offers the batch, with whatever the notebook's full queue refused
+    /// before, without ever blocking (the notebook stops its watcher from
+    /// the task that reads the queue). False when the receiver is gone.
+    fn deliver(&mut self, batch: Batch) -> bool {
+        self.held.merge(batch);
+        if self.held.changed.len() > MAX_HELD_PATHS {
+            // A rescan finds them all again, at bounded memory.
+            self.held.changed.clear();
+            self.held.rescan(format!(
+                "the notebook fell behind the watcher (more than {MAX_HELD_PATHS} \
+                 changed paths waiting)"
+            ));
         }
-        events.extend(
-            batch
-                .rescans
-                .into_iter()
-                .map(|reason| WatchEvent::Rescan { reason }),
-        );
-        events.extend(batch.errors.into_iter().map(WatchEvent::Error));
-        events.into_iter().all(|event| self.tx.send(event).is_ok())
+        let mut events = std::mem::take(&mut self.held).into_events().into_iter();
+        while let Some(event) = events.next() {
+            match self.tx.try_send(event) {
+                Ok(()) => {}
+                Err(TrySendError::Full(event)) => {
+                    self.held.put_back(event);
+                    events.for_each(|e| self.held.put_back(e));
+                    return true;
+                }
+                Err(TrySendError::Closed(_)) => return false,
+            }
+        }
+        true
     }
+}
+
+/// `GITLOCKD_WATCH_LIMIT`: a cap on the watches each notebook adds, refused
+/// beyond it exactly like the kernel's `max_user_watches` would. For tests
+/// and diagnostics: it makes the limit path reproducible without sysctl.
+fn watch_limit() -> Option<usize> {
+    std::env::var("GITLOCKD_WATCH_LIMIT")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Events that say nothing about content: opens and reads (every `git status`,
@@ -761,9 +1061,13 @@ fn errors_to_events(errors: &[notify::Error]) -> Vec<WatchEvent> {
             notify::ErrorKind::Io(_) | notify::ErrorKind::Generic(_) => WatchEvent::Rescan {
                 reason: format!("the file watcher failed, events may be lost: {err}"),
             },
-            notify::ErrorKind::PathNotFound
-            | notify::ErrorKind::WatchNotFound
-            | notify::ErrorKind::InvalidConfig(_) => {
+            // Removing the watch of a folder that is already gone (the
+            // kernel dropped it with the folder): expected, nothing is lost.
+            notify::ErrorKind::WatchNotFound => {
+                tracing::debug!(error = %err, "watch already gone");
+                continue;
+            }
+            notify::ErrorKind::PathNotFound | notify::ErrorKind::InvalidConfig(_) => {
                 WatchEvent::Error(format!("file watcher: {err}"))
             }
         };
@@ -772,6 +1076,14 @@ fn errors_to_events(errors: &[notify::Error]) -> Vec<WatchEvent> {
         }
     }
     events
+}
+
+/// Why nothing is watched after the notebook folder went away.
+fn root_gone_reason(root: &Path) -> String {
+    format!(
+        "the notebook folder {} was moved or deleted; it is watched again once it is back",
+        root.display()
+    )
 }
 
 /// The reason for a refused watch on `dir`: the limit and its fix when it is the limit.
@@ -878,6 +1190,118 @@ mod tests {
             matches!(&events[1], WatchEvent::Rescan { reason } if reason.contains("read failed"))
         );
         assert!(matches!(&events[2], WatchEvent::Error(e) if e.contains("/nb/x")));
+    }
+
+    #[test]
+    fn a_full_raw_queue_drops_and_flags_and_the_pump_rescans() {
+        let (tx, rx) = mpsc::sync_channel(2);
+        let dropped = Arc::new(AtomicBool::new(false));
+        let forward = raw_forwarder(tx, dropped.clone());
+        let event = || Ok(Event::new(EventKind::Create(CreateKind::File)));
+        forward(event());
+        forward(event());
+        assert!(!dropped.load(Ordering::SeqCst));
+        forward(event());
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the third event found the queue full"
+        );
+        assert_eq!(
+            rx.try_iter().count(),
+            2,
+            "nothing beyond the bound is queued"
+        );
+
+        let (mut pump, _nb_rx, _dir) = test_pump(4);
+        let mut batch = Batch::default();
+        pump.handle_batch(Vec::new(), Vec::new(), true, false, &mut batch);
+        assert!(
+            batch
+                .rescans
+                .iter()
+                .any(|r| r.contains("event queue was full")),
+            "{:?}",
+            batch.rescans
+        );
+    }
+
+    #[test]
+    fn a_full_notebook_queue_holds_batches_and_delivers_them_all() {
+        let (mut pump, mut rx, _dir) = test_pump(1);
+        let changed = |names: &[&str]| Batch {
+            changed: names.iter().map(PathBuf::from).collect(),
+            ..Batch::default()
+        };
+        assert!(pump.deliver(changed(&["a"])));
+        // The queue (one slot) is full: held, and merged with what follows.
+        assert!(pump.deliver(changed(&["b"])));
+        assert!(pump.deliver(Batch {
+            degraded: Some("limit".into()),
+            ..changed(&["c", "b"])
+        }));
+        let paths = |event: WatchEvent| match event {
+            WatchEvent::Changed { paths, .. } => paths,
+            other => panic!("expected Changed, got {other:?}"),
+        };
+        assert_eq!(paths(rx.try_recv().unwrap()), vec![PathBuf::from("a")]);
+        assert!(rx.try_recv().is_err());
+        assert!(pump.deliver(Batch::default()));
+        assert_eq!(
+            paths(rx.try_recv().unwrap()),
+            vec![PathBuf::from("b"), PathBuf::from("c")]
+        );
+        assert!(pump.deliver(Batch::default()));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            WatchEvent::Degraded {
+                reason: "limit".into()
+            }
+        );
+        assert!(pump.held.is_empty());
+        drop(rx);
+        assert!(
+            !pump.deliver(changed(&["d"])),
+            "a closed queue ends the pump"
+        );
+    }
+
+    /// A pump over a fresh repository, sending into a queue of `capacity`.
+    fn test_pump(
+        capacity: usize,
+    ) -> (
+        Pump,
+        tokio::sync::mpsc::Receiver<WatchEvent>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let repo = Repository::init(&root).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+        let inotify = RecommendedWatcher::new(|_| {}, Config::default()).unwrap();
+        let tracked_ignored = RefCell::new(TrackedIgnored::new(&root, repo.path()));
+        let pump = Pump {
+            tracked_ignored,
+            root,
+            filter: Arc::new(PathFilter::default()),
+            repo,
+            inotify,
+            watched: BTreeSet::new(),
+            watch_count: Arc::new(AtomicUsize::new(0)),
+            stopping: Arc::new(AtomicBool::new(false)),
+            raw_dropped: Arc::new(AtomicBool::new(false)),
+            tx,
+            held: Batch::default(),
+            degraded: false,
+            limit_reached: false,
+            watch_limit: None,
+        };
+        (pump, rx, dir)
+    }
+
+    #[test]
+    fn a_watch_already_gone_is_not_a_problem() {
+        let gone = notify::Error::watch_not_found().add_path(PathBuf::from("/nb/deleted"));
+        assert_eq!(errors_to_events(&[gone]), Vec::new());
     }
 
     #[test]

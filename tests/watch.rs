@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use gitlockd::filter::PathFilter;
 use gitlockd::watch::{NotebookWatcher, WatchError, WatchEvent};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{channel, Receiver};
 
 /// Generous: two shared cores under inotify load are slow (tech-findings §8.28).
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -23,7 +23,7 @@ struct Notebook {
     _dir: tempfile::TempDir,
     root: PathBuf,
     watcher: Option<NotebookWatcher>,
-    rx: UnboundedReceiver<WatchEvent>,
+    rx: Receiver<WatchEvent>,
     rt: tokio::runtime::Runtime,
     /// Every event received so far, for failure messages and assertions.
     events: Vec<WatchEvent>,
@@ -54,7 +54,7 @@ fn notebook(dirs: &[&str], files: &[(&str, &str)], globs: &[&str]) -> Notebook {
     }
     let globs: Vec<String> = globs.iter().map(|g| g.to_string()).collect();
     let filter = Arc::new(PathFilter::new(&globs).unwrap());
-    let (tx, rx) = unbounded_channel();
+    let (tx, rx) = channel(gitlockd::watch::NOTEBOOK_QUEUE);
     let watcher = NotebookWatcher::start("test", &root, filter, tx).unwrap();
     Notebook {
         _dir: dir,
@@ -99,7 +99,7 @@ impl Notebook {
                 .block_on(async { tokio::time::timeout(left, self.rx.recv()).await });
             match received {
                 Ok(Some(event)) => {
-                    if let WatchEvent::Changed(paths) = &event {
+                    if let WatchEvent::Changed { paths, .. } = &event {
                         assert!(!paths.is_empty(), "Changed must never be empty");
                         self.changed.extend(paths.iter().cloned());
                     }
@@ -432,7 +432,7 @@ fn stop_is_prompt_and_closes_the_channel() {
 fn start_fails_cleanly_without_a_root_or_a_repository() {
     let dir = temp_root();
     let filter = Arc::new(PathFilter::default());
-    let (tx, _rx) = unbounded_channel();
+    let (tx, _rx) = channel(gitlockd::watch::NOTEBOOK_QUEUE);
     let missing = dir.path().join("missing");
     let err = NotebookWatcher::start("t", &missing, filter.clone(), tx.clone()).unwrap_err();
     assert!(matches!(err, WatchError::RootMissing { .. }), "{err}");
@@ -463,7 +463,7 @@ fn measure_start_on_a_big_tree() {
         fs::create_dir_all(root.join(format!("node_modules/p{}/q{i}", i / 100))).unwrap();
     }
     println!("tree created in {:?}", setup.elapsed());
-    let (tx, _rx) = unbounded_channel();
+    let (tx, _rx) = channel(gitlockd::watch::NOTEBOOK_QUEUE);
     let started = Instant::now();
     let watcher =
         NotebookWatcher::start("big", &root, Arc::new(PathFilter::default()), tx).unwrap();

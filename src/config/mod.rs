@@ -34,6 +34,7 @@ mod fixture;
 mod locations;
 mod paths;
 mod resolve;
+mod servable;
 mod units;
 mod values;
 mod walk;
@@ -309,7 +310,15 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
             message,
         }
     })?;
-    parse(&text, Some(file))
+    let config = parse(&text, Some(file))?;
+    // Only for a file: the daemon and check-config serve files; `parse`
+    // stays about the text.
+    let errors = servable::check(&config);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 /// Parses config text. Relative paths resolve against `file`'s folder (or the
@@ -346,7 +355,7 @@ mod tests {
         assert!(e.to_string().contains(missing.to_str().unwrap()), "{e}");
         assert!(e.to_string().contains("does not exist"), "{e}");
 
-        fx.mkdir("a");
+        git2::Repository::init(fx.mkdir("a")).unwrap();
         std::fs::write(
             fx.file(),
             "socket = \"/s\"\n[[notebook]]\nname = \"a\"\npath = \"a\"\n",

@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+/// The longest duration a config may give. Timers add durations to the
+/// clock, and a sum past what the clock or the timer wheel can hold panics
+/// (`debounce = "99999999999999h"` did); a year is beyond any sensible use.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Parses a duration: a number and a unit, `ms`, `s`, `m` or `h` (`"250ms"`,
 /// `"2s"`, `"1h"`). Also accepted: decimals (`"1.5s"`) and several parts
 /// (`"1h30m"`, `"1m 30s"`). The unit is required; `"0s"` is allowed; the result
@@ -57,6 +62,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !total.is_multiple_of(1_000_000) {
         return Err(format!(
             "bad duration {s:?}: durations are precise to the millisecond"
+        ));
+    }
+    if total > MAX_DURATION.as_nanos() {
+        return Err(format!(
+            "bad duration {s:?}: too large: at most \"8760h\" (one year)"
         ));
     }
     let secs = u64::try_from(total / 1_000_000_000)
@@ -169,6 +179,15 @@ pub fn format_size(bytes: u64) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_beyond_a_year_are_refused() {
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        for huge in ["8760h1ms", "99999999999999h", "18446744073709551615s"] {
+            let err = parse_duration(huge).unwrap_err();
+            assert!(err.contains("too large"), "{huge}: {err}");
+        }
+    }
 
     #[test]
     fn durations() {

@@ -220,6 +220,15 @@ impl Connection {
     }
 
     pub(super) fn notebook(&self, arg: &str) -> Result<Arc<Notebook>, Failure> {
+        if let Some(failed) = self.ctx.registry.find_failed(arg) {
+            return Err(Failure::new(
+                ErrorCode::NotFound,
+                format!(
+                    "notebook {} is not running: {} (gitlockd retries it; see `gitlockd status`)",
+                    failed.config.name, failed.error
+                ),
+            ));
+        }
         self.ctx.registry.find(arg).ok_or_else(|| {
             Failure::new(
                 ErrorCode::NotFound,

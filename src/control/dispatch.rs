@@ -25,13 +25,24 @@ impl Connection {
                 "protocol": PROTOCOL_VERSION,
             }))),
             Request::Status { notebook } => {
-                let notebooks = match notebook {
-                    Some(arg) => vec![self.notebook(&arg)?],
+                // A notebook that could not start is listed with state "error".
+                let failed = match &notebook {
+                    Some(arg) => self.ctx.registry.find_failed(arg).map(|f| vec![f.status()]),
+                    None => None,
+                };
+                if let Some(entries) = failed {
+                    return Ok(fields(json!({ "notebooks": entries })));
+                }
+                let notebooks = match &notebook {
+                    Some(arg) => vec![self.notebook(arg)?],
                     None => self.ctx.registry.list(),
                 };
                 let mut entries = Vec::with_capacity(notebooks.len());
                 for nb in notebooks {
                     entries.push(nb.status().await);
+                }
+                if notebook.is_none() {
+                    entries.extend(self.ctx.registry.failed_status());
                 }
                 Ok(fields(json!({ "notebooks": entries })))
             }

@@ -112,25 +112,28 @@ impl GitManager {
     }
 }
 
-/// Files that cannot be read are left out: `git add` would fail on them
-/// and take the whole batch down with it.
-pub(super) fn exclude_unreadable(root: &Path, files: Vec<PathBuf>) -> Vec<PathBuf> {
-    files
-        .into_iter()
-        .filter(|rel| {
-            let full = root.join(rel);
-            match std::fs::symlink_metadata(&full) {
-                Ok(m) if m.is_file() => match std::fs::File::open(&full) {
-                    Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                        tracing::warn!(path = %rel.display(), "unreadable file is not committed");
-                        false
-                    }
-                    _ => true,
-                },
-                _ => true,
-            }
-        })
-        .collect()
+/// Files that cannot be read are split off, with the reason: `git add`
+/// would fail on them and take the whole batch down with it. The notebook
+/// lists them (and warns once), as it does for the libgit2 path.
+pub(super) fn split_unreadable(
+    root: &Path,
+    files: Vec<PathBuf>,
+) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
+    let mut readable = Vec::with_capacity(files.len());
+    let mut unreadable = Vec::new();
+    for rel in files {
+        let full = root.join(&rel);
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.is_file() => match std::fs::File::open(&full) {
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                    unreadable.push((rel, e.to_string()));
+                }
+                _ => readable.push(rel),
+            },
+            _ => readable.push(rel),
+        }
+    }
+    (readable, unreadable)
 }
 
 /// `paths` as git's `--pathspec-file-nul` input.

@@ -173,6 +173,9 @@ pub struct AutoCommitOutcome {
     /// Files left out because git could not stage them (their filter
     /// failed), with git's message: to be committed once it works.
     pub failed: Vec<(PathBuf, String)>,
+    /// Files (or folders) that could not be read, with the reason: left as
+    /// they were in the index, committed once readable.
+    pub unreadable: Vec<(PathBuf, String)>,
 }
 
 impl GitManager {

@@ -44,6 +44,9 @@ pub(crate) struct Stager<'a> {
     /// Set (and staging stops) when a file needs git itself: its filter or
     /// encoding attribute is something libgit2 would not apply.
     pub needs_git: Option<GitFeature>,
+    /// Files and folders gitlockd may not read (their entries are kept as
+    /// they were), with the reason: one such file must not stop the rest.
+    pub unreadable: Vec<(PathBuf, String)>,
 }
 
 /// What identifies one version of a file on disk, cheaply.
@@ -158,6 +161,7 @@ impl<'a> Stager<'a> {
             recheck: Vec::new(),
             drivers: features::filter_drivers(repo),
             needs_git: None,
+            unreadable: Vec::new(),
         }
     }
 
@@ -197,6 +201,11 @@ impl<'a> Stager<'a> {
                     index.remove_path(rel).map_err(git_err(self.repo, ctx()))?;
                 }
                 index.remove_dir(rel, 0).map_err(git_err(self.repo, ctx()))
+            }
+            // Inside a folder gitlockd may not enter: its entry stays as it was.
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                self.unreadable.push((rel.to_path_buf(), e.to_string()));
+                Ok(())
             }
             Err(e) => Err(io_err(format!("reading {}", full.display()))(e)),
         }
@@ -239,6 +248,12 @@ impl<'a> Stager<'a> {
             .remove_dir(rel, 0)
             .map_err(git_err(self.repo, format!("staging {}", rel.display())))?;
         if let Err(e) = index.add_path(rel) {
+            // Checked only on failure: the hot path stays one read.
+            if let Some(reason) = unreadable(full, meta) {
+                self.restore(index, rel, previous)?;
+                self.unreadable.push((rel.to_path_buf(), reason));
+                return Ok(());
+            }
             if Stamp::now(full) != Some(before) {
                 // Changed or deleted while we read it (libgit2 fails when the
                 // size moves under it): look again later.
@@ -274,6 +289,11 @@ impl<'a> Stager<'a> {
                     if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory =>
                 {
                     continue
+                }
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                    // Its tracked files keep their entries (they cannot be stat'ed either).
+                    self.unreadable.push((dir.clone(), e.to_string()));
+                    continue;
                 }
                 Err(e) => return Err(io_err(format!("listing {}", full_dir.display()))(e)),
             };
@@ -335,6 +355,7 @@ impl<'a> Stager<'a> {
         let filter = self.filter;
         let max = self.max_file_size;
         let skipped = &mut self.skipped_large;
+        let unreadable_files = &mut self.unreadable;
         let mut unsettled = Vec::new();
         let (repo, drivers) = (self.repo, &self.drivers);
         let mut needs_git = None;
@@ -354,6 +375,11 @@ impl<'a> Stager<'a> {
                 }
                 // A file only git may stage: this pass is thrown away.
                 Ok(_) if needs_git.is_some() => 1,
+                Ok(m) if unreadable(&root.join(path), &m).is_some() => {
+                    let reason = unreadable(&root.join(path), &m).unwrap_or_default();
+                    unreadable_files.push((path.to_path_buf(), reason));
+                    1
+                }
                 Ok(m) => {
                     needs_git = features::file_feature(repo, path, drivers);
                     if needs_git.is_some() {
@@ -483,6 +509,19 @@ fn tracked_under(index: &Index, rel: &Path) -> Vec<PathBuf> {
 
 /// The stage bits of an index entry's flags (0 = a normal entry).
 const STAGE_MASK: u16 = 0x3000;
+
+/// Why a regular file cannot be read (`None` when it can, or is a symlink,
+/// whose target git stores without reading it). Only a refusal counts: any
+/// other error is left to staging to report.
+fn unreadable(full: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    if !meta.is_file() {
+        return None;
+    }
+    match std::fs::File::open(full) {
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Some(e.to_string()),
+        _ => None,
+    }
+}
 
 /// True when the index records `rel` as a submodule (gitlink).
 fn is_gitlink(index: &Index, rel: &Path) -> bool {

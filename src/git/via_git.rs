@@ -28,7 +28,7 @@ use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Tree};
 
 use super::error::{git_err, io_err};
 use super::features::GitFeature;
-use super::git_listing::{exclude_unreadable, nul_list};
+use super::git_listing::{nul_list, split_unreadable};
 use super::message::render_changes_message;
 use super::write::{head_commit, signature, tree_changes, Batch, MessageSpec, StageSettings};
 use super::{busy_state, GitError, GitManager};
@@ -106,7 +106,7 @@ impl GitManager {
             }
             files.push(rel);
         }
-        let files = exclude_unreadable(&self.root, files);
+        let (files, unreadable) = split_unreadable(&self.root, files);
         if files.is_empty() {
             return Ok(Batch {
                 id: None,
@@ -114,6 +114,7 @@ impl GitManager {
                 skipped_large,
                 recheck: Vec::new(),
                 failed: Vec::new(),
+                unreadable,
             });
         }
         let stamps: Vec<Option<FileStamp>> = files
@@ -154,6 +155,7 @@ impl GitManager {
                 skipped_large,
                 recheck: Vec::new(),
                 failed,
+                unreadable,
             });
         }
         let mut diff = repo
@@ -242,6 +244,7 @@ impl GitManager {
             skipped_large,
             recheck,
             failed,
+            unreadable,
         })
     }
 

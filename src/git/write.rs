@@ -54,6 +54,8 @@ pub(super) struct Batch {
     pub(super) recheck: Vec<PathBuf>,
     /// Files left out because git could not stage them (a failing filter).
     pub(super) failed: Vec<(PathBuf, String)>,
+    /// Files and folders that could not be read.
+    pub(super) unreadable: Vec<(PathBuf, String)>,
 }
 
 /// Where a libgit2 pass ended.
@@ -77,6 +79,7 @@ impl Batch {
             recheck: self.recheck,
             git_features: Vec::new(),
             failed: self.failed,
+            unreadable: self.unreadable,
         }
     }
 }
@@ -364,6 +367,7 @@ impl GitManager {
                 skipped_large: stager.skipped_large,
                 recheck: stager.recheck,
                 failed: Vec::new(),
+                unreadable: stager.unreadable,
             })))
         })
     }
