@@ -137,14 +137,24 @@ fn a_repository_needing_git_is_refused_without_git() {
         "{stderr}"
     );
 
+    // The daemon itself stays up (another notebook would keep working): the
+    // notebook is refused, shown in status with the reason, and retried.
     let mut d = sb.spawn(&[("PATH", empty.to_str().unwrap())]);
-    let code = d.wait_exit(Duration::from_secs(20));
-    assert_ne!(code, Some(0));
+    d.wait_ready(&sb);
+    let st = sb.client().status_of("nb");
+    assert_eq!(st["state"], json!("error"), "{st}");
+    let err = st["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        err.contains("commit.gpgsign") && err.contains("install git"),
+        "{st}"
+    );
     let log = d.log_text();
     assert!(
         log.contains("commit.gpgsign") && log.contains("install git"),
         "{log}"
     );
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(20)), Some(0));
 
     // With git in PATH, check-config passes and says which path commits.
     let out = sb

@@ -7,7 +7,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use tokio::net::UnixListener;
@@ -271,22 +271,36 @@ pub async fn serve(
 }
 
 /// A run of repeated failures, logged once when it starts and once when it ends.
+///
+/// A run ends only at a success that comes a quiet second after its last
+/// failure: under descriptor pressure one accept often slips through between
+/// failures, and that must not start a new run (and a new warning) each time.
 #[derive(Default)]
 struct Burst {
     /// Failures in the current run (0: none).
     count: u64,
+    /// When the run's last failure happened.
+    last_failure: Option<Instant>,
 }
+
+/// How long a run must stay quiet before a success ends it.
+const BURST_QUIET: Duration = Duration::from_secs(1);
 
 impl Burst {
     /// Counts a failure; true for the first of a run (the one to log).
     fn started(&mut self) -> bool {
         self.count += 1;
+        self.last_failure = Some(Instant::now());
         self.count == 1
     }
 
-    /// Ends a run, if one was going on, logging how long it was.
+    /// Ends a run, if one was going on and has been quiet long enough,
+    /// logging how long it was.
     fn ended(&mut self, what: &str) {
-        if self.count > 0 {
+        let quiet = self
+            .last_failure
+            .is_none_or(|at| at.elapsed() >= BURST_QUIET);
+        if self.count > 0 && quiet {
             tracing::info!(failures = self.count, "{what}");
             self.count = 0;
         }
