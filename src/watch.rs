@@ -48,12 +48,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use git2::{Repository, RepositoryOpenFlags};
-use notify_debouncer_full::notify::event::{
-    AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode,
-};
-use notify_debouncer_full::notify::{
-    self, Config, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher,
-};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+use notify::{Config, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 
