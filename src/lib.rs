@@ -27,6 +27,7 @@ pub mod logging;
 pub mod notebook;
 pub mod recovery;
 pub mod registry;
+mod schedule;
 pub mod sd_notify;
 pub mod sync;
 pub mod watch;

@@ -369,7 +369,9 @@ fn raw_forwarder(
     dropped: Arc<AtomicBool>,
 ) -> impl Fn(notify::Result<Event>) + Send + 'static {
     move |result| {
-        if let Err(TrySendErrorStd::Full(_)) = tx.try_send(PumpMsg::Raw(result)) {
+        // Stamped here, on arrival: a pump busy watching new folders reads
+        // it later, and the quiet period must not start from then.
+        if let Err(TrySendErrorStd::Full(_)) = tx.try_send(PumpMsg::Raw(Instant::now(), result)) {
             dropped.store(true, Ordering::SeqCst);
             let _ = tx.try_send(PumpMsg::Wake);
         }
@@ -378,8 +380,8 @@ fn raw_forwarder(
 
 /// What the pump thread receives.
 enum PumpMsg {
-    /// One raw event (or error) from notify's inotify thread.
-    Raw(notify::Result<Event>),
+    /// One raw event (or error) from notify's inotify thread, with when it arrived there.
+    Raw(Instant, notify::Result<Event>),
     /// Look at the stop flag; pending events are dropped (the notebook
     /// compares status with HEAD when it starts again).
     Wake,
@@ -549,7 +551,7 @@ struct Pump {
 
 impl Pump {
     fn run(mut self, rx: mpsc::Receiver<PumpMsg>) {
-        // Each with the time it was received (the quiet period starts there).
+        // Each with the time notify's thread received it (the quiet period starts there).
         let mut events: Vec<(Instant, Event)> = Vec::new();
         let mut errors: Vec<notify::Error> = Vec::new();
         let mut retry = false;
@@ -560,9 +562,9 @@ impl Pump {
                     errors: &mut Vec<notify::Error>,
                     retry: &mut bool| {
             match msg {
-                PumpMsg::Raw(Ok(event)) if is_noise(&event) => {}
-                PumpMsg::Raw(Ok(event)) => events.push((Instant::now(), event)),
-                PumpMsg::Raw(Err(error)) => errors.push(error),
+                PumpMsg::Raw(_, Ok(event)) if is_noise(&event) => {}
+                PumpMsg::Raw(at, Ok(event)) => events.push((at, event)),
+                PumpMsg::Raw(_, Err(error)) => errors.push(error),
                 PumpMsg::Wake => {}
                 PumpMsg::Retry => *retry = true,
             }
