@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::TrySendError as TrySendErrorStd;
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use git2::{Repository, RepositoryOpenFlags};
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
@@ -850,6 +850,18 @@ impl Pump {
                     }
                 } else if report_files {
                     batch.changed.insert(rel.to_path_buf());
+                    // It was written before its folder was watched, so no
+                    // event says when: its mtime does. Without it the quiet
+                    // period would run from the folder's creation (too
+                    // early) or from this listing (a batching window late).
+                    if let Some(at) = entry
+                        .metadata()
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(instant_of)
+                    {
+                        batch.saw(at);
+                    }
                 }
             }
         }
@@ -1012,6 +1024,14 @@ fn watch_limit() -> Option<usize> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The monotonic time of a file's mtime: now, less how long ago the wall
+/// clock says it was. `None` for an mtime in the future (a clock step, a
+/// `touch -d`): it says nothing about when the file was written.
+fn instant_of(mtime: SystemTime) -> Option<Instant> {
+    let age = SystemTime::now().duration_since(mtime).ok()?;
+    Instant::now().checked_sub(age)
 }
 
 /// Events that say nothing about content: opens and reads (every `git status`,
@@ -1294,6 +1314,18 @@ mod tests {
             watch_limit: None,
         };
         (pump, rx, dir)
+    }
+
+    #[test]
+    fn a_file_found_by_a_walk_is_dated_by_its_mtime() {
+        let (now_wall, now) = (SystemTime::now(), Instant::now());
+        let at = instant_of(now_wall - Duration::from_secs(2)).unwrap();
+        let age = now.saturating_duration_since(at);
+        assert!(
+            age >= Duration::from_millis(1990) && age <= Duration::from_millis(2500),
+            "{age:?}"
+        );
+        assert_eq!(instant_of(now_wall + Duration::from_secs(60)), None);
     }
 
     #[test]
