@@ -15,6 +15,8 @@
 //!   GITLOCKD_BENCH_ONLY=latency,burst cargo bench --bench daemon
 
 mod common;
+#[path = "daemon_naive/mod.rs"]
+mod naive;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -22,6 +24,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
+use naive::Naive;
 use serde_json::{json, Value};
 
 fn main() {
@@ -90,6 +93,49 @@ fn cli_commits(repo: &Repo, n: usize, tag: &str) -> Stats {
     Stats::new(v)
 }
 
+/// One plain save (truncate and write in place) of `rel` in `root`: when it was written.
+fn save(root: &Path, rel: &str, i: usize) -> Instant {
+    std::fs::write(root.join(rel), format!("saved {i} {:?}\n", Instant::now())).unwrap();
+    Instant::now()
+}
+
+/// Saves one file and times save → commit event; returns the latency beyond `debounce`.
+fn save_latency(
+    repo: &Repo,
+    events: &mut Events,
+    i: usize,
+    debounce: Duration,
+    dir: &str,
+) -> Duration {
+    let rel = format!("{dir}/f{:02}.md", i % 100);
+    let saved = save(&repo.path, &rel, i);
+    let (at, _id, paths) = events.next_commit();
+    assert!(
+        paths.contains(&rel),
+        "commit of {rel} expected, got {paths:?}"
+    );
+    (at - saved).saturating_sub(debounce)
+}
+
+/// The same save on the naive loop's copy, timed to its commit.
+/// Also returns the loop's CPU time so far.
+fn naive_save_latency(
+    copy: &Path,
+    naive: &Naive,
+    i: usize,
+    debounce: Duration,
+    dir: &str,
+) -> (Duration, Duration) {
+    let saved = save(copy, &format!("{dir}/f{:02}.md", i % 100), i);
+    let commit = naive.next();
+    ((commit.at - saved).saturating_sub(debounce), commit.cpu)
+}
+
+/// Lets a notebook go quiet before the next save, at an irregular phase.
+fn pause(i: usize) {
+    std::thread::sleep(Duration::from_millis(40 + (i as u64 * 37) % 60));
+}
+
 /// Saves one file at a time and times save → commit event; returns the
 /// latencies beyond `debounce`.
 fn save_latencies(
@@ -101,22 +147,23 @@ fn save_latencies(
 ) -> Stats {
     let mut beyond = Vec::new();
     for i in 0..saves {
-        let rel = format!("{dir}/f{:02}.md", i % 100);
-        let path = repo.path.join(&rel);
-        // A plain save: truncate and write in place.
-        std::fs::write(&path, format!("saved {i} {:?}\n", Instant::now())).unwrap();
-        let saved = Instant::now();
-        let (at, _id, paths) = events.next_commit();
-        assert!(
-            paths.contains(&rel),
-            "commit of {rel} expected, got {paths:?}"
-        );
-        let total = at - saved;
-        beyond.push(total.saturating_sub(debounce));
-        // Let the notebook go quiet before the next save, at an irregular phase.
-        std::thread::sleep(Duration::from_millis(40 + (i as u64 * 37) % 60));
+        beyond.push(save_latency(repo, events, i, debounce, dir));
+        pause(i);
     }
     Stats::new(beyond)
+}
+
+/// A 2,000-file burst written into `root/burst/`: (when writing started, when it ended, the files).
+fn write_burst(root: &Path, burst: usize) -> (Instant, Instant, BTreeSet<String>) {
+    let mut expected = BTreeSet::new();
+    let started = Instant::now();
+    std::fs::create_dir_all(root.join("burst")).unwrap();
+    for i in 0..burst {
+        let rel = format!("burst/n{i:05}.md");
+        std::fs::write(root.join(&rel), format!("burst {i}\n")).unwrap();
+        expected.insert(rel);
+    }
+    (started, Instant::now(), expected)
 }
 
 fn small_notebook() -> Vec<Row> {
@@ -128,6 +175,21 @@ fn small_notebook() -> Vec<Row> {
     let repo = sb.big_repo("notes", files);
     // Reference first, on the same repository, before the daemon watches it.
     let cli = cli_commits(&repo, 10, "small");
+    // The naive loop's identical copy.
+    let copy = repo.path.with_file_name("notes-naive");
+    if !copy.exists() {
+        let ok = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&repo.path)
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "cp -a of the repository failed");
+    }
+    let naive_repo = Repo {
+        path: copy.clone(),
+        env: repo.env.clone(),
+    };
     sb.write_config(
         &format!("debounce = \"{}ms\"", debounce.as_millis()),
         &[("notes", &repo.path, "")],
@@ -139,19 +201,35 @@ fn small_notebook() -> Vec<Row> {
         fmt_d(debounce)
     );
     let mut events = Events::subscribe(&sb.socket, "notes");
+    let naive = Naive::start(&copy, &repo.env, debounce);
     let mut rows = Vec::new();
+    // The naive loop's CPU time at its last commit.
+    let mut naive_cpu0 = Duration::ZERO;
 
     if section_enabled("latency") {
-        // Warm-up save, not counted.
-        save_latencies(&repo, &mut events, 1, debounce, "d0001");
-        let s = save_latencies(&repo, &mut events, saves, debounce, "d0002");
+        // Warm-up saves, not counted.
+        save_latency(&repo, &mut events, 0, debounce, "d0001");
+        naive_save_latency(&copy, &naive, 0, debounce, "d0001");
+        // Alternated, so that both see the same load.
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for i in 0..saves {
+            ours.push(save_latency(&repo, &mut events, i, debounce, "d0002"));
+            pause(i);
+            let (beyond, cpu) = naive_save_latency(&copy, &naive, i, debounce, "d0002");
+            theirs.push(beyond);
+            naive_cpu0 = cpu;
+            pause(i);
+        }
+        let (s, n) = (Stats::new(ours), Stats::new(theirs));
         println!(
-            "   save→commit beyond debounce: median {} p95 {} max {} ({} saves, load {})",
+            "   save→commit beyond debounce: median {} p95 {} max {} ({} saves, load {}); naive loop: median {} p95 {}",
             fmt_d(s.median()),
             fmt_d(s.pct(95.0)),
             fmt_d(s.max()),
             s.len(),
-            load1()
+            load1(),
+            fmt_d(n.median()),
+            fmt_d(n.pct(95.0)),
         );
         rows.push(Row::new(
             &format!(
@@ -159,14 +237,24 @@ fn small_notebook() -> Vec<Row> {
                 fmt_d(debounce)
             ),
             fmt_d(s.median()),
-            format!("git add F && git commit: {}", fmt_d(cli.median())),
-            "—",
-            None,
+            format!(
+                "naive inotify + `git add -A && git commit` loop: {} ; `git add F && git commit`: {}",
+                fmt_d(n.median()),
+                fmt_d(cli.median())
+            ),
+            "≤ 5 ms",
+            Some(s.median() <= Duration::from_millis(5)),
         ));
         rows.push(Row::new(
             "  p95 / max",
             format!("{} / {}", fmt_d(s.pct(95.0)), fmt_d(s.max())),
-            format!("{} / {}", fmt_d(cli.pct(95.0)), fmt_d(cli.max())),
+            format!(
+                "naive {} / {} ; CLI {} / {}",
+                fmt_d(n.pct(95.0)),
+                fmt_d(n.max()),
+                fmt_d(cli.pct(95.0)),
+                fmt_d(cli.max())
+            ),
             "—",
             None,
         ));
@@ -175,15 +263,8 @@ fn small_notebook() -> Vec<Row> {
 
     if section_enabled("burst") {
         let before = repo.count();
-        let mut expected = BTreeSet::new();
-        let started = Instant::now();
-        std::fs::create_dir_all(repo.path.join("burst")).unwrap();
-        for i in 0..burst {
-            let rel = format!("burst/n{i:05}.md");
-            std::fs::write(repo.path.join(&rel), format!("burst {i}\n")).unwrap();
-            expected.insert(rel);
-        }
-        let written = Instant::now();
+        let cpu0 = daemon.cpu_time();
+        let (started, written, expected) = write_burst(&repo.path, burst);
         let mut seen = BTreeSet::new();
         let mut commits = 0;
         let mut done = written;
@@ -193,6 +274,7 @@ fn small_notebook() -> Vec<Row> {
             seen.extend(paths);
             done = at;
         }
+        let cpu = daemon.cpu_time() - cpu0;
         let in_head: BTreeSet<String> = repo
             .git(&["ls-tree", "-r", "--name-only", "HEAD", "burst/"])
             .lines()
@@ -201,23 +283,44 @@ fn small_notebook() -> Vec<Row> {
         let all_in_head = in_head == expected;
         let git_commits = repo.count() - before;
         let after_last = done - written;
+        let beyond = after_last.saturating_sub(debounce);
+
+        // The naive loop, same burst on its copy.
+        let (_, naive_written, _) = write_burst(&copy, burst);
+        let naive_commit = naive.next();
+        let naive_beyond = (naive_commit.at - naive_written).saturating_sub(debounce);
+        let naive_cpu = naive_commit.cpu - naive_cpu0;
+        assert!(
+            naive_repo.status_clean(),
+            "naive copy not clean after the burst"
+        );
         println!(
-            "   burst of {burst}: written in {}, all committed {} after the last write, {} after the first; {commits} commit(s) ({git_commits} by git rev-list); all in HEAD: {all_in_head}",
+            "   burst of {burst}: written in {}, all committed {} after the last write ({} beyond debounce), {} after the first; {commits} commit(s) ({git_commits} by git rev-list); all in HEAD: {all_in_head}; daemon CPU {} ; naive loop: {} beyond debounce, CPU {}",
             fmt_d(written - started),
             fmt_d(after_last),
-            fmt_d(done - started)
+            fmt_d(beyond),
+            fmt_d(done - started),
+            fmt_d(cpu),
+            fmt_d(naive_beyond),
+            fmt_d(naive_cpu),
         );
-        let limit = debounce + Duration::from_secs(1);
         rows.push(Row::new(
-            &format!("{burst} files at once: last write → all committed"),
+            &format!("{burst} files at once: last write → all committed, beyond debounce"),
             format!(
                 "{} (writing took {})",
-                fmt_d(after_last),
+                fmt_d(beyond),
                 fmt_d(written - started)
             ),
-            "—".to_string(),
-            &format!("≤ debounce + 1 s = {}", fmt_d(limit)),
-            Some(after_last <= limit),
+            format!("naive loop: {}", fmt_d(naive_beyond)),
+            "≤ 150 ms",
+            Some(beyond <= Duration::from_millis(150)),
+        ));
+        rows.push(Row::new(
+            "  daemon CPU from the first write to the last commit",
+            fmt_d(cpu),
+            format!("naive loop (its thread + git): {}", fmt_d(naive_cpu)),
+            "≤ 500 ms",
+            Some(cpu <= Duration::from_millis(500)),
         ));
         rows.push(Row::new(
             "  commits / every file in HEAD",
@@ -226,8 +329,8 @@ fn small_notebook() -> Vec<Row> {
                 if all_in_head { "yes" } else { "NO" }
             ),
             String::new(),
-            "a few / yes",
-            Some(commits <= 3 && all_in_head && git_commits == commits),
+            "1 / yes",
+            Some(commits == 1 && all_in_head && git_commits == commits),
         ));
         assert!(repo.status_clean(), "not clean after the burst");
     }

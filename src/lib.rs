@@ -6,7 +6,7 @@
 //! ```text
 //!  signals ─┐                         ┌─> notebook task (one per notebook) ──> spawn_blocking(GitManager)
 //!  socket  ─┼─> daemon (control loop) ┤       ^ WatchEvent            ^ lock (shared with clients)
-//!  reload  ─┘                         │   watch pump thread (notify debouncer, ignore-aware)
+//!  reload  ─┘                         │   watch pump thread (notify, ignore-aware)
 //!                                     └─> control server ─> connection tasks (one OwnerId each)
 //! ```
 //!
@@ -27,6 +27,7 @@ pub mod logging;
 pub mod notebook;
 pub mod recovery;
 pub mod registry;
+mod schedule;
 pub mod sd_notify;
 pub mod sync;
 pub mod watch;

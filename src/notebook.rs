@@ -25,6 +25,7 @@ use crate::config::{NotebookConfig, SyncConfig};
 use crate::filter::PathFilter;
 use crate::git::{AutoCommitOptions, AutoCommitOutcome, GitError, GitManager};
 use crate::lock::{git_lock_manager, with_owner, LockMode, NotebookLock, OwnerId};
+use crate::schedule::Pending;
 use crate::sync::{self as remote_sync, PushOutcome, SyncError, SyncOutcome};
 use crate::watch::{NotebookWatcher, WatchEvent};
 
@@ -150,30 +151,6 @@ enum SyncWork {
 enum SyncDone {
     Full(SyncOutcome),
     Push(PushOutcome),
-}
-
-/// Changes seen but not committed yet.
-#[derive(Debug, Default)]
-struct Pending {
-    paths: BTreeSet<PathBuf>,
-    /// The event stream lost something: compare the whole work tree with HEAD.
-    rescan: bool,
-    first_at: Option<Instant>,
-    last_at: Option<Instant>,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.paths.is_empty() && !self.rescan
-    }
-
-    /// Notes a change seen at `at`; times may arrive out of order (an
-    /// event's receipt time is older than a rescan request's), so keep the
-    /// earliest first and the latest last.
-    fn touch(&mut self, at: Instant) {
-        self.first_at = Some(self.first_at.map_or(at, |t| t.min(at)));
-        self.last_at = Some(self.last_at.map_or(at, |t| t.max(at)));
-    }
 }
 
 /// The batch a round commits.
@@ -1096,12 +1073,7 @@ fn due_time(shared: &Shared, retry_at: Option<Instant>) -> Option<Instant> {
     if let Some(at) = retry_at {
         return Some(at);
     }
-    let quiet = pending.last_at.map(|t| t + shared.config.debounce);
-    let latest = pending.first_at.map(|t| t + shared.config.max_delay);
-    match (quiet, latest) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b).or(Some(Instant::now())),
-    }
+    pending.due(shared.config.debounce, shared.config.max_delay)
 }
 
 fn on_watch_event(shared: &Shared, event: WatchEvent) {
@@ -1109,11 +1081,7 @@ fn on_watch_event(shared: &Shared, event: WatchEvent) {
     match event {
         WatchEvent::Changed { paths, at } => {
             crate::fault::test_panic("loop", &paths);
-            let mut pending = shared.pending.lock();
-            pending.paths.extend(paths);
-            // The quiet period runs from the last event, not from the end of
-            // the watcher's batching window (which would add up to 100 ms).
-            pending.touch(at.min(now));
+            shared.pending.lock().changed(paths, at, now);
         }
         WatchEvent::Rescan { reason } => {
             // Once: nothing to show in status after the rescan.
@@ -1184,7 +1152,7 @@ async fn commit_round(
             };
         }
         let batch = Batch {
-            paths: std::mem::take(&mut pending.paths).into_iter().collect(),
+            paths: pending.take_paths(),
             rescan: std::mem::take(&mut pending.rescan) || unwatched,
             first_at: pending.first_at.take(),
         };

@@ -45,15 +45,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::TrySendError as TrySendErrorStd;
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use git2::{Repository, RepositoryOpenFlags};
-use notify_debouncer_full::notify::event::{
-    AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode,
-};
-use notify_debouncer_full::notify::{
-    self, Config, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher,
-};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+use notify::{Config, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 
@@ -373,7 +369,9 @@ fn raw_forwarder(
     dropped: Arc<AtomicBool>,
 ) -> impl Fn(notify::Result<Event>) + Send + 'static {
     move |result| {
-        if let Err(TrySendErrorStd::Full(_)) = tx.try_send(PumpMsg::Raw(result)) {
+        // Stamped here, on arrival: a pump busy watching new folders reads
+        // it later, and the quiet period must not start from then.
+        if let Err(TrySendErrorStd::Full(_)) = tx.try_send(PumpMsg::Raw(Instant::now(), result)) {
             dropped.store(true, Ordering::SeqCst);
             let _ = tx.try_send(PumpMsg::Wake);
         }
@@ -382,8 +380,8 @@ fn raw_forwarder(
 
 /// What the pump thread receives.
 enum PumpMsg {
-    /// One raw event (or error) from notify's inotify thread.
-    Raw(notify::Result<Event>),
+    /// One raw event (or error) from notify's inotify thread, with when it arrived there.
+    Raw(Instant, notify::Result<Event>),
     /// Look at the stop flag; pending events are dropped (the notebook
     /// compares status with HEAD when it starts again).
     Wake,
@@ -553,7 +551,7 @@ struct Pump {
 
 impl Pump {
     fn run(mut self, rx: mpsc::Receiver<PumpMsg>) {
-        // Each with the time it was received (the quiet period starts there).
+        // Each with the time notify's thread received it (the quiet period starts there).
         let mut events: Vec<(Instant, Event)> = Vec::new();
         let mut errors: Vec<notify::Error> = Vec::new();
         let mut retry = false;
@@ -564,9 +562,9 @@ impl Pump {
                     errors: &mut Vec<notify::Error>,
                     retry: &mut bool| {
             match msg {
-                PumpMsg::Raw(Ok(event)) if is_noise(&event) => {}
-                PumpMsg::Raw(Ok(event)) => events.push((Instant::now(), event)),
-                PumpMsg::Raw(Err(error)) => errors.push(error),
+                PumpMsg::Raw(_, Ok(event)) if is_noise(&event) => {}
+                PumpMsg::Raw(at, Ok(event)) => events.push((at, event)),
+                PumpMsg::Raw(_, Err(error)) => errors.push(error),
                 PumpMsg::Wake => {}
                 PumpMsg::Retry => *retry = true,
             }
@@ -852,6 +850,18 @@ impl Pump {
                     }
                 } else if report_files {
                     batch.changed.insert(rel.to_path_buf());
+                    // It was written before its folder was watched, so no
+                    // event says when: its mtime does. Without it the quiet
+                    // period would run from the folder's creation (too
+                    // early) or from this listing (a batching window late).
+                    if let Some(at) = entry
+                        .metadata()
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(instant_of)
+                    {
+                        batch.saw(at);
+                    }
                 }
             }
         }
@@ -1014,6 +1024,14 @@ fn watch_limit() -> Option<usize> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The monotonic time of a file's mtime: now, less how long ago the wall
+/// clock says it was. `None` for an mtime in the future (a clock step, a
+/// `touch -d`): it says nothing about when the file was written.
+fn instant_of(mtime: SystemTime) -> Option<Instant> {
+    let age = SystemTime::now().duration_since(mtime).ok()?;
+    Instant::now().checked_sub(age)
 }
 
 /// Events that say nothing about content: opens and reads (every `git status`,
@@ -1296,6 +1314,18 @@ mod tests {
             watch_limit: None,
         };
         (pump, rx, dir)
+    }
+
+    #[test]
+    fn a_file_found_by_a_walk_is_dated_by_its_mtime() {
+        let (now_wall, now) = (SystemTime::now(), Instant::now());
+        let at = instant_of(now_wall - Duration::from_secs(2)).unwrap();
+        let age = now.saturating_duration_since(at);
+        assert!(
+            age >= Duration::from_millis(1990) && age <= Duration::from_millis(2500),
+            "{age:?}"
+        );
+        assert_eq!(instant_of(now_wall + Duration::from_secs(60)), None);
     }
 
     #[test]
