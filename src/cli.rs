@@ -90,6 +90,10 @@ commit and the last error (\"-\" when none). Never waits for a notebook's lock."
         #[arg(long)]
         json: bool,
 
+        /// Also list each notebook's uncommitted paths (what the next commit would take)
+        #[arg(long)]
+        pending: bool,
+
         /// Only this notebook (name or path)
         #[arg(value_name = "NOTEBOOK")]
         notebook: Option<PathBuf>,
@@ -228,13 +232,19 @@ against the working tree. With PATH, only that file or folder."
 
     /// Stop auto-commits in a notebook (changes still collect)
     #[command(
-        long_about = "Stop auto-commits in the notebook. File events still collect \
-and are committed after `gitlockd resume`."
+        long_about = "Stop auto-commits in the notebook, until `gitlockd resume` or for \
+the --for duration. File events still collect and are committed when the pause ends. \
+The pause is remembered across daemon restarts and reloads \
+($XDG_STATE_HOME/gitlockd/paused.json)."
     )]
     Pause {
         /// Notebook name, or a path to the notebook or anything inside it
         #[arg(value_name = "NOTEBOOK")]
         notebook: PathBuf,
+
+        /// Resume by itself after this long (e.g. 1h)
+        #[arg(long = "for", value_name = "DUR", value_parser = parse_duration)]
+        duration: Option<Duration>,
     },
 
     /// Restart auto-commits in a paused notebook
@@ -262,6 +272,67 @@ ahead and behind."
         /// Notebook name, or a path to the notebook or anything inside it
         #[arg(value_name = "NOTEBOOK")]
         notebook: PathBuf,
+    },
+
+    /// Bring back a file or folder as it was, as a new commit
+    #[command(
+        long_about = "Write PATH (a file or a folder) as it was at revision REV, or at \
+the time --at ago, and commit it as a new commit (history is never rewritten). PATH's \
+current state is committed first, so nothing is lost. A folder is restored whole: files \
+added to it since are removed (they stay in history). Files are written by your git, \
+so filters (git-lfs) apply. Prints the new commit id.",
+        after_help = "Examples: gitlockd restore notes todo.md --at 2h\n          gitlockd restore notes todo.md --rev HEAD~3"
+    )]
+    Restore {
+        /// Notebook name, or a path to the notebook or anything inside it
+        #[arg(value_name = "NOTEBOOK")]
+        notebook: PathBuf,
+
+        /// The file or folder (relative to the notebook, or to the current directory)
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+
+        /// Revision to take it from (anything git understands) [default: HEAD]
+        #[arg(long, value_name = "REV", conflicts_with = "at")]
+        rev: Option<String>,
+
+        /// As it was this long ago (its state in the newest commit not newer than that)
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        at: Option<Duration>,
+    },
+
+    /// Undo a commit's changes with a new commit (default: the last commit)
+    #[command(
+        long_about = "Revert the changes of COMMIT (default HEAD) as a new commit; history \
+is never rewritten. Refused (exit 1, nothing written) when a file it touched changed \
+after it, committed or not, or when it is a merge commit: then bring back the version \
+you want with `gitlockd restore`. Prints the new commit id."
+    )]
+    Undo {
+        /// Notebook name, or a path to the notebook or anything inside it
+        #[arg(value_name = "NOTEBOOK")]
+        notebook: PathBuf,
+
+        /// The commit to undo [default: HEAD]
+        #[arg(value_name = "COMMIT")]
+        commit: Option<String>,
+    },
+
+    /// Print events as they happen: commits, errors, sync problems, lock changes
+    #[command(
+        long_about = "Print one line per event, as it happens, until interrupted: \
+commits, a notebook's new errors, sync divergence or failure, and lock changes. With \
+NOTEBOOK, only that notebook's events.",
+        after_help = "Example: gitlockd events --json | while read -r e; do notify-send gitlockd \"$e\"; done"
+    )]
+    Events {
+        /// Only this notebook (name or path)
+        #[arg(value_name = "NOTEBOOK")]
+        notebook: Option<PathBuf>,
+
+        /// Print each event as the daemon's JSON line
+        #[arg(long)]
+        json: bool,
     },
 
     /// Print shell completions to stdout

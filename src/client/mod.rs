@@ -11,8 +11,10 @@
 
 mod args;
 mod conn;
+mod events;
 mod format;
 mod lock;
+mod time;
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -28,8 +30,9 @@ pub use conn::{
     exit_code_for, parse_response, ClientError, EXIT_CANNOT_EXEC, EXIT_ERROR, EXIT_NOT_FOUND,
     EXIT_OK, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_USAGE,
 };
-pub use format::{format_lock, format_log, format_status};
+pub use format::{format_lock, format_log, format_pending, format_status};
 pub use lock::exit_code_of;
+pub use time::local as local_time;
 
 use conn::Conn;
 use format::cell;
@@ -106,19 +109,30 @@ fn dispatch(
         Command::CheckConfig | Command::Completions { .. } | Command::Man => Err(
             ClientError::Usage("this subcommand does not talk to the daemon".into()),
         ),
-        Command::Status { json, notebook } => {
+        Command::Status {
+            json,
+            pending,
+            notebook,
+        } => {
             let mut conn = Conn::connect(socket)?;
+            let mut args = Map::new();
+            if *pending {
+                args.insert("pending".into(), json!(true));
+            }
             let resp = match notebook {
                 Some(nb) => {
                     let nb = NotebookArg::classify(nb, cwd)?;
-                    conn.request_nb("status", &nb, Map::new(), Some(ANSWER_TIMEOUT))?
+                    conn.request_nb("status", &nb, args, Some(ANSWER_TIMEOUT))?
                 }
-                None => conn.request("status", Map::new(), Some(ANSWER_TIMEOUT))?,
+                None => conn.request("status", args, Some(ANSWER_TIMEOUT))?,
             };
             if *json {
                 print_json(out, &Value::Object(resp))?;
             } else {
                 write_out(out, format_status(&resp).as_bytes())?;
+                if *pending {
+                    write_out(out, format_pending(&resp).as_bytes())?;
+                }
             }
             Ok(EXIT_OK)
         }
@@ -221,15 +235,72 @@ fn dispatch(
             }
             Ok(EXIT_OK)
         }
-        Command::Pause { notebook } | Command::Resume { notebook } => {
-            let pause = matches!(command, Command::Pause { .. });
-            let cmd = if pause { "pause" } else { "resume" };
+        Command::Pause { notebook, .. } | Command::Resume { notebook } => {
+            let (cmd, mut args) = match command {
+                Command::Pause { duration, .. } => {
+                    let mut args = Map::new();
+                    if let Some(d) = duration {
+                        args.insert("for_ms".into(), json!(d.as_millis() as u64));
+                    }
+                    ("pause", args)
+                }
+                _ => ("resume", Map::new()),
+            };
             let nb = NotebookArg::classify(notebook, cwd)?;
-            let resp = call(socket, cmd, &nb, Map::new())?;
-            let paused = resp.get("paused").and_then(Value::as_bool).unwrap_or(pause);
-            let word = if paused { "paused" } else { "resumed" };
-            write_out(out, format!("{}: {word}\n", notebook.display()).as_bytes())?;
+            let resp = call(socket, cmd, &nb, std::mem::take(&mut args))?;
+            let paused = resp
+                .get("paused")
+                .and_then(Value::as_bool)
+                .unwrap_or(cmd == "pause");
+            let mut line = format!(
+                "{}: {}",
+                notebook.display(),
+                if paused { "paused" } else { "resumed" }
+            );
+            if let Some(until) = resp.get("until").and_then(Value::as_str) {
+                line.push_str(&format!(" until {}", time::local(until)));
+            }
+            line.push('\n');
+            write_out(out, line.as_bytes())?;
             Ok(EXIT_OK)
+        }
+        Command::Restore {
+            notebook,
+            path,
+            rev,
+            at,
+        } => {
+            let nb = NotebookArg::classify(notebook, cwd)?;
+            let mut args = Map::new();
+            args.insert("path".into(), Value::String(path_arg(path, cwd)?));
+            if let Some(r) = rev {
+                args.insert("rev".into(), json!(r));
+            }
+            if let Some(ago) = at {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let before = now.saturating_sub(*ago).as_secs();
+                args.insert("before".into(), json!(before));
+            }
+            let resp = call(socket, "restore", &nb, args)?;
+            print_new_commit(out, &resp, "already as it was; nothing to commit")
+        }
+        Command::Undo { notebook, commit } => {
+            let nb = NotebookArg::classify(notebook, cwd)?;
+            let mut args = Map::new();
+            if let Some(c) = commit {
+                args.insert("commit".into(), json!(c));
+            }
+            let resp = call(socket, "undo", &nb, args)?;
+            print_new_commit(out, &resp, "the commit changed nothing; nothing to commit")
+        }
+        Command::Events { notebook, json } => {
+            let nb = notebook
+                .as_ref()
+                .map(|n| NotebookArg::classify(n, cwd))
+                .transpose()?;
+            events::stream(socket, nb.as_ref(), *json, out)
         }
         Command::Reload => {
             let resp = Conn::connect(socket)?
@@ -267,6 +338,20 @@ fn dispatch(
             Ok(EXIT_OK)
         }
     }
+}
+
+/// Print the `commit` of an answer, or `none` when it is null.
+fn print_new_commit(
+    out: &mut dyn Write,
+    resp: &Map<String, Value>,
+    none: &str,
+) -> Result<i32, ClientError> {
+    match resp.get("commit") {
+        Some(Value::String(id)) => write_out(out, format!("{id}\n").as_bytes())?,
+        None | Some(Value::Null) => write_out(out, format!("{none}\n").as_bytes())?,
+        Some(other) => return Err(ClientError::Protocol(format!("`commit` is {other}"))),
+    }
+    Ok(EXIT_OK)
 }
 
 /// Connect, send one request naming a notebook, and return its answer.

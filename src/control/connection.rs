@@ -330,15 +330,12 @@ impl Prepared {
         tasks.push(tokio::spawn(async move {
             loop {
                 let event = match commits.recv().await {
-                    Ok(NotebookEvent::Commit {
-                        notebook,
-                        commit,
-                        paths,
-                    }) => {
+                    Ok(event) => {
+                        let (notebook, line) = event_json(event);
                         if only.as_ref().is_some_and(|n| *n != notebook) {
                             continue;
                         }
-                        json!({"event": "commit", "notebook": notebook, "commit": commit, "paths": paths})
+                        line
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         json!({"event": "lagged", "missed": n})
@@ -363,6 +360,34 @@ impl Prepared {
             }));
         }
         Subscription { tasks }
+    }
+}
+
+/// A notebook event as its line in the stream, with the notebook's name.
+fn event_json(event: NotebookEvent) -> (String, Value) {
+    match event {
+        NotebookEvent::Commit {
+            notebook,
+            commit,
+            paths,
+        } => {
+            let line =
+                json!({"event": "commit", "notebook": notebook, "commit": commit, "paths": paths});
+            (notebook, line)
+        }
+        NotebookEvent::Error { notebook, message } => {
+            let line = json!({"event": "error", "notebook": notebook, "message": message});
+            (notebook, line)
+        }
+        NotebookEvent::Sync {
+            notebook,
+            state,
+            message,
+        } => {
+            let line =
+                json!({"event": "sync", "notebook": notebook, "state": state, "message": message});
+            (notebook, line)
+        }
     }
 }
 
