@@ -464,3 +464,23 @@ fn human_times_are_local() {
     assert!(!want.is_empty());
     assert!(log.contains(&want), "want {want} in {log}");
 }
+
+#[test]
+fn a_mistyped_notebook_name_gets_a_suggestion() {
+    let sb = Sandbox::new();
+    let r = sb.repo("notes");
+    r.write("a.md", "a\n");
+    commit_at(&r, "base", 0);
+    sb.write_config("", &[("notes", r.path.as_path(), "")]);
+    let _d = sb.start();
+    wait_for(LONG, "the notebook to be open", || {
+        let s = sb.client().ok("status", json!({}));
+        (s["notebooks"].as_array().unwrap().len() == 1).then_some(())
+    });
+    let out = sb.gl(&["log", "ntoes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("did you mean \"notes\"?"), "{err}");
+    let out = sb.gl(&["log", "zzzzzz"]);
+    assert!(!text(&out.stderr).contains("did you mean"));
+}

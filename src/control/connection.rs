@@ -230,11 +230,16 @@ impl Connection {
             ));
         }
         self.ctx.registry.find(arg).ok_or_else(|| {
+            let names = self.ctx.registry.names();
+            let hint = match super::suggest::closest(arg, &names) {
+                Some(name) => format!("did you mean {name:?}? "),
+                None => String::new(),
+            };
             Failure::new(
                 ErrorCode::NotFound,
                 format!(
-                    "no notebook named or containing {arg:?} (configured: {})",
-                    self.ctx.registry.names().join(", ")
+                    "no notebook named or containing {arg:?} ({hint}configured: {})",
+                    names.join(", ")
                 ),
             )
         })

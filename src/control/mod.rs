@@ -6,4 +6,5 @@ mod dispatch;
 mod outbox;
 pub mod protocol;
 pub mod server;
+mod suggest;
 pub mod trust;
