@@ -348,6 +348,10 @@ NOTEBOOK, only that notebook's events.",
     /// Print the man page (roff) to stdout
     #[command(after_help = "Example: gitlockd man | man -l -")]
     Man,
+
+    /// Print the configured notebook names, one a line (for shell completion)
+    #[command(hide = true)]
+    NotebookNames,
 }
 
 impl Cli {
@@ -375,10 +379,118 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
-/// Write completions for `shell` to `out`.
+/// Write completions for `shell` to `out`: clap's script, plus completion
+/// of NOTEBOOK arguments with the configured names (asked of `gitlockd
+/// notebook-names` at each TAB, so they follow the config).
 pub fn write_completions(shell: Shell, out: &mut dyn Write) {
     let mut cmd = command();
-    clap_complete::generate(shell, &mut cmd, "gitlockd", out);
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "gitlockd", &mut script);
+    let script = String::from_utf8_lossy(&script).into_owned();
+    let script = match shell {
+        Shell::Bash => format!("{script}{}", bash_notebooks()),
+        Shell::Zsh => zsh_notebooks(&script),
+        Shell::Fish => format!("{script}{}", fish_notebooks()),
+        _ => script,
+    };
+    // Nothing sensible is left to do if stdout fails.
+    let _ = out.write_all(script.as_bytes());
+}
+
+/// Subcommands whose first positional argument is a NOTEBOOK.
+fn notebook_subcommands() -> Vec<String> {
+    command()
+        .get_subcommands()
+        .filter(|sub| {
+            sub.get_positionals()
+                .next()
+                .is_some_and(|a| a.get_id() == "notebook")
+        })
+        .map(|sub| sub.get_name().to_string())
+        .collect()
+}
+
+/// Every option that takes a value (its value is not a positional word).
+fn value_options() -> Vec<String> {
+    let mut opts: Vec<String> = command()
+        .get_subcommands()
+        .flat_map(|sub| sub.get_arguments().cloned().collect::<Vec<_>>())
+        .chain(command().get_arguments().cloned())
+        .filter(|a| !a.is_positional() && a.get_action().takes_values())
+        .flat_map(|a| {
+            let long = a.get_long().map(|l| format!("--{l}"));
+            let short = a.get_short().map(|s| format!("-{s}"));
+            long.into_iter().chain(short)
+        })
+        .collect();
+    opts.sort();
+    opts.dedup();
+    opts
+}
+
+fn bash_notebooks() -> String {
+    format!(
+        r#"
+# Notebook names for NOTEBOOK arguments (from `gitlockd notebook-names`).
+_gitlockd_with_notebooks() {{
+    _gitlockd "$@"
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" sub="" pos=0 i config=()
+    [[ ${{cur}} == -* ]] && return 0
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${{COMP_WORDS[i]}}" in
+            --config) config=(--config "${{COMP_WORDS[i + 1]}}"); ((i++)) ;;
+            {opts}) ((i++)) ;;
+            -*) ;;
+            *) if [[ -z ${{sub}} ]]; then sub="${{COMP_WORDS[i]}}"; else ((pos++)); fi ;;
+        esac
+    done
+    [[ -n ${{sub}} && ${{pos}} -eq 0 ]] || return 0
+    case "${{sub}}" in
+        {subs})
+            COMPREPLY=( $(compgen -W "$(gitlockd "${{config[@]}}" notebook-names 2>/dev/null)" -- "${{cur}}") ) ;;
+    esac
+    return 0
+}}
+complete -F _gitlockd_with_notebooks -o bashdefault -o default gitlockd
+"#,
+        opts = value_options().join("|"),
+        subs = notebook_subcommands().join("|"),
+    )
+}
+
+fn zsh_notebooks(script: &str) -> String {
+    let helper = r#"
+(( $+functions[_gitlockd_notebooks] )) ||
+_gitlockd_notebooks() {
+    local -a names
+    names=(${(f)"$(gitlockd notebook-names 2>/dev/null)"})
+    _alternative 'notebooks:notebook:compadd -a names' 'files:file:_files'
+}
+
+"#;
+    let mut out = String::with_capacity(script.len() + helper.len());
+    for line in script.lines() {
+        if line.starts_with(r#"if [ "$funcstack[1]" = "_gitlockd" ]"#) {
+            out.push_str(helper);
+        }
+        if line.contains(":notebook -- ") && line.ends_with(":_files' \\") {
+            out.push_str(&line.replace(":_files' \\", ":_gitlockd_notebooks' \\"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn fish_notebooks() -> String {
+    let mut out = String::from("\n# Notebook names for NOTEBOOK arguments.\n");
+    for sub in notebook_subcommands() {
+        out.push_str(&format!(
+            "complete -c gitlockd -n \"__fish_gitlockd_using_subcommand {sub}\" -f -a \"(gitlockd notebook-names 2>/dev/null)\" -d notebook\n"
+        ));
+    }
+    out
 }
 
 /// Write the man page gitlockd(1), every subcommand included, to `out`.

@@ -106,9 +106,12 @@ fn dispatch(
         ));
     };
     match command {
-        Command::CheckConfig | Command::Completions { .. } | Command::Man => Err(
-            ClientError::Usage("this subcommand does not talk to the daemon".into()),
-        ),
+        Command::CheckConfig
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::NotebookNames => Err(ClientError::Usage(
+            "this subcommand does not talk to the daemon".into(),
+        )),
         Command::Status {
             json,
             pending,
