@@ -484,3 +484,106 @@ fn a_mistyped_notebook_name_gets_a_suggestion() {
     let out = sb.gl(&["log", "zzzzzz"]);
     assert!(!text(&out.stderr).contains("did you mean"));
 }
+
+/// The README's divergence recipe, run as written (inside the notebook,
+/// every conflicted file at once, EDITOR a script): it refuses to commit
+/// while a conflict marker is left, and commits the merge once resolved.
+#[test]
+fn readme_divergence_recipe_resolves_many_files_and_refuses_markers() {
+    let sb = Sandbox::new();
+    let remote = sb.root.join("books/remote.git");
+    let git_in = |dir: &std::path::Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .envs(sb.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    };
+    std::fs::create_dir_all(&remote).unwrap();
+    git_in(&remote, &["init", "-q", "--bare", "-b", "main"]);
+    let seed = sb.repo("seed");
+    seed.write("README.md", "shared\n");
+    seed.write("my notes.md", "shared\n");
+    commit_at(&seed, "seed", 0);
+    seed.git(&["push", "-q", remote.to_str().unwrap(), "main"]);
+    let books = sb.root.join("books");
+    git_in(&books, &["clone", "-q", remote.to_str().unwrap(), "a"]);
+    git_in(&books, &["clone", "-q", remote.to_str().unwrap(), "b"]);
+    let (a, b) = (
+        sb.open_repo(&books.join("a")),
+        sb.open_repo(&books.join("b")),
+    );
+    for (r, side) in [(&a, "a"), (&b, "b")] {
+        r.write("README.md", &format!("version {side}\n"));
+        r.write("my notes.md", &format!("notes {side}\n"));
+        commit_at(r, &format!("{side}'s edit"), 0);
+    }
+    a.git(&["push", "-q", "origin", "main"]);
+    let _d = serve(
+        &sb,
+        &b,
+        "[notebook.sync]\nremote = \"origin\"\npull_interval = \"0s\"\n",
+    );
+    let resp = sb.client().ok("sync", json!({"notebook": "nb"}));
+    assert_eq!(resp["integrated"], "diverged", "{resp}");
+
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("Resolving a divergence").unwrap();
+    let block = &readme[start..];
+    let block = &block[block.find("```sh\n").unwrap() + 6..];
+    let recipe = block[..block.find("```").unwrap()].replace("~/notes", b.path.to_str().unwrap());
+    let bin_dir = support::bin().parent().unwrap().to_path_buf();
+    let run = |editor: &str| {
+        let script_path = sb.root.join("editor.sh");
+        std::fs::write(&script_path, format!("#!/bin/sh\n{editor}\n")).unwrap();
+        std::fs::set_permissions(
+            &script_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let recipe_path = sb.root.join("recipe.sh");
+        std::fs::write(&recipe_path, &recipe).unwrap();
+        // `xargs -o` gives the editor the terminal: run under a pty.
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+        let out = Command::new("script")
+            .args([
+                "-qec",
+                &format!("sh {}", recipe_path.display()),
+                "/dev/null",
+            ])
+            .env_clear()
+            .envs(sb.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PATH", path)
+            .env("GITLOCKD_SOCKET", &sb.socket)
+            .env("EDITOR", &script_path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout))
+    };
+    let head = b.head().unwrap();
+
+    // An editor that fixes one file only: refused, nothing committed.
+    let (code, out) = run(r#"printf 'fixed\n' > "$1""#);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("conflict markers left"), "{out}");
+    assert_eq!(b.head().unwrap(), head);
+    b.git(&["merge", "--abort"]);
+
+    // An editor that resolves every file it is given.
+    let (code, out) = run(r#"for f in "$@"; do printf 'resolved\n' > "$f"; done"#);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        b.git(&["rev-list", "--parents", "-n1", "HEAD"])
+            .split(' ')
+            .count(),
+        3
+    );
+    assert_eq!(b.blob("README.md").as_deref(), Some("resolved\n"));
+    assert_eq!(b.blob("my notes.md").as_deref(), Some("resolved\n"));
+    assert_eq!(b.status_porcelain(), "");
+    b.assert_fsck_clean();
+}
