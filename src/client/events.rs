@@ -6,12 +6,12 @@
 use std::io::Write;
 use std::path::Path;
 
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 use super::args::NotebookArg;
 use super::conn::Conn;
-use super::format::cell;
 use super::{time, write_out, ClientError, ANSWER_TIMEOUT};
+use crate::control::answers::Event;
 
 /// Subscribes (to one notebook, or all) and prints events until the daemon
 /// closes the connection (exit 1) or the output goes away.
@@ -31,9 +31,11 @@ pub(super) fn stream(
         let text = if json {
             line.trim_end().to_string()
         } else {
-            let value: Value = serde_json::from_str(&line)
-                .map_err(|e| ClientError::Protocol(format!("event is not JSON: {e}")))?;
-            format_event(&value, &now_rfc3339())
+            // An event this client does not know yet is shown as it came.
+            match serde_json::from_str::<Event>(&line) {
+                Ok(event) => format_event(&event, &now_rfc3339()),
+                Err(_) => format!("{}  {}", time::local(&now_rfc3339()), line.trim_end()),
+            }
         };
         write_out(out, format!("{text}\n").as_bytes())?;
         out.flush().map_err(ClientError::Output)?;
@@ -48,33 +50,79 @@ fn now_rfc3339() -> String {
 }
 
 /// One event as a human line: `TIME  NOTEBOOK  KIND  DETAILS`.
-pub fn format_event(event: &Value, at: &str) -> String {
-    let field = |key: &str| event.get(key).map(cell).unwrap_or_else(|| "-".into());
-    let kind = event.get("event").and_then(Value::as_str).unwrap_or("?");
-    let details = match kind {
-        "commit" => {
-            let id = field("commit");
-            let paths: Vec<String> = match event.get("paths") {
-                Some(Value::Array(paths)) => paths.iter().map(cell).collect(),
-                _ => Vec::new(),
-            };
-            format!("{} {}", &id[..id.len().min(8)], paths.join(", "))
-        }
-        "lock" => match event.get("held") {
-            Some(Value::Bool(true)) => "held".into(),
-            _ => "released".into(),
-        },
-        "sync" => format!("{}: {}", field("state"), field("message")),
-        "error" => match event.get("code") {
-            Some(code) => format!("{}: {}", cell(code), field("message")),
-            None => field("message"),
-        },
-        "lagged" => format!("{} events missed", field("missed")),
-        _ => event.to_string(),
+pub fn format_event(event: &Event, at: &str) -> String {
+    let (notebook, kind, details) = match event {
+        Event::Commit {
+            notebook,
+            commit,
+            paths,
+        } => (
+            Some(notebook),
+            "commit",
+            format!("{} {}", &commit[..commit.len().min(8)], paths.join(", ")),
+        ),
+        Event::Lock { notebook, held } => (
+            Some(notebook),
+            "lock",
+            if *held { "held" } else { "released" }.to_string(),
+        ),
+        Event::Sync {
+            notebook,
+            state,
+            message,
+        } => (Some(notebook), "sync", format!("{state}: {message}")),
+        Event::Error {
+            notebook,
+            code,
+            message,
+        } => (
+            notebook.as_ref(),
+            "error",
+            match code {
+                Some(code) => format!("{code}: {message}"),
+                None => message.clone(),
+            },
+        ),
+        Event::Lagged { missed } => (None, "lagged", format!("{missed} events missed")),
     };
-    let notebook = event
-        .get("notebook")
-        .map(cell)
-        .unwrap_or_else(|| "-".into());
+    let notebook = notebook.map_or("-", String::as_str);
     format!("{}  {notebook}  {kind}  {details}", time::local(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_lines() {
+        let at = "2026-12-05T08:33:27Z";
+        let t = time::local(at);
+        let commit = Event::Commit {
+            notebook: "nb".into(),
+            commit: "0123456789abcdef".into(),
+            paths: vec!["a.md".into(), "b.md".into()],
+        };
+        assert_eq!(
+            format_event(&commit, at),
+            format!("{t}  nb  commit  01234567 a.md, b.md")
+        );
+        let slow = Event::Error {
+            notebook: None,
+            code: Some("too_slow".into()),
+            message: "m".into(),
+        };
+        assert_eq!(
+            format_event(&slow, at),
+            format!("{t}  -  error  too_slow: m")
+        );
+        let sync = Event::Sync {
+            notebook: "nb".into(),
+            state: "diverged".into(),
+            message: "m".into(),
+        };
+        assert_eq!(
+            format_event(&sync, at),
+            format!("{t}  nb  sync  diverged: m")
+        );
+    }
 }

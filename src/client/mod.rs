@@ -24,6 +24,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use crate::cli::{Cli, Command};
+use crate::control::answers::{from_fields, CommitAnswer, PauseAnswer, RestoreAnswer, UndoAnswer};
 
 pub use args::{is_name, path_arg, NotebookArg};
 pub use conn::{
@@ -165,15 +166,8 @@ fn dispatch(
                     .collect::<Result<Vec<_>, _>>()?;
                 args.insert("paths".into(), Value::Array(paths));
             }
-            let resp = call(socket, "commit", &nb, args)?;
-            match resp.get("commit") {
-                Some(Value::String(id)) => write_out(out, format!("{id}\n").as_bytes())?,
-                None | Some(Value::Null) => write_out(out, b"nothing to commit\n")?,
-                Some(other) => {
-                    return Err(ClientError::Protocol(format!("`commit` is {other}")));
-                }
-            }
-            Ok(EXIT_OK)
+            let resp: CommitAnswer = typed("commit", &call(socket, "commit", &nb, args)?)?;
+            print_new_commit(out, resp.commit, "nothing to commit")
         }
         Command::Log {
             notebook,
@@ -250,17 +244,14 @@ fn dispatch(
                 _ => ("resume", Map::new()),
             };
             let nb = NotebookArg::classify(notebook, cwd)?;
-            let resp = call(socket, cmd, &nb, std::mem::take(&mut args))?;
-            let paused = resp
-                .get("paused")
-                .and_then(Value::as_bool)
-                .unwrap_or(cmd == "pause");
+            let resp: PauseAnswer =
+                typed(cmd, &call(socket, cmd, &nb, std::mem::take(&mut args))?)?;
             let mut line = format!(
                 "{}: {}",
                 notebook.display(),
-                if paused { "paused" } else { "resumed" }
+                if resp.paused { "paused" } else { "resumed" }
             );
-            if let Some(until) = resp.get("until").and_then(Value::as_str) {
+            if let Some(until) = &resp.until {
                 line.push_str(&format!(" until {}", time::local(until)));
             }
             line.push('\n');
@@ -286,8 +277,8 @@ fn dispatch(
                 let before = now.saturating_sub(*ago).as_secs();
                 args.insert("before".into(), json!(before));
             }
-            let resp = call(socket, "restore", &nb, args)?;
-            print_new_commit(out, &resp, "already as it was; nothing to commit")
+            let resp: RestoreAnswer = typed("restore", &call(socket, "restore", &nb, args)?)?;
+            print_new_commit(out, resp.commit, "already as it was; nothing to commit")
         }
         Command::Undo { notebook, commit } => {
             let nb = NotebookArg::classify(notebook, cwd)?;
@@ -295,8 +286,12 @@ fn dispatch(
             if let Some(c) = commit {
                 args.insert("commit".into(), json!(c));
             }
-            let resp = call(socket, "undo", &nb, args)?;
-            print_new_commit(out, &resp, "the commit changed nothing; nothing to commit")
+            let resp: UndoAnswer = typed("undo", &call(socket, "undo", &nb, args)?)?;
+            print_new_commit(
+                out,
+                resp.commit,
+                "the commit changed nothing; nothing to commit",
+            )
         }
         Command::Events { notebook, json } => {
             let nb = notebook
@@ -343,18 +338,24 @@ fn dispatch(
     }
 }
 
-/// Print the `commit` of an answer, or `none` when it is null.
+/// Print a new commit's id, or `none` when there is none.
 fn print_new_commit(
     out: &mut dyn Write,
-    resp: &Map<String, Value>,
+    commit: Option<String>,
     none: &str,
 ) -> Result<i32, ClientError> {
-    match resp.get("commit") {
-        Some(Value::String(id)) => write_out(out, format!("{id}\n").as_bytes())?,
-        None | Some(Value::Null) => write_out(out, format!("{none}\n").as_bytes())?,
-        Some(other) => return Err(ClientError::Protocol(format!("`commit` is {other}"))),
-    }
+    let line = commit.unwrap_or_else(|| none.to_string());
+    write_out(out, format!("{line}\n").as_bytes())?;
     Ok(EXIT_OK)
+}
+
+/// An answer's fields as the protocol's typed answer to `cmd`.
+fn typed<T: for<'de> serde::Deserialize<'de>>(
+    cmd: &str,
+    fields: &Map<String, Value>,
+) -> Result<T, ClientError> {
+    from_fields(fields)
+        .map_err(|e| ClientError::Protocol(format!("unexpected answer to `{cmd}`: {e}")))
 }
 
 /// Connect, send one request naming a notebook, and return its answer.

@@ -13,13 +13,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::UnixStream;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use super::answers::Event;
 use super::dispatch::{lock_failure, Outcome};
 use super::outbox::{outbox, Outbox};
 use super::protocol::{
@@ -343,7 +344,7 @@ impl Prepared {
                         line
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        json!({"event": "lagged", "missed": n})
+                        to_value(&Event::Lagged { missed: n })
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
@@ -357,7 +358,10 @@ impl Prepared {
             tasks.push(tokio::spawn(async move {
                 while held.changed().await.is_ok() {
                     let now = *held.borrow_and_update();
-                    let event = json!({"event": "lock", "notebook": name, "held": now});
+                    let event = to_value(&Event::Lock {
+                        notebook: name.clone(),
+                        held: now,
+                    });
                     if !out.event(to_line(&event)) {
                         return;
                     }
@@ -370,30 +374,46 @@ impl Prepared {
 
 /// A notebook event as its line in the stream, with the notebook's name.
 fn event_json(event: NotebookEvent) -> (String, Value) {
-    match event {
+    let (name, event) = match event {
         NotebookEvent::Commit {
             notebook,
             commit,
             paths,
-        } => {
-            let line =
-                json!({"event": "commit", "notebook": notebook, "commit": commit, "paths": paths});
-            (notebook, line)
-        }
-        NotebookEvent::Error { notebook, message } => {
-            let line = json!({"event": "error", "notebook": notebook, "message": message});
-            (notebook, line)
-        }
+        } => (
+            notebook.clone(),
+            Event::Commit {
+                notebook,
+                commit,
+                paths,
+            },
+        ),
+        NotebookEvent::Error { notebook, message } => (
+            notebook.clone(),
+            Event::Error {
+                notebook: Some(notebook),
+                code: None,
+                message,
+            },
+        ),
         NotebookEvent::Sync {
             notebook,
             state,
             message,
-        } => {
-            let line =
-                json!({"event": "sync", "notebook": notebook, "state": state, "message": message});
-            (notebook, line)
-        }
-    }
+        } => (
+            notebook.clone(),
+            Event::Sync {
+                notebook,
+                state,
+                message,
+            },
+        ),
+    };
+    (name, to_value(&event))
+}
+
+/// An event as JSON (cannot fail: plain strings, numbers and lists).
+fn to_value(event: &Event) -> Value {
+    Value::Object(super::answers::to_fields(event))
 }
 
 /// A running event stream: its forwarder tasks, stopped when it is dropped.

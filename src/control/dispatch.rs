@@ -8,6 +8,9 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 
+use super::answers::{
+    to_fields, CommitAnswer, PauseAnswer, PendingFields, RestoreAnswer, UndoAnswer,
+};
 use super::connection::Connection;
 use super::protocol::{ErrorCode, Failure, Request, PROTOCOL_VERSION};
 use super::server::ReloadFailure;
@@ -45,25 +48,26 @@ impl Connection {
                     if pending == Some(true) {
                         // The committer's own listing: git's ignores, the
                         // notebook's `ignore` globs and editor temporaries apply.
-                        let (paths, error) = match self
+                        let extra = match self
                             .read_op(nb.name(), |nb| {
                                 nb.git().pending_changes(nb.commit_options())
                             })
                             .await
                         {
-                            Ok(paths) => (
-                                paths
-                                    .iter()
-                                    .map(|p| Value::from(p.display().to_string()))
-                                    .collect(),
-                                Value::Null,
-                            ),
-                            Err(Outcome::Failed(f)) => (Value::Null, Value::from(f.message)),
+                            Ok(paths) => PendingFields {
+                                pending_paths: Some(
+                                    paths.iter().map(|p| p.display().to_string()).collect(),
+                                ),
+                                pending_error: None,
+                            },
+                            Err(Outcome::Failed(f)) => PendingFields {
+                                pending_paths: None,
+                                pending_error: Some(f.message),
+                            },
                             Err(Outcome::Disconnected) => return Err(Outcome::Disconnected),
                         };
                         if let Value::Object(map) = &mut entry {
-                            map.insert("pending_paths".into(), paths);
-                            map.insert("pending_error".into(), error);
+                            map.extend(to_fields(&extra));
                         }
                     }
                     entries.push(entry);
@@ -180,16 +184,19 @@ impl Connection {
                 let nb = self.notebook(&notebook)?;
                 let until = nb.pause(for_ms.map(Duration::from_millis));
                 tracing::info!(notebook = %nb.name(), until = ?until.map(crate::notebook::rfc3339), "auto-commits paused");
-                Ok(fields(json!({
-                    "paused": true,
-                    "until": until.map(crate::notebook::rfc3339),
-                })))
+                Ok(to_fields(&PauseAnswer {
+                    paused: true,
+                    until: until.map(crate::notebook::rfc3339),
+                }))
             }
             Request::Resume { notebook } => {
                 let nb = self.notebook(&notebook)?;
                 nb.resume();
                 tracing::info!(notebook = %nb.name(), "auto-commits resumed");
-                Ok(fields(json!({ "paused": false })))
+                Ok(to_fields(&PauseAnswer {
+                    paused: false,
+                    until: None,
+                }))
             }
             Request::Reload => {
                 let (tx, rx) = oneshot::channel();
@@ -334,7 +341,7 @@ impl Connection {
             })
             .await?;
         let commit = announce(&nb, &outcome, "committed on request");
-        Ok(fields(json!({ "commit": commit })))
+        Ok(to_fields(&CommitAnswer { commit }))
     }
 
     async fn restore(
@@ -365,11 +372,11 @@ impl Connection {
             nb.announce_commit(saved.to_string(), Vec::new());
         }
         let commit = announce(&nb, &done.outcome, "restored on request");
-        Ok(fields(json!({
-            "commit": commit,
-            "source": done.source.to_string(),
-            "saved": done.saved.map(|id| id.to_string()),
-        })))
+        Ok(to_fields(&RestoreAnswer {
+            commit,
+            source: done.source.to_string(),
+            saved: done.saved.map(|id| id.to_string()),
+        }))
     }
 
     async fn undo(
@@ -383,10 +390,10 @@ impl Connection {
             })
             .await?;
         let commit = announce(&nb, &done.outcome, "undone on request");
-        Ok(fields(json!({
-            "commit": commit,
-            "reverted": done.reverted.to_string(),
-        })))
+        Ok(to_fields(&UndoAnswer {
+            commit,
+            reverted: done.reverted.to_string(),
+        }))
     }
 }
 
