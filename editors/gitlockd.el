@@ -1,8 +1,15 @@
 ;;; gitlockd.el --- commit the current file through gitlockd  -*- lexical-binding: t; -*-
-;; M-x gitlockd-commit  commits this file now; M-x gitlockd-log shows its history.
+;; M-x gitlockd-commit  commits this file now; M-x gitlockd-log shows its history;
+;; M-x gitlockd-restore / gitlockd-restore-at bring back an older version of it and
+;; M-x gitlockd-undo reverts a commit, each as a new commit (the buffer is re-read).
 (defun gitlockd--run (&rest args)
   (with-output-to-temp-buffer "*gitlockd*"
     (apply #'call-process "gitlockd" nil standard-output nil args)))
+
+(defun gitlockd--reread ()
+  "Re-read the file from disk unless the buffer has unsaved changes."
+  (unless (buffer-modified-p)
+    (revert-buffer t t t)))
 
 (defun gitlockd-commit (message)
   "Commit the current file now through gitlockd, with MESSAGE if not empty."
@@ -15,5 +22,24 @@
   "Show the current file's history."
   (interactive)
   (gitlockd--run "log" (file-name-directory buffer-file-name) buffer-file-name "-n" "20"))
+
+(defun gitlockd-restore (rev)
+  "Bring back the current file as it was at REV, as a new commit."
+  (interactive "sRestore from revision (e.g. HEAD~1): ")
+  (gitlockd--run "restore" (file-name-directory buffer-file-name) buffer-file-name "--rev" rev)
+  (gitlockd--reread))
+
+(defun gitlockd-restore-at (ago)
+  "Bring back the current file as it was AGO (e.g. 2h), as a new commit."
+  (interactive "sRestore as it was how long ago (e.g. 2h): ")
+  (gitlockd--run "restore" (file-name-directory buffer-file-name) buffer-file-name "--at" ago)
+  (gitlockd--reread))
+
+(defun gitlockd-undo (commit)
+  "Revert COMMIT (empty: the last commit) as a new commit."
+  (interactive "sUndo commit (empty: the last one): ")
+  (apply #'gitlockd--run "undo" (file-name-directory buffer-file-name)
+         (unless (string= commit "") (list commit)))
+  (gitlockd--reread))
 
 (provide 'gitlockd)

@@ -90,6 +90,10 @@ commit and the last error (\"-\" when none). Never waits for a notebook's lock."
         #[arg(long)]
         json: bool,
 
+        /// Also list each notebook's uncommitted paths (what the next commit would take)
+        #[arg(long)]
+        pending: bool,
+
         /// Only this notebook (name or path)
         #[arg(value_name = "NOTEBOOK")]
         notebook: Option<PathBuf>,
@@ -228,13 +232,19 @@ against the working tree. With PATH, only that file or folder."
 
     /// Stop auto-commits in a notebook (changes still collect)
     #[command(
-        long_about = "Stop auto-commits in the notebook. File events still collect \
-and are committed after `gitlockd resume`."
+        long_about = "Stop auto-commits in the notebook, until `gitlockd resume` or for \
+the --for duration. File events still collect and are committed when the pause ends. \
+The pause is remembered across daemon restarts and reloads \
+($XDG_STATE_HOME/gitlockd/paused.json)."
     )]
     Pause {
         /// Notebook name, or a path to the notebook or anything inside it
         #[arg(value_name = "NOTEBOOK")]
         notebook: PathBuf,
+
+        /// Resume by itself after this long (e.g. 1h)
+        #[arg(long = "for", value_name = "DUR", value_parser = parse_duration)]
+        duration: Option<Duration>,
     },
 
     /// Restart auto-commits in a paused notebook
@@ -264,6 +274,67 @@ ahead and behind."
         notebook: PathBuf,
     },
 
+    /// Bring back a file or folder as it was, as a new commit
+    #[command(
+        long_about = "Write PATH (a file or a folder) as it was at revision REV, or at \
+the time --at ago, and commit it as a new commit (history is never rewritten). PATH's \
+current state is committed first, so nothing is lost. A folder is restored whole: files \
+added to it since are removed (they stay in history). Files are written by your git, \
+so filters (git-lfs) apply. Prints the new commit id.",
+        after_help = "Examples: gitlockd restore notes todo.md --at 2h\n          gitlockd restore notes todo.md --rev HEAD~3"
+    )]
+    Restore {
+        /// Notebook name, or a path to the notebook or anything inside it
+        #[arg(value_name = "NOTEBOOK")]
+        notebook: PathBuf,
+
+        /// The file or folder (relative to the notebook, or to the current directory)
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+
+        /// Revision to take it from (anything git understands) [default: HEAD]
+        #[arg(long, value_name = "REV", conflicts_with = "at")]
+        rev: Option<String>,
+
+        /// As it was this long ago (its state in the newest commit not newer than that)
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        at: Option<Duration>,
+    },
+
+    /// Undo a commit's changes with a new commit (default: the last commit)
+    #[command(
+        long_about = "Revert the changes of COMMIT (default HEAD) as a new commit; history \
+is never rewritten. Refused (exit 1, nothing written) when a file it touched changed \
+after it, committed or not, or when it is a merge commit: then bring back the version \
+you want with `gitlockd restore`. Prints the new commit id."
+    )]
+    Undo {
+        /// Notebook name, or a path to the notebook or anything inside it
+        #[arg(value_name = "NOTEBOOK")]
+        notebook: PathBuf,
+
+        /// The commit to undo [default: HEAD]
+        #[arg(value_name = "COMMIT")]
+        commit: Option<String>,
+    },
+
+    /// Print events as they happen: commits, errors, sync problems, lock changes
+    #[command(
+        long_about = "Print one line per event, as it happens, until interrupted: \
+commits, a notebook's new errors, sync divergence or failure, and lock changes. With \
+NOTEBOOK, only that notebook's events.",
+        after_help = "Example: gitlockd events --json | while read -r e; do notify-send gitlockd \"$e\"; done"
+    )]
+    Events {
+        /// Only this notebook (name or path)
+        #[arg(value_name = "NOTEBOOK")]
+        notebook: Option<PathBuf>,
+
+        /// Print each event as the daemon's JSON line
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Print shell completions to stdout
     #[command(
         after_help = "Example: gitlockd completions bash > ~/.local/share/bash-completion/completions/gitlockd"
@@ -277,6 +348,10 @@ ahead and behind."
     /// Print the man page (roff) to stdout
     #[command(after_help = "Example: gitlockd man | man -l -")]
     Man,
+
+    /// Print the configured notebook names, one a line (for shell completion)
+    #[command(hide = true)]
+    NotebookNames,
 }
 
 impl Cli {
@@ -304,10 +379,118 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
-/// Write completions for `shell` to `out`.
+/// Write completions for `shell` to `out`: clap's script, plus completion
+/// of NOTEBOOK arguments with the configured names (asked of `gitlockd
+/// notebook-names` at each TAB, so they follow the config).
 pub fn write_completions(shell: Shell, out: &mut dyn Write) {
     let mut cmd = command();
-    clap_complete::generate(shell, &mut cmd, "gitlockd", out);
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "gitlockd", &mut script);
+    let script = String::from_utf8_lossy(&script).into_owned();
+    let script = match shell {
+        Shell::Bash => format!("{script}{}", bash_notebooks()),
+        Shell::Zsh => zsh_notebooks(&script),
+        Shell::Fish => format!("{script}{}", fish_notebooks()),
+        _ => script,
+    };
+    // Nothing sensible is left to do if stdout fails.
+    let _ = out.write_all(script.as_bytes());
+}
+
+/// Subcommands whose first positional argument is a NOTEBOOK.
+fn notebook_subcommands() -> Vec<String> {
+    command()
+        .get_subcommands()
+        .filter(|sub| {
+            sub.get_positionals()
+                .next()
+                .is_some_and(|a| a.get_id() == "notebook")
+        })
+        .map(|sub| sub.get_name().to_string())
+        .collect()
+}
+
+/// Every option that takes a value (its value is not a positional word).
+fn value_options() -> Vec<String> {
+    let mut opts: Vec<String> = command()
+        .get_subcommands()
+        .flat_map(|sub| sub.get_arguments().cloned().collect::<Vec<_>>())
+        .chain(command().get_arguments().cloned())
+        .filter(|a| !a.is_positional() && a.get_action().takes_values())
+        .flat_map(|a| {
+            let long = a.get_long().map(|l| format!("--{l}"));
+            let short = a.get_short().map(|s| format!("-{s}"));
+            long.into_iter().chain(short)
+        })
+        .collect();
+    opts.sort();
+    opts.dedup();
+    opts
+}
+
+fn bash_notebooks() -> String {
+    format!(
+        r#"
+# Notebook names for NOTEBOOK arguments (from `gitlockd notebook-names`).
+_gitlockd_with_notebooks() {{
+    _gitlockd "$@"
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" sub="" pos=0 i config=()
+    [[ ${{cur}} == -* ]] && return 0
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${{COMP_WORDS[i]}}" in
+            --config) config=(--config "${{COMP_WORDS[i + 1]}}"); ((i++)) ;;
+            {opts}) ((i++)) ;;
+            -*) ;;
+            *) if [[ -z ${{sub}} ]]; then sub="${{COMP_WORDS[i]}}"; else ((pos++)); fi ;;
+        esac
+    done
+    [[ -n ${{sub}} && ${{pos}} -eq 0 ]] || return 0
+    case "${{sub}}" in
+        {subs})
+            COMPREPLY=( $(compgen -W "$(gitlockd "${{config[@]}}" notebook-names 2>/dev/null)" -- "${{cur}}") ) ;;
+    esac
+    return 0
+}}
+complete -F _gitlockd_with_notebooks -o bashdefault -o default gitlockd
+"#,
+        opts = value_options().join("|"),
+        subs = notebook_subcommands().join("|"),
+    )
+}
+
+fn zsh_notebooks(script: &str) -> String {
+    let helper = r#"
+(( $+functions[_gitlockd_notebooks] )) ||
+_gitlockd_notebooks() {
+    local -a names
+    names=(${(f)"$(gitlockd notebook-names 2>/dev/null)"})
+    _alternative 'notebooks:notebook:compadd -a names' 'files:file:_files'
+}
+
+"#;
+    let mut out = String::with_capacity(script.len() + helper.len());
+    for line in script.lines() {
+        if line.starts_with(r#"if [ "$funcstack[1]" = "_gitlockd" ]"#) {
+            out.push_str(helper);
+        }
+        if line.contains(":notebook -- ") && line.ends_with(":_files' \\") {
+            out.push_str(&line.replace(":_files' \\", ":_gitlockd_notebooks' \\"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn fish_notebooks() -> String {
+    let mut out = String::from("\n# Notebook names for NOTEBOOK arguments.\n");
+    for sub in notebook_subcommands() {
+        out.push_str(&format!(
+            "complete -c gitlockd -n \"__fish_gitlockd_using_subcommand {sub}\" -f -a \"(gitlockd notebook-names 2>/dev/null)\" -d notebook\n"
+        ));
+    }
+    out
 }
 
 /// Write the man page gitlockd(1), every subcommand included, to `out`.

@@ -25,6 +25,7 @@ pub mod git;
 pub mod lock;
 pub mod logging;
 pub mod notebook;
+pub mod pause;
 pub mod recovery;
 pub mod registry;
 mod schedule;

@@ -23,6 +23,16 @@ fn main() -> ExitCode {
             })
         }
         Some(Command::CheckConfig) => check_config(&config_path),
+        Some(Command::NotebookNames) => {
+            // For shell completion: quiet, and nothing when the config is invalid.
+            if let Ok(cfg) = config::load(&config_path) {
+                let mut out = std::io::stdout().lock();
+                for nb in &cfg.notebooks {
+                    let _ = writeln!(out, "{}", nb.name);
+                }
+            }
+            0
+        }
         Some(Command::Completions { shell }) => {
             cli::write_completions(*shell, &mut std::io::stdout());
             0

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -40,6 +40,22 @@ pub enum NotebookEvent {
         commit: String,
         /// The paths it changed.
         paths: Vec<String>,
+    },
+    /// The notebook's `last_error` changed to a new error.
+    Error {
+        /// The notebook's name.
+        notebook: String,
+        /// The error, as status shows it.
+        message: String,
+    },
+    /// Sync became diverged, or failed with a new error.
+    Sync {
+        /// The notebook's name.
+        notebook: String,
+        /// "diverged" or "error".
+        state: String,
+        /// What happened (the remote ref kept, or the error).
+        message: String,
     },
 }
 
@@ -181,6 +197,11 @@ struct Shared {
     pending: Mutex<Pending>,
     health: Mutex<Health>,
     paused: AtomicBool,
+    /// When a `pause --for` ends; `None` while paused until `resume`.
+    pause_until: Mutex<Option<SystemTime>>,
+    /// Bumped at every pause and resume: an expiry timer of an older pause
+    /// does nothing.
+    pause_generation: AtomicU64,
     /// Set by [`Notebook::stop`]: a loop that crashes now is not restarted.
     stopping: AtomicBool,
     /// The watcher's live count of inotify watches (unset without a watcher).
@@ -276,6 +297,8 @@ impl Notebook {
                 ..Health::default()
             }),
             paused: AtomicBool::new(false),
+            pause_until: Mutex::new(None),
+            pause_generation: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             watches: Mutex::new(None),
             unwatched: AtomicBool::new(false),
@@ -303,6 +326,23 @@ impl Notebook {
             pending.touch(Instant::now());
         }
         let (control, control_rx) = mpsc::unbounded_channel();
+        // A pause outlives restarts and reloads: in force before the catch-up round.
+        let remembered = {
+            let root = shared.git.root().to_path_buf();
+            tokio::task::spawn_blocking(move || crate::pause::load(&root))
+                .await
+                .unwrap_or(Ok(None))
+        };
+        match remembered {
+            Ok(Some(until)) => {
+                tracing::info!(notebook = %name, until = ?until.map(rfc3339), "auto-commits stay paused (paused before the restart)");
+                apply_pause(&shared, &control, until);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(notebook = %name, error = %e, "cannot read the remembered pauses")
+            }
+        }
         let (caught_up_tx, caught_up_rx) = oneshot::channel();
         let owner = OwnerId::fresh();
         git_lock_manager().label_owner(owner, format!("auto-commit of {name}"));
@@ -355,14 +395,22 @@ impl Notebook {
         self.shared.git.root()
     }
 
-    /// Stops or restarts auto-commits; events keep collecting while paused.
-    pub fn set_paused(&self, paused: bool) {
-        self.shared.paused.store(paused, Ordering::SeqCst);
-        let _ = self.control.send(if paused {
-            Control::Pause
-        } else {
-            Control::Resume
-        });
+    /// Stops auto-commits, for `duration` or until [`Notebook::resume`];
+    /// events keep collecting. Remembered across restarts and reloads.
+    /// Returns when the pause ends by itself.
+    pub fn pause(&self, duration: Option<Duration>) -> Option<SystemTime> {
+        let until = duration.map(|d| SystemTime::now() + d);
+        apply_pause(&self.shared, &self.control, until);
+        let root = self.root().to_path_buf();
+        if let Err(e) = crate::pause::save(&root, until) {
+            tracing::warn!(notebook = %self.shared.name, error = %e, "the pause holds until the daemon stops, but is not remembered after it");
+        }
+        until
+    }
+
+    /// Restarts auto-commits; what collected while paused is committed.
+    pub fn resume(&self) {
+        resume(&self.shared, &self.control);
     }
 
     /// Whether auto-commits are paused.
@@ -475,6 +523,7 @@ impl Notebook {
             "pending": pending,
             "rescan_pending": rescan,
             "paused": self.is_paused(),
+            "paused_until": self.shared.pause_until.lock().map(rfc3339),
             "state": match repo_state {
                 Some(crate::git::RepoState::Busy(state)) => state,
                 _ => health.state.clone(),
@@ -512,6 +561,45 @@ impl Notebook {
             })).collect::<Vec<_>>(),
             "sync": health_sync(&self.shared, counts).unwrap_or(Value::Null),
         })
+    }
+}
+
+/// Pauses in memory, with a timer that resumes at `until`.
+fn apply_pause(
+    shared: &Arc<Shared>,
+    control: &mpsc::UnboundedSender<Control>,
+    until: Option<SystemTime>,
+) {
+    let generation = shared.pause_generation.fetch_add(1, Ordering::SeqCst) + 1;
+    *shared.pause_until.lock() = until;
+    shared.paused.store(true, Ordering::SeqCst);
+    let _ = control.send(Control::Pause);
+    let Some(until) = until else {
+        return;
+    };
+    let wait = until
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    let (shared, control) = (shared.clone(), control.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        if shared.pause_generation.load(Ordering::SeqCst) == generation
+            && !shared.stopping.load(Ordering::SeqCst)
+        {
+            tracing::info!(notebook = %shared.name, "pause ended; auto-commits resumed");
+            resume(&shared, &control);
+        }
+    });
+}
+
+/// Ends a pause, forgets it on disk, and lets the loop commit what collected.
+fn resume(shared: &Shared, control: &mpsc::UnboundedSender<Control>) {
+    shared.pause_generation.fetch_add(1, Ordering::SeqCst);
+    *shared.pause_until.lock() = None;
+    shared.paused.store(false, Ordering::SeqCst);
+    let _ = control.send(Control::Resume);
+    if let Err(e) = crate::pause::clear(shared.git.root()) {
+        tracing::warn!(notebook = %shared.name, error = %e, "cannot forget the pause on disk: it comes back after a restart");
     }
 }
 
@@ -975,8 +1063,49 @@ async fn run(
     }
 }
 
-/// Records a sync's outcome in status and schedules the next one.
+/// Records a sync's outcome in status and schedules the next one; a new
+/// divergence or a new sync error is announced to subscribers.
 fn settle_sync(
+    shared: &Shared,
+    cfg: &SyncConfig,
+    done: Result<SyncDone, SyncError>,
+    schedule: &mut SyncSchedule,
+) {
+    let snapshot = |shared: &Shared| {
+        shared.sync_health.lock().as_ref().map(|h| {
+            (
+                h.state.clone(),
+                h.last_error.clone(),
+                h.diverged_ref.clone(),
+            )
+        })
+    };
+    let before = snapshot(shared);
+    settle_sync_state(shared, cfg, done, schedule);
+    let Some((state, error, diverged_ref)) = snapshot(shared) else {
+        return;
+    };
+    let message = match state.as_str() {
+        "diverged" if before.as_ref().map(|b| b.0.as_str()) != Some("diverged") => format!(
+            "local and remote history diverged; the remote side is kept at {}",
+            diverged_ref
+                .as_deref()
+                .unwrap_or("refs/gitlockd/diverged/...")
+        ),
+        "error" if before.as_ref().and_then(|b| b.1.as_ref()) != error.as_ref() => {
+            error.unwrap_or_default()
+        }
+        _ => return,
+    };
+    let _ = shared.events.send(NotebookEvent::Sync {
+        notebook: shared.name.clone(),
+        state,
+        message,
+    });
+}
+
+/// [`settle_sync`] without the event.
+fn settle_sync_state(
     shared: &Shared,
     cfg: &SyncConfig,
     done: Result<SyncDone, SyncError>,
@@ -1127,6 +1256,14 @@ async fn commit_round(
     timeout: Option<Duration>,
     work: SyncWork,
 ) -> RoundResult {
+    // Paused (also across a restart): the catch-up and the final flush wait
+    // for `resume` too; the changes stay pending.
+    if work == SyncWork::None && shared.paused.load(Ordering::SeqCst) {
+        return RoundResult {
+            commit: Round::Idle,
+            sync: None,
+        };
+    }
     let guard = match shared
         .lock
         .lock_async(owner, LockMode::Exclusive, timeout)
@@ -1286,8 +1423,23 @@ fn commit_batch(shared: &Shared, batch: &Batch) -> Result<AutoCommitOutcome, Git
     git.auto_commit_on_change(&paths, &shared.options)
 }
 
-/// Records a round's outcome; returns when to retry, if a retry is needed.
+/// Records a round's outcome (and announces a new `last_error` to
+/// subscribers); returns when to retry, if a retry is needed.
 fn settle(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Instant> {
+    let before = shared.health.lock().last_error.clone();
+    let retry = settle_round(shared, result, backoff);
+    let after = shared.health.lock().last_error.clone();
+    if let Some(message) = after.filter(|m| before.as_ref() != Some(m)) {
+        let _ = shared.events.send(NotebookEvent::Error {
+            notebook: shared.name.clone(),
+            message,
+        });
+    }
+    retry
+}
+
+/// [`settle`] without the event.
+fn settle_round(shared: &Shared, result: Round, backoff: &mut Backoff) -> Option<Instant> {
     let now = Instant::now();
     match result {
         Round::Idle => None,

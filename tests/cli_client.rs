@@ -494,7 +494,9 @@ fn log_diff_reload_sync_output() {
     let dir = short_tempdir();
     let sock = &fake.socket;
     let out = client(sock, dir.path(), &["log", "nb", "-n", "5"]);
-    assert_eq!(out.stdout(), "abcdef01  2024-01-01T00:00:00Z  A  s\n");
+    // Human times are local (tests/daily_use.rs checks the conversion).
+    let t = local_time("2024-01-01T00:00:00Z");
+    assert_eq!(out.stdout(), format!("abcdef01  {t}  A  s\n"));
     let out = client(sock, dir.path(), &["log", "nb", "notes.md", "--json"]);
     let commits: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(commits[0]["author_email"], "a@x");
@@ -776,7 +778,8 @@ fn status_table() {
         lines[1].contains("exclusive by client pid 123, 2 waiting"),
         "{text}"
     );
-    assert!(lines[1].contains("fedcba98 2024-01-02T03:04:05Z"), "{text}");
+    let t = local_time("2024-01-02T03:04:05Z");
+    assert!(lines[1].contains(&format!("fedcba98 {t}")), "{text}");
     assert!(lines[1].ends_with(" -"), "{text}");
     assert!(lines[2].contains(" 3 "), "{text}");
     assert!(lines[2].contains(" yes "), "{text}");
@@ -828,8 +831,11 @@ fn log_lines() {
     ]);
     assert_eq!(
         format_log(&commits),
-        "01234567  2024-01-02T03:04:05Z  Ann       update a.md\n\
-         11234567  2024-01-01T00:00:00Z  gitlockd  first\n"
+        format!(
+            "01234567  {}  Ann       update a.md\n11234567  {}  gitlockd  first\n",
+            local_time("2024-01-02T03:04:05Z"),
+            local_time("2024-01-01T00:00:00Z")
+        )
     );
 }
 

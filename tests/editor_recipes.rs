@@ -1,6 +1,10 @@
 //! The README's editor recipes (editors/gitlockd.vim, editors/gitlockd.lua),
 //! run for real in headless Vim and Neovim against a running daemon. An
 //! editor that is not installed is skipped with a note.
+//!
+//! Each runs the same sequence: commit the file with a message, show its
+//! history, undo that commit (the file goes), restore it from HEAD~1 (it is
+//! back), each a new commit; [`assert_sequence`] checks the history.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -44,6 +48,25 @@ fn setup() -> (Sandbox, Repo, support::Daemon) {
     (sb, nb, d)
 }
 
+/// The history the commit → undo → restore sequence leaves, newest first.
+fn assert_sequence(nb: &Repo, message: &str) {
+    assert_eq!(nb.blob("note.md").as_deref(), Some("edited in an editor\n"));
+    assert_eq!(
+        std::fs::read_to_string(nb.path.join("note.md")).unwrap(),
+        "edited in an editor\n"
+    );
+    let subjects = nb.git(&["log", "-3", "--format=%s"]);
+    let subjects: Vec<&str> = subjects.lines().collect();
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    assert!(
+        subjects[0].starts_with("gitlockd: restore note.md as of "),
+        "{subjects:?}"
+    );
+    assert_eq!(subjects[1], format!("Revert \"{message}\""));
+    assert_eq!(subjects[2], message);
+    assert_eq!(nb.status_porcelain(), "");
+}
+
 fn run_editor(sb: &Sandbox, mut cmd: Command) {
     for (k, v) in &sb.env {
         cmd.env(k, v);
@@ -79,11 +102,14 @@ fn vim_recipe_commits_the_current_file_with_a_message() {
             "-c",
             "GitlockdLog",
             "-c",
+            "GitlockdUndo",
+            "-c",
+            "GitlockdRestore HEAD~1",
+            "-c",
             "qa!",
         ]);
     run_editor(&sb, cmd);
-    assert_eq!(nb.blob("note.md").as_deref(), Some("edited in an editor\n"));
-    assert_eq!(nb.git(&["log", "-1", "--format=%s"]), "written from vim");
+    assert_sequence(&nb, "written from vim");
 }
 
 #[test]
@@ -105,11 +131,14 @@ fn neovim_recipe_commits_the_current_file_with_a_message() {
             "-c",
             "GitlockdLog",
             "-c",
+            "GitlockdUndo",
+            "-c",
+            "GitlockdRestore HEAD~1",
+            "-c",
             "qa!",
         ]);
     run_editor(&sb, cmd);
-    assert_eq!(nb.blob("note.md").as_deref(), Some("edited in an editor\n"));
-    assert_eq!(nb.git(&["log", "-1", "--format=%s"]), "written from neovim");
+    assert_sequence(&nb, "written from neovim");
 }
 
 #[test]
@@ -129,14 +158,18 @@ fn emacs_recipe_commits_the_current_file_with_a_message() {
             "(gitlockd-commit \"written from emacs\")",
             "--eval",
             "(gitlockd-log)",
+            "--eval",
+            "(gitlockd-undo \"\")",
+            "--eval",
+            "(gitlockd-restore \"HEAD~1\")",
         ]);
     run_editor(&sb, cmd);
-    assert_eq!(nb.blob("note.md").as_deref(), Some("edited in an editor\n"));
-    assert_eq!(nb.git(&["log", "-1", "--format=%s"]), "written from emacs");
+    assert_sequence(&nb, "written from emacs");
 }
 
 /// VS Code is not available here: each task of editors/vscode-tasks.json is
-/// run the way VS Code runs a `process` task, with its variables substituted.
+/// run, in the file's order, the way VS Code runs a `process` task, with its
+/// variables substituted.
 #[test]
 fn vscode_tasks_run_as_vscode_would_run_them() {
     let (sb, nb, _d) = setup();
@@ -155,6 +188,8 @@ fn vscode_tasks_run_as_vscode_would_run_them() {
                     .replace("${fileDirname}", nb.path.to_str().unwrap())
                     .replace("${file}", file.to_str().unwrap())
                     .replace("${input:message}", "written from a vscode task")
+                    .replace("${input:rev}", "HEAD~1")
+                    .replace("${input:ago}", "0s")
             })
             .collect();
         let program = task["command"].as_str().unwrap();
@@ -163,9 +198,6 @@ fn vscode_tasks_run_as_vscode_would_run_them() {
         cmd.args(&args);
         run_editor(&sb, cmd);
     }
-    assert_eq!(nb.blob("note.md").as_deref(), Some("edited in an editor\n"));
-    assert_eq!(
-        nb.git(&["log", "-1", "--format=%s"]),
-        "written from a vscode task"
-    );
+    // The last task (restore as it was 0s ago) finds it already so.
+    assert_sequence(&nb, "written from a vscode task");
 }

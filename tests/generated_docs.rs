@@ -290,3 +290,69 @@ fn fish_completion_offers_subcommands_where_installed() {
         );
     }
 }
+
+/// `gitlockd log <TAB>` in bash offers the configured notebook names (asked
+/// of `gitlockd notebook-names` at that moment, from the config); a later
+/// position or an option's value does not.
+#[test]
+fn bash_completion_offers_notebook_names_from_the_config() {
+    let sb = support::Sandbox::new();
+    let notes = sb.repo("notes");
+    let work = sb.repo("work");
+    sb.write_config("", &[("notes", &notes.path, ""), ("work", &work.path, "")]);
+    // Where a user's config lives (the sandbox's own is elsewhere).
+    let default = sb.root.join("cfg/gitlockd/config.toml");
+    std::fs::create_dir_all(default.parent().unwrap()).unwrap();
+    std::fs::copy(&sb.config, &default).unwrap();
+    let elsewhere = sb.root.join("other.toml");
+    sb.write_config("", &[("elsewhere", &work.path, "")]);
+    std::fs::rename(&sb.config, &elsewhere).unwrap();
+    let script = gitlockd(&["completions", "bash"]);
+    let file = sb.root.join("gitlockd.bash");
+    std::fs::write(&file, &script).unwrap();
+    let probe = format!(
+        r#"source {file:?}
+ask() {{ COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); _gitlockd_with_notebooks gitlockd "${{@: -1}}" "${{@: -2:1}}"; echo "$*: ${{COMPREPLY[*]}}"; }}
+ask gitlockd log ''
+ask gitlockd pause --for 1h w
+ask gitlockd restore no
+ask gitlockd show notes ''
+ask gitlockd --config {elsewhere:?} log ''
+"#
+    );
+    let bin_dir = bin().parent().unwrap().to_path_buf();
+    let cmd = sb.command(&[]);
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(probe)
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |prefix: &str| -> Vec<String> {
+        let l = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {stdout}"));
+        l.split_whitespace().map(String::from).collect()
+    };
+    assert_eq!(line("gitlockd log : "), ["notes", "work"], "{stdout}");
+    assert_eq!(line("gitlockd pause --for 1h w: "), ["work"], "{stdout}");
+    assert_eq!(line("gitlockd restore no: "), ["notes"], "{stdout}");
+    assert!(
+        !line("gitlockd show notes : ").contains(&"work".to_string()),
+        "{stdout}"
+    );
+    let with_config = format!("gitlockd --config {} log : ", elsewhere.display());
+    assert_eq!(line(&with_config), ["elsewhere"], "{stdout}");
+}

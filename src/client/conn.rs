@@ -265,6 +265,21 @@ impl Conn {
         }
     }
 
+    /// The next line the daemon sends (an event), waiting as long as it
+    /// takes; `None` when the daemon closed the connection.
+    pub(super) fn next_line(&mut self) -> Result<Option<String>, ClientError> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(None)
+            .map_err(|e| self.io_error(e))?;
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Ok(None),
+            Ok(_) => Ok(Some(line)),
+            Err(e) => Err(self.io_error(e)),
+        }
+    }
+
     /// Send a request and wait for its answer.
     pub(super) fn request(
         &mut self,

@@ -109,9 +109,9 @@ fn format_last_commit(value: Option<&Value>) -> String {
                 .map(short_id);
             let time = map.get("time").and_then(Value::as_str);
             match (id, time) {
-                (Some(id), Some(time)) => format!("{id} {time}"),
+                (Some(id), Some(time)) => format!("{id} {}", super::time::local(time)),
                 (Some(id), None) => id,
-                (None, Some(time)) => time.to_string(),
+                (None, Some(time)) => super::time::local(time),
                 (None, None) => Value::Object(map.clone()).to_string(),
             }
         }
@@ -260,11 +260,42 @@ pub fn format_log(commits: &Value) -> String {
                     .and_then(Value::as_str)
                     .map(short_id)
                     .unwrap_or_else(|| "-".into()),
-                s("time"),
+                c.get("time")
+                    .and_then(Value::as_str)
+                    .map(super::time::local)
+                    .unwrap_or_else(|| s("time")),
                 s("author_name"),
                 s("summary"),
             ]
         })
         .collect();
     table(&rows)
+}
+
+/// The `--pending` part of human `status`: each notebook's uncommitted paths.
+pub fn format_pending(resp: &Map<String, Value>) -> String {
+    let notebooks = match resp.get("notebooks") {
+        Some(Value::Array(list)) => list.as_slice(),
+        _ => &[],
+    };
+    let mut text = String::new();
+    for nb in notebooks {
+        let name = nb.get("name").map(cell).unwrap_or_else(|| "-".into());
+        match (nb.get("pending_paths"), nb.get("pending_error")) {
+            (Some(Value::Array(paths)), _) if paths.is_empty() => {
+                text.push_str(&format!("\n{name}: nothing pending\n"));
+            }
+            (Some(Value::Array(paths)), _) => {
+                text.push_str(&format!("\n{name}: {} pending\n", paths.len()));
+                for p in paths {
+                    text.push_str(&format!("  {}\n", cell(p)));
+                }
+            }
+            (_, Some(Value::String(e))) => {
+                text.push_str(&format!("\n{name}: cannot list pending paths: {e}\n"));
+            }
+            _ => {}
+        }
+    }
+    text
 }

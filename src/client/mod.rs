@@ -11,8 +11,10 @@
 
 mod args;
 mod conn;
+mod events;
 mod format;
 mod lock;
+mod time;
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -22,14 +24,16 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use crate::cli::{Cli, Command};
+use crate::control::answers::{from_fields, CommitAnswer, PauseAnswer, RestoreAnswer, UndoAnswer};
 
 pub use args::{is_name, path_arg, NotebookArg};
 pub use conn::{
     exit_code_for, parse_response, ClientError, EXIT_CANNOT_EXEC, EXIT_ERROR, EXIT_NOT_FOUND,
     EXIT_OK, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_USAGE,
 };
-pub use format::{format_lock, format_log, format_status};
+pub use format::{format_lock, format_log, format_pending, format_status};
 pub use lock::exit_code_of;
+pub use time::local as local_time;
 
 use conn::Conn;
 use format::cell;
@@ -103,22 +107,36 @@ fn dispatch(
         ));
     };
     match command {
-        Command::CheckConfig | Command::Completions { .. } | Command::Man => Err(
-            ClientError::Usage("this subcommand does not talk to the daemon".into()),
-        ),
-        Command::Status { json, notebook } => {
+        Command::CheckConfig
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::NotebookNames => Err(ClientError::Usage(
+            "this subcommand does not talk to the daemon".into(),
+        )),
+        Command::Status {
+            json,
+            pending,
+            notebook,
+        } => {
             let mut conn = Conn::connect(socket)?;
+            let mut args = Map::new();
+            if *pending {
+                args.insert("pending".into(), json!(true));
+            }
             let resp = match notebook {
                 Some(nb) => {
                     let nb = NotebookArg::classify(nb, cwd)?;
-                    conn.request_nb("status", &nb, Map::new(), Some(ANSWER_TIMEOUT))?
+                    conn.request_nb("status", &nb, args, Some(ANSWER_TIMEOUT))?
                 }
-                None => conn.request("status", Map::new(), Some(ANSWER_TIMEOUT))?,
+                None => conn.request("status", args, Some(ANSWER_TIMEOUT))?,
             };
             if *json {
                 print_json(out, &Value::Object(resp))?;
             } else {
                 write_out(out, format_status(&resp).as_bytes())?;
+                if *pending {
+                    write_out(out, format_pending(&resp).as_bytes())?;
+                }
             }
             Ok(EXIT_OK)
         }
@@ -148,15 +166,8 @@ fn dispatch(
                     .collect::<Result<Vec<_>, _>>()?;
                 args.insert("paths".into(), Value::Array(paths));
             }
-            let resp = call(socket, "commit", &nb, args)?;
-            match resp.get("commit") {
-                Some(Value::String(id)) => write_out(out, format!("{id}\n").as_bytes())?,
-                None | Some(Value::Null) => write_out(out, b"nothing to commit\n")?,
-                Some(other) => {
-                    return Err(ClientError::Protocol(format!("`commit` is {other}")));
-                }
-            }
-            Ok(EXIT_OK)
+            let resp: CommitAnswer = typed("commit", &call(socket, "commit", &nb, args)?)?;
+            print_new_commit(out, resp.commit, "nothing to commit")
         }
         Command::Log {
             notebook,
@@ -221,15 +232,73 @@ fn dispatch(
             }
             Ok(EXIT_OK)
         }
-        Command::Pause { notebook } | Command::Resume { notebook } => {
-            let pause = matches!(command, Command::Pause { .. });
-            let cmd = if pause { "pause" } else { "resume" };
+        Command::Pause { notebook, .. } | Command::Resume { notebook } => {
+            let (cmd, mut args) = match command {
+                Command::Pause { duration, .. } => {
+                    let mut args = Map::new();
+                    if let Some(d) = duration {
+                        args.insert("for_ms".into(), json!(d.as_millis() as u64));
+                    }
+                    ("pause", args)
+                }
+                _ => ("resume", Map::new()),
+            };
             let nb = NotebookArg::classify(notebook, cwd)?;
-            let resp = call(socket, cmd, &nb, Map::new())?;
-            let paused = resp.get("paused").and_then(Value::as_bool).unwrap_or(pause);
-            let word = if paused { "paused" } else { "resumed" };
-            write_out(out, format!("{}: {word}\n", notebook.display()).as_bytes())?;
+            let resp: PauseAnswer =
+                typed(cmd, &call(socket, cmd, &nb, std::mem::take(&mut args))?)?;
+            let mut line = format!(
+                "{}: {}",
+                notebook.display(),
+                if resp.paused { "paused" } else { "resumed" }
+            );
+            if let Some(until) = &resp.until {
+                line.push_str(&format!(" until {}", time::local(until)));
+            }
+            line.push('\n');
+            write_out(out, line.as_bytes())?;
             Ok(EXIT_OK)
+        }
+        Command::Restore {
+            notebook,
+            path,
+            rev,
+            at,
+        } => {
+            let nb = NotebookArg::classify(notebook, cwd)?;
+            let mut args = Map::new();
+            args.insert("path".into(), Value::String(path_arg(path, cwd)?));
+            if let Some(r) = rev {
+                args.insert("rev".into(), json!(r));
+            }
+            if let Some(ago) = at {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let before = now.saturating_sub(*ago).as_secs();
+                args.insert("before".into(), json!(before));
+            }
+            let resp: RestoreAnswer = typed("restore", &call(socket, "restore", &nb, args)?)?;
+            print_new_commit(out, resp.commit, "already as it was; nothing to commit")
+        }
+        Command::Undo { notebook, commit } => {
+            let nb = NotebookArg::classify(notebook, cwd)?;
+            let mut args = Map::new();
+            if let Some(c) = commit {
+                args.insert("commit".into(), json!(c));
+            }
+            let resp: UndoAnswer = typed("undo", &call(socket, "undo", &nb, args)?)?;
+            print_new_commit(
+                out,
+                resp.commit,
+                "the commit changed nothing; nothing to commit",
+            )
+        }
+        Command::Events { notebook, json } => {
+            let nb = notebook
+                .as_ref()
+                .map(|n| NotebookArg::classify(n, cwd))
+                .transpose()?;
+            events::stream(socket, nb.as_ref(), *json, out)
         }
         Command::Reload => {
             let resp = Conn::connect(socket)?
@@ -267,6 +336,26 @@ fn dispatch(
             Ok(EXIT_OK)
         }
     }
+}
+
+/// Print a new commit's id, or `none` when there is none.
+fn print_new_commit(
+    out: &mut dyn Write,
+    commit: Option<String>,
+    none: &str,
+) -> Result<i32, ClientError> {
+    let line = commit.unwrap_or_else(|| none.to_string());
+    write_out(out, format!("{line}\n").as_bytes())?;
+    Ok(EXIT_OK)
+}
+
+/// An answer's fields as the protocol's typed answer to `cmd`.
+fn typed<T: for<'de> serde::Deserialize<'de>>(
+    cmd: &str,
+    fields: &Map<String, Value>,
+) -> Result<T, ClientError> {
+    from_fields(fields)
+        .map_err(|e| ClientError::Protocol(format!("unexpected answer to `{cmd}`: {e}")))
 }
 
 /// Connect, send one request naming a notebook, and return its answer.

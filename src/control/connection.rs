@@ -13,13 +13,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::UnixStream;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use super::answers::Event;
 use super::dispatch::{lock_failure, Outcome};
 use super::outbox::{outbox, Outbox};
 use super::protocol::{
@@ -230,11 +231,16 @@ impl Connection {
             ));
         }
         self.ctx.registry.find(arg).ok_or_else(|| {
+            let names = self.ctx.registry.names();
+            let hint = match super::suggest::closest(arg, &names) {
+                Some(name) => format!("did you mean {name:?}? "),
+                None => String::new(),
+            };
             Failure::new(
                 ErrorCode::NotFound,
                 format!(
-                    "no notebook named or containing {arg:?} (configured: {})",
-                    self.ctx.registry.names().join(", ")
+                    "no notebook named or containing {arg:?} ({hint}configured: {})",
+                    names.join(", ")
                 ),
             )
         })
@@ -330,18 +336,15 @@ impl Prepared {
         tasks.push(tokio::spawn(async move {
             loop {
                 let event = match commits.recv().await {
-                    Ok(NotebookEvent::Commit {
-                        notebook,
-                        commit,
-                        paths,
-                    }) => {
+                    Ok(event) => {
+                        let (notebook, line) = event_json(event);
                         if only.as_ref().is_some_and(|n| *n != notebook) {
                             continue;
                         }
-                        json!({"event": "commit", "notebook": notebook, "commit": commit, "paths": paths})
+                        line
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        json!({"event": "lagged", "missed": n})
+                        to_value(&Event::Lagged { missed: n })
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
@@ -355,7 +358,10 @@ impl Prepared {
             tasks.push(tokio::spawn(async move {
                 while held.changed().await.is_ok() {
                     let now = *held.borrow_and_update();
-                    let event = json!({"event": "lock", "notebook": name, "held": now});
+                    let event = to_value(&Event::Lock {
+                        notebook: name.clone(),
+                        held: now,
+                    });
                     if !out.event(to_line(&event)) {
                         return;
                     }
@@ -364,6 +370,50 @@ impl Prepared {
         }
         Subscription { tasks }
     }
+}
+
+/// A notebook event as its line in the stream, with the notebook's name.
+fn event_json(event: NotebookEvent) -> (String, Value) {
+    let (name, event) = match event {
+        NotebookEvent::Commit {
+            notebook,
+            commit,
+            paths,
+        } => (
+            notebook.clone(),
+            Event::Commit {
+                notebook,
+                commit,
+                paths,
+            },
+        ),
+        NotebookEvent::Error { notebook, message } => (
+            notebook.clone(),
+            Event::Error {
+                notebook: Some(notebook),
+                code: None,
+                message,
+            },
+        ),
+        NotebookEvent::Sync {
+            notebook,
+            state,
+            message,
+        } => (
+            notebook.clone(),
+            Event::Sync {
+                notebook,
+                state,
+                message,
+            },
+        ),
+    };
+    (name, to_value(&event))
+}
+
+/// An event as JSON (cannot fail: plain strings, numbers and lists).
+fn to_value(event: &Event) -> Value {
+    Value::Object(super::answers::to_fields(event))
 }
 
 /// A running event stream: its forwarder tasks, stopped when it is dropped.

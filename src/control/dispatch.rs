@@ -1,15 +1,20 @@
 //! What each request does, run as the connection's lock owner.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 
+use super::answers::{
+    to_fields, CommitAnswer, PauseAnswer, PendingFields, RestoreAnswer, UndoAnswer,
+};
 use super::connection::Connection;
 use super::protocol::{ErrorCode, Failure, Request, PROTOCOL_VERSION};
 use super::server::ReloadFailure;
-use crate::git::GitError;
+use crate::git::{AutoCommitOutcome, GitError, RestoreSource};
 use crate::lock::{with_owner, LockError, LockMode};
 use crate::notebook::{Notebook, SyncFailure};
 
@@ -24,7 +29,7 @@ impl Connection {
                 "version": env!("CARGO_PKG_VERSION"),
                 "protocol": PROTOCOL_VERSION,
             }))),
-            Request::Status { notebook } => {
+            Request::Status { notebook, pending } => {
                 // A notebook that could not start is listed with state "error".
                 let failed = match &notebook {
                     Some(arg) => self.ctx.registry.find_failed(arg).map(|f| vec![f.status()]),
@@ -39,7 +44,33 @@ impl Connection {
                 };
                 let mut entries = Vec::with_capacity(notebooks.len());
                 for nb in notebooks {
-                    entries.push(nb.status().await);
+                    let mut entry = nb.status().await;
+                    if pending == Some(true) {
+                        // The committer's own listing: git's ignores, the
+                        // notebook's `ignore` globs and editor temporaries apply.
+                        let extra = match self
+                            .read_op(nb.name(), |nb| {
+                                nb.git().pending_changes(nb.commit_options())
+                            })
+                            .await
+                        {
+                            Ok(paths) => PendingFields {
+                                pending_paths: Some(
+                                    paths.iter().map(|p| p.display().to_string()).collect(),
+                                ),
+                                pending_error: None,
+                            },
+                            Err(Outcome::Failed(f)) => PendingFields {
+                                pending_paths: None,
+                                pending_error: Some(f.message),
+                            },
+                            Err(Outcome::Disconnected) => return Err(Outcome::Disconnected),
+                        };
+                        if let Value::Object(map) = &mut entry {
+                            map.extend(to_fields(&extra));
+                        }
+                    }
+                    entries.push(entry);
                 }
                 if notebook.is_none() {
                     entries.extend(self.ctx.registry.failed_status());
@@ -149,17 +180,23 @@ impl Connection {
                     .await?;
                 Ok(fields(json!({ "patch": patch })))
             }
-            Request::Pause { notebook } => {
+            Request::Pause { notebook, for_ms } => {
                 let nb = self.notebook(&notebook)?;
-                nb.set_paused(true);
-                tracing::info!(notebook = %nb.name(), "auto-commits paused");
-                Ok(fields(json!({ "paused": true })))
+                let until = nb.pause(for_ms.map(Duration::from_millis));
+                tracing::info!(notebook = %nb.name(), until = ?until.map(crate::notebook::rfc3339), "auto-commits paused");
+                Ok(to_fields(&PauseAnswer {
+                    paused: true,
+                    until: until.map(crate::notebook::rfc3339),
+                }))
             }
             Request::Resume { notebook } => {
                 let nb = self.notebook(&notebook)?;
-                nb.set_paused(false);
+                nb.resume();
                 tracing::info!(notebook = %nb.name(), "auto-commits resumed");
-                Ok(fields(json!({ "paused": false })))
+                Ok(to_fields(&PauseAnswer {
+                    paused: false,
+                    until: None,
+                }))
             }
             Request::Reload => {
                 let (tx, rx) = oneshot::channel();
@@ -189,6 +226,13 @@ impl Connection {
                     Err(_) => Err(internal("the daemon is shutting down")),
                 }
             }
+            Request::Restore {
+                notebook,
+                path,
+                rev,
+                before,
+            } => self.restore(notebook, path, rev, before).await,
+            Request::Undo { notebook, commit } => self.undo(notebook, commit).await,
             Request::Sync { notebook } => {
                 let nb = self.notebook(&notebook)?;
                 match nb.sync_now().await {
@@ -236,13 +280,14 @@ impl Connection {
         }
     }
 
-    async fn commit(
-        &mut self,
-        notebook: String,
-        message: Option<String>,
-        paths: Option<Vec<String>>,
-    ) -> Result<Map<String, Value>, Outcome> {
-        let nb = self.notebook(&notebook)?;
+    /// Runs a git operation that writes, under an exclusive hold taken as
+    /// this connection, bracketed by the crash marker.
+    async fn write_op<T, F>(&mut self, notebook: &str, op: F) -> Result<(Arc<Notebook>, T), Outcome>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Notebook) -> Result<T, GitError> + Send + 'static,
+    {
+        let nb = self.notebook(notebook)?;
         let guard = self
             .acquire(&nb, LockMode::Exclusive, self.lock_timeout(None))
             .await?;
@@ -251,14 +296,6 @@ impl Connection {
         let task = tokio::task::spawn_blocking(move || {
             let _hold = guard;
             with_owner(owner, || {
-                let git = worker.git();
-                let paths = paths
-                    .map(|ps| {
-                        ps.iter()
-                            .map(|p| git.resolve_path(Path::new(p)))
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                    .transpose()?;
                 let _marker =
                     crate::recovery::WriteMarker::begin(worker.git_dir()).map_err(|source| {
                         GitError::Io {
@@ -269,31 +306,110 @@ impl Connection {
                             source,
                         }
                     })?;
+                op(&worker)
+            })
+        });
+        match task.await {
+            Ok(result) => result
+                .map(|value| (nb, value))
+                .map_err(|e| Outcome::Failed(git_failure(&e))),
+            Err(e) => Err(internal(&format!("git task failed: {e}"))),
+        }
+    }
+
+    async fn commit(
+        &mut self,
+        notebook: String,
+        message: Option<String>,
+        paths: Option<Vec<String>>,
+    ) -> Result<Map<String, Value>, Outcome> {
+        let (nb, outcome) = self
+            .write_op(&notebook, move |worker| {
+                let git = worker.git();
+                let paths = paths
+                    .map(|ps| {
+                        ps.iter()
+                            .map(|p| git.resolve_path(Path::new(p)))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .transpose()?;
                 git.commit_now(
                     message.as_deref(),
                     paths.as_deref(),
                     worker.commit_options(),
                 )
             })
-        });
-        let outcome = match task.await {
-            Ok(result) => result.map_err(|e| Outcome::Failed(git_failure(&e)))?,
-            Err(e) => return Err(internal(&format!("git task failed: {e}"))),
-        };
-        let commit = outcome.commit.map(|id| id.to_string());
-        if let Some(id) = &commit {
-            tracing::info!(notebook = %nb.name(), commit = &id[..id.len().min(8)], files = outcome.paths.len(), "committed on request");
-            nb.announce_commit(
-                id.clone(),
-                outcome
-                    .paths
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect(),
-            );
-        }
-        Ok(fields(json!({ "commit": commit })))
+            .await?;
+        let commit = announce(&nb, &outcome, "committed on request");
+        Ok(to_fields(&CommitAnswer { commit }))
     }
+
+    async fn restore(
+        &mut self,
+        notebook: String,
+        path: String,
+        rev: Option<String>,
+        before: Option<i64>,
+    ) -> Result<Map<String, Value>, Outcome> {
+        let source = match (rev, before) {
+            (Some(_), Some(_)) => {
+                return Err(Outcome::Failed(Failure::new(
+                    ErrorCode::BadRequest,
+                    "`restore` takes `rev` or `before`, not both",
+                )))
+            }
+            (_, Some(secs)) => RestoreSource::Before(secs),
+            (rev, None) => RestoreSource::Rev(rev.unwrap_or_else(|| "HEAD".into())),
+        };
+        let (nb, done) = self
+            .write_op(&notebook, move |worker| {
+                worker
+                    .git()
+                    .restore(Path::new(&path), &source, worker.commit_options())
+            })
+            .await?;
+        if let Some(saved) = done.saved {
+            nb.announce_commit(saved.to_string(), Vec::new());
+        }
+        let commit = announce(&nb, &done.outcome, "restored on request");
+        Ok(to_fields(&RestoreAnswer {
+            commit,
+            source: done.source.to_string(),
+            saved: done.saved.map(|id| id.to_string()),
+        }))
+    }
+
+    async fn undo(
+        &mut self,
+        notebook: String,
+        rev: Option<String>,
+    ) -> Result<Map<String, Value>, Outcome> {
+        let (nb, done) = self
+            .write_op(&notebook, move |worker| {
+                worker.git().undo(rev.as_deref(), worker.commit_options())
+            })
+            .await?;
+        let commit = announce(&nb, &done.outcome, "undone on request");
+        Ok(to_fields(&UndoAnswer {
+            commit,
+            reverted: done.reverted.to_string(),
+        }))
+    }
+}
+
+/// Logs and announces the commit of a request; returns its id.
+fn announce(nb: &Notebook, outcome: &AutoCommitOutcome, what: &str) -> Option<String> {
+    let id = outcome.commit?.to_string();
+    tracing::info!(notebook = %nb.name(), commit = &id[..id.len().min(8)], files = outcome.paths.len(), "{what}");
+    nb.announce_commit(
+        id.clone(),
+        outcome
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+    );
+    Some(id)
 }
 
 /// Why a request produced no success.
@@ -335,7 +451,7 @@ pub(super) fn lock_failure(notebook: &str, e: &LockError) -> Failure {
 /// Maps a git failure to the protocol's codes.
 pub fn git_failure(e: &GitError) -> Failure {
     let code = match e {
-        GitError::Busy { .. } => ErrorCode::Conflict,
+        GitError::Busy { .. } | GitError::Refused { .. } => ErrorCode::Conflict,
         GitError::Forbidden { .. } => ErrorCode::Forbidden,
         GitError::NotFound { .. } => ErrorCode::NotFound,
         GitError::Lock(LockError::UpgradeWouldDeadlock { .. }) => ErrorCode::Conflict,

@@ -1,9 +1,11 @@
 //! The control socket: wire types ([`protocol`]), who may use it ([`trust`]),
 //! binding and accepting ([`server`]), and each connection's service
 //! (`connection`, `dispatch`, `outbox`).
+pub mod answers;
 mod connection;
 mod dispatch;
 mod outbox;
 pub mod protocol;
 pub mod server;
+mod suggest;
 pub mod trust;

@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde_json::json;
+use serde_json::Value;
+
+use super::answers::Event;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{watch, Notify};
 
@@ -166,14 +168,14 @@ impl Outbox {
             q.event_bytes = 0;
             q.lines.extend(begun);
             q.lines.push_back(Pending {
-                line: to_line(&json!({
-                    "event": "error",
-                    "code": "too_slow",
-                    "message": format!(
+                line: to_line(&Value::Object(super::answers::to_fields(&Event::Error {
+                    notebook: None,
+                    code: Some("too_slow".into()),
+                    message: format!(
                         "this subscriber left more than {unread} bytes of events unread \
                          (limit {EVENT_BUDGET}); closing the connection (its locks are released)"
                     ),
-                })),
+                }))),
                 written: 0,
                 kind: Kind::Last,
             });
@@ -359,6 +361,7 @@ impl Writer {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use serde_json::json;
     use tokio::io::AsyncReadExt;
     use tokio::net::UnixStream;
 

@@ -86,6 +86,10 @@ pub enum Request {
         /// Only this notebook.
         #[serde(default)]
         notebook: Option<String>,
+        /// Also list the uncommitted paths (`pending_paths`), found by the
+        /// committer's own rules.
+        #[serde(default)]
+        pending: Option<bool>,
     },
     /// Take a notebook's lock for this connection.
     Lock {
@@ -149,10 +153,13 @@ pub enum Request {
         #[serde(default)]
         to: Option<String>,
     },
-    /// Stop auto-commits.
+    /// Stop auto-commits, until `resume` or for `for_ms`.
     Pause {
         /// Name or absolute path.
         notebook: String,
+        /// Resume by itself after this long.
+        #[serde(default)]
+        for_ms: Option<u64>,
     },
     /// Restart auto-commits.
     Resume {
@@ -172,6 +179,27 @@ pub enum Request {
         /// Name or absolute path.
         notebook: String,
     },
+    /// Write a path as it was at a revision (or a time), as a new commit.
+    Restore {
+        /// Name or absolute path.
+        notebook: String,
+        /// The file or folder.
+        path: String,
+        /// The revision to take it from (default HEAD).
+        #[serde(default)]
+        rev: Option<String>,
+        /// Instead of `rev`: as it was at this Unix time (seconds).
+        #[serde(default)]
+        before: Option<i64>,
+    },
+    /// Revert one commit's changes as a new commit.
+    Undo {
+        /// Name or absolute path.
+        notebook: String,
+        /// The commit to undo (default HEAD).
+        #[serde(default)]
+        commit: Option<String>,
+    },
 }
 
 /// The command names, to tell an unknown command from malformed arguments.
@@ -189,6 +217,8 @@ pub const COMMANDS: &[&str] = &[
     "reload",
     "subscribe",
     "sync",
+    "restore",
+    "undo",
 ];
 
 /// One parsed line: the id to echo, and the request or why it is refused.
@@ -302,7 +332,20 @@ mod tests {
     fn every_command_parses() {
         let table = [
             (r#"{"cmd":"ping"}"#, Request::Ping),
-            (r#"{"cmd":"status"}"#, Request::Status { notebook: None }),
+            (
+                r#"{"cmd":"status"}"#,
+                Request::Status {
+                    notebook: None,
+                    pending: None,
+                },
+            ),
+            (
+                r#"{"cmd":"status","notebook":"nb","pending":true}"#,
+                Request::Status {
+                    notebook: Some("nb".into()),
+                    pending: Some(true),
+                },
+            ),
             (
                 r#"{"cmd":"lock","notebook":"nb","timeout_ms":5,"shared":true}"#,
                 Request::Lock {
@@ -354,6 +397,39 @@ mod tests {
                 r#"{"cmd":"pause","notebook":"nb"}"#,
                 Request::Pause {
                     notebook: "nb".into(),
+                    for_ms: None,
+                },
+            ),
+            (
+                r#"{"cmd":"pause","notebook":"nb","for_ms":3600000}"#,
+                Request::Pause {
+                    notebook: "nb".into(),
+                    for_ms: Some(3_600_000),
+                },
+            ),
+            (
+                r#"{"cmd":"restore","notebook":"nb","path":"a.md","rev":"HEAD~2"}"#,
+                Request::Restore {
+                    notebook: "nb".into(),
+                    path: "a.md".into(),
+                    rev: Some("HEAD~2".into()),
+                    before: None,
+                },
+            ),
+            (
+                r#"{"cmd":"restore","notebook":"nb","path":"a.md","before":1700000000}"#,
+                Request::Restore {
+                    notebook: "nb".into(),
+                    path: "a.md".into(),
+                    rev: None,
+                    before: Some(1_700_000_000),
+                },
+            ),
+            (
+                r#"{"cmd":"undo","notebook":"nb"}"#,
+                Request::Undo {
+                    notebook: "nb".into(),
+                    commit: None,
                 },
             ),
             (

@@ -77,6 +77,13 @@ pub enum GitError {
         /// The settings that need it, e.g. "commit.gpgsign, lfs filter".
         needed_for: String,
     },
+    /// A user's request that would lose or mix up a change (an `undo`
+    /// whose files changed since): nothing was written.
+    #[error("{reason}")]
+    Refused {
+        /// What blocks it, and how to get past it.
+        reason: String,
+    },
     /// A filesystem failure.
     #[error("{context}")]
     Io {

@@ -24,6 +24,7 @@ mod git_listing;
 mod message;
 mod paths;
 mod read;
+mod restore;
 mod stage;
 mod tracked_ignored;
 mod via_git;
@@ -43,6 +44,7 @@ pub use cli::GitProgram;
 pub use error::GitError;
 pub use features::GitFeature;
 pub use message::{render_changes_message, render_message, ChangeKind, FileChange};
+pub use restore::{RestoreOutcome, RestoreSource, UndoOutcome};
 pub use tracked_ignored::TrackedIgnored;
 
 /// Default wait for the notebook lock.

@@ -142,7 +142,17 @@ impl GitManager {
             };
             diff.find_similar(None)?;
             let mut patch = Vec::new();
-            diff.print(DiffFormat::Patch, |_delta, _hunk, line| {
+            // Against the work tree, what the committer leaves out (the
+            // notebook's `ignore` globs, editor temporaries) is left out here.
+            let work_tree = new_tree.is_none();
+            diff.print(DiffFormat::Patch, |delta, _hunk, line| {
+                let file = match delta.status() {
+                    git2::Delta::Deleted => delta.old_file(),
+                    _ => delta.new_file(),
+                };
+                if work_tree && file.path().is_some_and(|p| self.filter.is_excluded(p)) {
+                    return true;
+                }
                 if matches!(line.origin(), '+' | '-' | ' ') {
                     patch.push(line.origin() as u8);
                 }
@@ -175,7 +185,7 @@ pub(crate) fn is_fs_race(e: &git2::Error) -> bool {
 }
 
 /// The commit `rev` names; `NotFound` when it names none.
-fn resolve_commit<'r>(repo: &'r Repository, rev: &str) -> Result<Commit<'r>, GitError> {
+pub(super) fn resolve_commit<'r>(repo: &'r Repository, rev: &str) -> Result<Commit<'r>, GitError> {
     let not_found = || GitError::NotFound {
         what: format!("revision {rev:?}"),
     };
