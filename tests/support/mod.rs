@@ -229,6 +229,20 @@ impl Daemon {
         }
     }
 
+    /// Stops the daemon as systemd would (SIGTERM: it commits what is
+    /// pending) and checks it exited 0. Quiesces the repositories before a
+    /// `git fsck`, which misreads objects written while it runs.
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let code = self.wait_exit(Duration::from_secs(30));
+        assert_eq!(
+            code,
+            Some(0),
+            "daemon exit after SIGTERM\n{}",
+            self.log_text()
+        );
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
