@@ -7,6 +7,11 @@
 //! second one exits at once. SIGHUP (or the socket's `reload`) applies a new
 //! config by difference: unchanged notebooks keep their locks and pending
 //! changes.
+//!
+//! Tasks: every long-lived task (notebook starts and stops, the accept loop,
+//! each connection) is spawned on the daemon's one [`TaskTracker`] and told
+//! to stop through its [`CancellationToken`]; shutdown cancels, then waits
+//! for the tracker to drain, so no task outlives the daemon unobserved.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -15,7 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::RwLock;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config, NotebookConfig};
 use crate::control::server::{self, BindError, ReloadFailure, ReloadReply, ServerContext};
@@ -92,6 +99,8 @@ struct Daemon {
     events: broadcast::Sender<crate::notebook::NotebookEvent>,
     /// Notebook names in config order, to keep the registry in that order.
     order: RwLock<Vec<String>>,
+    /// Every task the daemon spawns, waited for at shutdown.
+    tracker: TaskTracker,
 }
 
 /// First wait before a notebook that could not start is tried again; it
@@ -151,9 +160,12 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         ctx: ctx.clone(),
         events,
         order: RwLock::new(config.notebooks.iter().map(|n| n.name.clone()).collect()),
+        tracker: TaskTracker::new(),
     };
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Cancelling `shutdown` closes every connection; its child stops only
+    // the accept loop, which goes first.
+    let shutdown = CancellationToken::new();
+    let stop_accepting = shutdown.child_token();
 
     let mut started = Vec::new();
     let lock_timeout = config.lock.timeout;
@@ -161,7 +173,11 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         .notebooks
         .iter()
         .cloned()
-        .map(|nb| tokio::spawn(start_notebook(nb, lock_timeout, daemon.events.clone())))
+        .map(|nb| {
+            daemon
+                .tracker
+                .spawn(start_notebook(nb, lock_timeout, daemon.events.clone()))
+        })
         .collect();
     // One notebook that cannot start takes nothing else down: it is listed
     // with state "error" and tried again with backoff.
@@ -183,7 +199,13 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
     // Accept only now: a client that connected while the notebooks opened
     // waits in the listen backlog instead of being told `not_found` for a
     // configured notebook (the socket is bound, and the flock held, early).
-    let server_task = tokio::spawn(server::serve(socket.clone(), ctx.clone(), shutdown_rx));
+    let server_task = daemon.tracker.spawn(server::serve(
+        socket.clone(),
+        ctx.clone(),
+        daemon.tracker.clone(),
+        stop_accepting.clone(),
+        shutdown.clone(),
+    ));
     let names = daemon.registry.names();
     sd_notify::notify(&format!(
         "READY=1\nSTATUS=watching {} notebook(s)",
@@ -209,10 +231,17 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
     }
 
     sd_notify::notify("STOPPING=1");
-    let _ = shutdown_tx.send(true);
+    stop_accepting.cancel();
+    if let Err(e) = server_task.await {
+        tracing::error!(error = %e, "the accept loop failed");
+    }
     socket.remove_file();
-    stop_all(daemon.registry.list()).await;
-    server_task.abort();
+    daemon.stop_all(daemon.registry.list()).await;
+    // Connections (a held lock, a subscription) end only now, after the
+    // final commits, so their clients were answered until the end.
+    shutdown.cancel();
+    daemon.tracker.close();
+    daemon.tracker.wait().await;
     tracing::info!("gitlockd stopped");
     EXIT_OK
 }
@@ -258,18 +287,23 @@ async fn start_notebook(
         })
 }
 
-/// Stops notebooks concurrently: each commits its pending changes first.
-async fn stop_all(notebooks: Vec<Arc<Notebook>>) {
-    let tasks: Vec<_> = notebooks
-        .into_iter()
-        .map(|nb| tokio::spawn(async move { nb.stop().await }))
-        .collect();
-    for task in tasks {
-        let _ = task.await;
-    }
-}
-
 impl Daemon {
+    /// Stops notebooks concurrently: each commits its pending changes first.
+    async fn stop_all(&self, notebooks: Vec<Arc<Notebook>>) {
+        let tasks: Vec<_> = notebooks
+            .into_iter()
+            .map(|nb| {
+                let name = nb.name().to_string();
+                (name, self.tracker.spawn(async move { nb.stop().await }))
+            })
+            .collect();
+        for (name, task) in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(notebook = %name, error = %e, "stopping the notebook failed");
+            }
+        }
+    }
+
     /// When the next notebook that could not start is due for a try.
     fn next_retry(&self) -> Option<Instant> {
         let now = SystemTime::now();
@@ -353,7 +387,7 @@ impl Daemon {
         for nb in &leaving {
             tracing::info!(notebook = %nb.name(), "notebook removed or changed by reload; committing and stopping it");
         }
-        stop_all(leaving).await;
+        self.stop_all(leaving).await;
         let mut next = Vec::with_capacity(config.notebooks.len());
         let mut failures = Vec::new();
         let mut failed = Vec::new();
