@@ -70,7 +70,6 @@ mod git_cli;
 mod integrate;
 mod local;
 
-use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
@@ -88,34 +87,14 @@ use local::{
 };
 
 /// Default limit for one `git fetch` / `git push` / `git ls-remote`.
-pub const DEFAULT_GIT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_GIT_TIMEOUT: Duration = crate::git::cli::DEFAULT_GIT_TIMEOUT;
 
 /// Prefix of the refs that keep the remote side of a divergence reachable.
 pub const DIVERGED_REF_PREFIX: &str = "refs/gitlockd/diverged/";
 
-/// How the `git` subprocess is run.
-#[derive(Clone, Debug)]
-pub struct GitCli {
-    /// The git executable (`git`, looked up in `PATH`).
-    pub program: OsString,
-    /// Variables set for the subprocess on top of the inherited environment
-    /// (tests use this for an isolated `HOME` / `GIT_CONFIG_GLOBAL`, which
-    /// is thread-safe where `std::env::set_var` is not).
-    pub env: Vec<(OsString, OsString)>,
-    /// The subprocess (and its process group) is stopped after this
-    /// (SIGTERM, so git removes its lock files, then SIGKILL).
-    pub timeout: Duration,
-}
-
-impl Default for GitCli {
-    fn default() -> Self {
-        GitCli {
-            program: OsString::from("git"),
-            env: Vec::new(),
-            timeout: DEFAULT_GIT_TIMEOUT,
-        }
-    }
-}
+/// How the `git` subprocess is run: the same runner, with the same rules,
+/// as the commits libgit2 cannot make ([`crate::git::GitProgram`]).
+pub type GitCli = crate::git::GitProgram;
 
 /// How remote work was brought into the local branch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
