@@ -69,6 +69,7 @@ impl Default for GitProgram {
 type Checked = (OsString, Result<(), String>);
 
 /// What one git command printed.
+#[derive(Debug)]
 pub(crate) struct Output {
     /// Exit status.
     pub status: ExitStatus,
@@ -455,5 +456,42 @@ mod tests {
             String::from_utf8_lossy(&out.stdout).trim(),
             "ce013625030ba8dba906f756967f9e9ca394464a"
         );
+    }
+
+    #[test]
+    fn the_subcommand_is_found_after_options() {
+        assert_eq!(
+            subcommand(&["-c", "a=b", "--no-pager", "commit", "-q"]),
+            "commit"
+        );
+        assert_eq!(subcommand::<&str>(&[]), "");
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_stopped_with_its_children() {
+        let git = GitProgram {
+            timeout: Duration::from_millis(300),
+            ..GitProgram::default()
+        };
+        let started = std::time::Instant::now();
+        // The alias runs a shell whose child sleeps: SIGTERM to the group
+        // ends both at once, well before the SIGKILL grace.
+        let err = git
+            .exec(
+                Path::new("/"),
+                &["-c", "alias.nap=!sleep 30", "nap"],
+                &[],
+                None,
+            )
+            .expect_err("must time out");
+        assert!(
+            matches!(&err, RunError::Timeout { subcommand, .. } if subcommand == "nap"),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < TERM_GRACE, "{:?}", started.elapsed());
+        assert!(matches!(
+            GitError::from(err),
+            GitError::Timeout { secs: 0, .. }
+        ));
     }
 }
