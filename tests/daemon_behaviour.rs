@@ -373,7 +373,7 @@ fn a_real_vim_save_makes_one_clean_commit() {
         .output()
         .is_err()
     {
-        eprintln!("vim is not installed; the simulated save test covers the sequence");
+        support::skip("vim is not installed (the simulated save test covers the sequence)");
         return;
     }
     let sb = Sandbox::new();
