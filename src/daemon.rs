@@ -106,6 +106,9 @@ struct Daemon {
 /// First wait before a notebook that could not start is tried again; it
 /// doubles per failure up to [`RETRY_CAP`].
 const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// How long shutdown waits, after the final commits, for tasks to return.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
 /// Longest wait between two tries of a notebook that cannot start.
 const RETRY_CAP: Duration = Duration::from_secs(60);
 
@@ -174,9 +177,12 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         .iter()
         .cloned()
         .map(|nb| {
-            daemon
-                .tracker
-                .spawn(start_notebook(nb, lock_timeout, daemon.events.clone()))
+            daemon.tracker.spawn(start_notebook(
+                nb,
+                lock_timeout,
+                daemon.events.clone(),
+                daemon.tracker.clone(),
+            ))
         })
         .collect();
     // One notebook that cannot start takes nothing else down: it is listed
@@ -241,7 +247,18 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
     // final commits, so their clients were answered until the end.
     shutdown.cancel();
     daemon.tracker.close();
-    daemon.tracker.wait().await;
+    // Every loop answered its stop above; this only waits for them to
+    // return. Bounded all the same: a stuck task must not keep a stopping
+    // daemon alive (systemd would SIGKILL it mid-write instead).
+    if tokio::time::timeout(DRAIN_LIMIT, daemon.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tasks = daemon.tracker.len(),
+            "some tasks did not end within {DRAIN_LIMIT:?} of the final commits; exiting anyway"
+        );
+    }
     tracing::info!("gitlockd stopped");
     EXIT_OK
 }
@@ -266,10 +283,11 @@ async fn start_notebook(
     config: NotebookConfig,
     lock_timeout: std::time::Duration,
     events: broadcast::Sender<crate::notebook::NotebookEvent>,
+    tasks: TaskTracker,
 ) -> Result<Notebook, String> {
     let name = config.name.clone();
     let path = config.path.clone();
-    Notebook::start(config, lock_timeout, events)
+    Notebook::start(config, lock_timeout, events, &tasks)
         .await
         .map_err(|e| {
             // The whole chain: "opening the repository" alone does not say why.
@@ -325,7 +343,14 @@ impl Daemon {
                 still.push(f);
                 continue;
             }
-            match start_notebook(f.config.clone(), lock_timeout, self.events.clone()).await {
+            match start_notebook(
+                f.config.clone(),
+                lock_timeout,
+                self.events.clone(),
+                self.tracker.clone(),
+            )
+            .await
+            {
                 Ok(nb) => {
                     tracing::info!(notebook = %nb.name(), attempts = f.attempts + 1, "notebook started");
                     started.push(Arc::new(nb));
@@ -397,7 +422,14 @@ impl Daemon {
             match keep(cfg) {
                 Some(nb) => next.push(nb),
                 None => {
-                    match start_notebook(cfg.clone(), lock_timeout, self.events.clone()).await {
+                    match start_notebook(
+                        cfg.clone(),
+                        lock_timeout,
+                        self.events.clone(),
+                        self.tracker.clone(),
+                    )
+                    .await
+                    {
                         Ok(nb) => {
                             tracing::info!(notebook = %nb.name(), "notebook started by reload");
                             next.push(Arc::new(nb));

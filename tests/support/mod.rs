@@ -349,6 +349,13 @@ impl Client {
         self.writer.write_all(bytes).unwrap();
     }
 
+    /// The next line, or `None` once the daemon closed the connection.
+    pub fn recv_or_eof(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).unwrap();
+        (n > 0).then(|| serde_json::from_str(&line).unwrap())
+    }
+
     pub fn recv(&mut self) -> Value {
         let mut line = String::new();
         let n = self.reader.read_line(&mut line).unwrap();
