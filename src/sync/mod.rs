@@ -9,12 +9,14 @@
 //!   modified tracked file, an untracked file or an ignored file (see
 //!   [`SyncError::Blocked`]).
 //! * **Network work** (fetch, push, ls-remote) runs through the user's own
-//!   `git` executable as a subprocess, so the user's ssh config, agent and
-//!   credential helpers work as in a terminal. The subprocess inherits this
-//!   process's environment plus [`GitCli::env`], with `GIT_TERMINAL_PROMPT=0`,
-//!   stdin at `/dev/null`, in its own session (no controlling terminal, so
-//!   ssh cannot prompt either), and is stopped (its whole process group:
-//!   SIGTERM, then SIGKILL) after [`GitCli::timeout`]. `GIT_SSH_COMMAND` is left untouched. Its output
+//!   `git` executable as a subprocess, through the one runner the commit
+//!   path uses too ([`crate::git::GitProgram`]), so the user's ssh config,
+//!   agent and credential helpers work as in a terminal. The subprocess
+//!   inherits this process's environment plus `GitProgram::env`, with
+//!   `GIT_TERMINAL_PROMPT=0`, stdin at `/dev/null`, in its own session (no
+//!   controlling terminal, so ssh cannot prompt either), and is stopped (its
+//!   whole process group: SIGTERM, then SIGKILL) after
+//!   `GitProgram::timeout`. `GIT_SSH_COMMAND` is left untouched. Its output
 //!   goes to unlinked temporary files, not pipes, so an ssh `ControlPersist`
 //!   master that keeps stderr open cannot hang us.
 //! * **Writes to the work tree, the index, commits and the branch** go
