@@ -85,6 +85,18 @@ impl Output {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
+    /// This output if git exited 0, else [`GitError::Command`] with its
+    /// stderr (`args`: the command line, for the message).
+    pub fn succeeded<A: AsRef<OsStr>>(self, args: &[A]) -> Result<Output, GitError> {
+        if self.status.success() {
+            return Ok(self);
+        }
+        Err(GitError::Command {
+            command: format!("git {}", subcommand(args)),
+            message: self.message(),
+        })
+    }
+
     /// Stderr trimmed, or the exit status when it printed nothing.
     pub fn message(&self) -> String {
         let s = self.stderr.trim();
@@ -270,6 +282,31 @@ impl GitProgram {
         })
     }
 
+    /// [`GitProgram::exec`] for a command that writes to the repository
+    /// whose git directories are `dirs` (git dir, common dir). When it had
+    /// to be stopped, the lock files it left (created since it started and
+    /// held open by nobody) are removed, or every later write would fail on
+    /// them: SIGTERM lets git remove its own, this catches what SIGKILL cut
+    /// short (and `commit --only`'s temporary index).
+    pub(crate) fn exec_writing<A: AsRef<OsStr>>(
+        &self,
+        dirs: (&Path, &Path),
+        workdir: &Path,
+        args: &[A],
+        env: &[(&str, &str)],
+        input: Option<&[u8]>,
+    ) -> Result<Output, RunError> {
+        // mtimes are coarse: a second of slack, never too little.
+        let started = std::time::SystemTime::now()
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let result = self.exec(workdir, args, env, input);
+        if let Err(RunError::Timeout { .. }) = &result {
+            remove_locks_left_since(dirs.0, dirs.1, started);
+        }
+        result
+    }
+
     /// [`GitProgram::exec`] for the commit path, errors as [`GitError`].
     pub(crate) fn run<A: AsRef<OsStr>>(
         &self,
@@ -290,14 +327,7 @@ impl GitProgram {
         env: &[(&str, &str)],
         input: Option<&[u8]>,
     ) -> Result<Output, GitError> {
-        let out = self.run(workdir, args, env, input)?;
-        if !out.status.success() {
-            return Err(GitError::Command {
-                command: format!("git {}", subcommand(args)),
-                message: out.message(),
-            });
-        }
-        Ok(out)
+        self.run(workdir, args, env, input)?.succeeded(args)
     }
     /// Fails unless this git runs and is new enough for the commit path.
     /// Checked once per process and program (the answer does not change
@@ -406,6 +436,25 @@ fn read_tail(f: &mut File, max: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// Removes the lock files a stopped git left in `git_dir` / `common_dir`
+/// since `started` (see [`GitProgram::exec_writing`]).
+fn remove_locks_left_since(git_dir: &Path, common_dir: &Path, started: std::time::SystemTime) {
+    crate::recovery::remove_fresh_locks(git_dir, common_dir, started, None);
+    if let Ok(entries) = std::fs::read_dir(git_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.as_encoded_bytes();
+            let fresh = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m >= started);
+            if fresh && name.starts_with(b"next-index-") && name.ends_with(b".lock") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 /// Sends `signal` to the process group `pid` leads.
 fn kill_group(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = i32::try_from(pid) {
@@ -493,5 +542,47 @@ mod tests {
             GitError::from(err),
             GitError::Timeout { secs: 0, .. }
         ));
+    }
+
+    #[test]
+    fn a_writing_command_stopped_on_timeout_leaves_no_fresh_lock_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let git = GitProgram {
+            timeout: Duration::from_millis(300),
+            ..GitProgram::default()
+        };
+        git.run_ok(root, &["init", "-q"], &[], None)
+            .expect("git init");
+        let dot_git = root.join(".git");
+        // A lock from before the command (someone else's, old): kept.
+        let old = dot_git.join("packed-refs.lock");
+        std::fs::write(&old, "").expect("write");
+        let status = Command::new("touch")
+            .args(["-d", "1 hour ago"])
+            .arg(&old)
+            .status()
+            .expect("touch");
+        assert!(status.success());
+        // The command takes index.lock, then hangs until it is stopped.
+        let err = git
+            .exec_writing(
+                (&dot_git, &dot_git),
+                root,
+                &[
+                    "-c",
+                    "alias.hang=!touch .git/index.lock && sleep 30",
+                    "hang",
+                ],
+                &[],
+                None,
+            )
+            .expect_err("must time out");
+        assert!(matches!(err, RunError::Timeout { .. }), "{err:?}");
+        assert!(
+            !dot_git.join("index.lock").exists(),
+            "the fresh lock was removed"
+        );
+        assert!(old.exists(), "an older lock is not ours to remove");
     }
 }

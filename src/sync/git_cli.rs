@@ -112,7 +112,8 @@ pub(super) fn push_commit(
     Ok(())
 }
 
-/// Run `git <sub> <args>` in `workdir`, no prompt, stopped after the timeout.
+/// Run `git <sub> <args>` in `workdir`, no prompt, stopped after the
+/// timeout (and the lock files it left then removed).
 pub(super) fn run_git(
     workdir: &Path,
     git: &GitCli,
@@ -133,5 +134,7 @@ pub(super) fn run_git_env(
     let mut all = Vec::with_capacity(args.len() + 1);
     all.push(sub);
     all.extend_from_slice(args);
-    Ok(git.exec(workdir, &all, env, None)?)
+    // Its git directories, for the lock files a stopped git may leave.
+    let repo = open(workdir)?;
+    Ok(git.exec_writing((repo.path(), repo.commondir()), workdir, &all, env, None)?)
 }
