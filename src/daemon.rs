@@ -106,11 +106,10 @@ struct Daemon {
 /// First wait before a notebook that could not start is tried again; it
 /// doubles per failure up to [`RETRY_CAP`].
 const RETRY_FIRST: Duration = Duration::from_secs(1);
-/// How long shutdown waits, after the final commits, for tasks to return.
-const DRAIN_LIMIT: Duration = Duration::from_secs(5);
-
 /// Longest wait between two tries of a notebook that cannot start.
 const RETRY_CAP: Duration = Duration::from_secs(60);
+/// How long shutdown waits, after the final commits, for tasks to return.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// The wait before try number `attempts + 1`.
 fn retry_delay(attempts: u32) -> Duration {
