@@ -155,6 +155,29 @@ impl Sandbox {
     }
 }
 
+/// A failing test prints every notebook's `git status` and `git log`, after
+/// the daemon's log (a test declares its daemon after its sandbox, so the
+/// daemon is dropped first).
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.root.join("books")) else {
+            return;
+        };
+        let mut repos: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join(".git").exists())
+            .collect();
+        repos.sort();
+        for repo in repos {
+            sandbox::report_if_failing(&repo, &self.env);
+        }
+    }
+}
+
 /// A running daemon; killed when dropped.
 pub struct Daemon {
     pub child: Child,
@@ -247,17 +270,10 @@ impl Drop for Daemon {
     }
 }
 
-/// A git repository probed with the git CLI; a failing test prints its
-/// `git status` and `git log`.
+/// A git repository probed with the git CLI.
 pub struct Repo {
     pub path: PathBuf,
     pub env: Vec<(String, String)>,
-}
-
-impl Drop for Repo {
-    fn drop(&mut self) {
-        sandbox::report_if_failing(&self.path, &self.env);
-    }
 }
 
 impl Repo {
