@@ -7,6 +7,11 @@
 //! second one exits at once. SIGHUP (or the socket's `reload`) applies a new
 //! config by difference: unchanged notebooks keep their locks and pending
 //! changes.
+//!
+//! Tasks: every long-lived task (notebook starts and stops, the accept loop,
+//! each connection) is spawned on the daemon's one [`TaskTracker`] and told
+//! to stop through its [`CancellationToken`]; shutdown cancels, then waits
+//! for the tracker to drain, so no task outlives the daemon unobserved.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -15,7 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::RwLock;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config, NotebookConfig};
 use crate::control::server::{self, BindError, ReloadFailure, ReloadReply, ServerContext};
@@ -92,6 +99,8 @@ struct Daemon {
     events: broadcast::Sender<crate::notebook::NotebookEvent>,
     /// Notebook names in config order, to keep the registry in that order.
     order: RwLock<Vec<String>>,
+    /// Every task the daemon spawns, waited for at shutdown.
+    tracker: TaskTracker,
 }
 
 /// First wait before a notebook that could not start is tried again; it
@@ -99,6 +108,8 @@ struct Daemon {
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest wait between two tries of a notebook that cannot start.
 const RETRY_CAP: Duration = Duration::from_secs(60);
+/// How long shutdown waits, after the final commits, for tasks to return.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// The wait before try number `attempts + 1`.
 fn retry_delay(attempts: u32) -> Duration {
@@ -151,9 +162,12 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         ctx: ctx.clone(),
         events,
         order: RwLock::new(config.notebooks.iter().map(|n| n.name.clone()).collect()),
+        tracker: TaskTracker::new(),
     };
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Cancelling `shutdown` closes every connection; its child stops only
+    // the accept loop, which goes first.
+    let shutdown = CancellationToken::new();
+    let stop_accepting = shutdown.child_token();
 
     let mut started = Vec::new();
     let lock_timeout = config.lock.timeout;
@@ -161,7 +175,14 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
         .notebooks
         .iter()
         .cloned()
-        .map(|nb| tokio::spawn(start_notebook(nb, lock_timeout, daemon.events.clone())))
+        .map(|nb| {
+            daemon.tracker.spawn(start_notebook(
+                nb,
+                lock_timeout,
+                daemon.events.clone(),
+                daemon.tracker.clone(),
+            ))
+        })
         .collect();
     // One notebook that cannot start takes nothing else down: it is listed
     // with state "error" and tried again with backoff.
@@ -183,7 +204,13 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
     // Accept only now: a client that connected while the notebooks opened
     // waits in the listen backlog instead of being told `not_found` for a
     // configured notebook (the socket is bound, and the flock held, early).
-    let server_task = tokio::spawn(server::serve(socket.clone(), ctx.clone(), shutdown_rx));
+    let server_task = daemon.tracker.spawn(server::serve(
+        socket.clone(),
+        ctx.clone(),
+        daemon.tracker.clone(),
+        stop_accepting.clone(),
+        shutdown.clone(),
+    ));
     let names = daemon.registry.names();
     sd_notify::notify(&format!(
         "READY=1\nSTATUS=watching {} notebook(s)",
@@ -209,10 +236,28 @@ async fn run_async(config: Config, options: DaemonOptions) -> i32 {
     }
 
     sd_notify::notify("STOPPING=1");
-    let _ = shutdown_tx.send(true);
+    stop_accepting.cancel();
+    if let Err(e) = server_task.await {
+        tracing::error!(error = %e, "the accept loop failed");
+    }
     socket.remove_file();
-    stop_all(daemon.registry.list()).await;
-    server_task.abort();
+    daemon.stop_all(daemon.registry.list()).await;
+    // Connections (a held lock, a subscription) end only now, after the
+    // final commits, so their clients were answered until the end.
+    shutdown.cancel();
+    daemon.tracker.close();
+    // Every loop answered its stop above; this only waits for them to
+    // return. Bounded all the same: a stuck task must not keep a stopping
+    // daemon alive (systemd would SIGKILL it mid-write instead).
+    if tokio::time::timeout(DRAIN_LIMIT, daemon.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tasks = daemon.tracker.len(),
+            "some tasks did not end within {DRAIN_LIMIT:?} of the final commits; exiting anyway"
+        );
+    }
     tracing::info!("gitlockd stopped");
     EXIT_OK
 }
@@ -237,10 +282,11 @@ async fn start_notebook(
     config: NotebookConfig,
     lock_timeout: std::time::Duration,
     events: broadcast::Sender<crate::notebook::NotebookEvent>,
+    tasks: TaskTracker,
 ) -> Result<Notebook, String> {
     let name = config.name.clone();
     let path = config.path.clone();
-    Notebook::start(config, lock_timeout, events)
+    Notebook::start(config, lock_timeout, events, &tasks)
         .await
         .map_err(|e| {
             // The whole chain: "opening the repository" alone does not say why.
@@ -258,18 +304,23 @@ async fn start_notebook(
         })
 }
 
-/// Stops notebooks concurrently: each commits its pending changes first.
-async fn stop_all(notebooks: Vec<Arc<Notebook>>) {
-    let tasks: Vec<_> = notebooks
-        .into_iter()
-        .map(|nb| tokio::spawn(async move { nb.stop().await }))
-        .collect();
-    for task in tasks {
-        let _ = task.await;
-    }
-}
-
 impl Daemon {
+    /// Stops notebooks concurrently: each commits its pending changes first.
+    async fn stop_all(&self, notebooks: Vec<Arc<Notebook>>) {
+        let tasks: Vec<_> = notebooks
+            .into_iter()
+            .map(|nb| {
+                let name = nb.name().to_string();
+                (name, self.tracker.spawn(async move { nb.stop().await }))
+            })
+            .collect();
+        for (name, task) in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(notebook = %name, error = %e, "stopping the notebook failed");
+            }
+        }
+    }
+
     /// When the next notebook that could not start is due for a try.
     fn next_retry(&self) -> Option<Instant> {
         let now = SystemTime::now();
@@ -291,7 +342,14 @@ impl Daemon {
                 still.push(f);
                 continue;
             }
-            match start_notebook(f.config.clone(), lock_timeout, self.events.clone()).await {
+            match start_notebook(
+                f.config.clone(),
+                lock_timeout,
+                self.events.clone(),
+                self.tracker.clone(),
+            )
+            .await
+            {
                 Ok(nb) => {
                     tracing::info!(notebook = %nb.name(), attempts = f.attempts + 1, "notebook started");
                     started.push(Arc::new(nb));
@@ -353,7 +411,7 @@ impl Daemon {
         for nb in &leaving {
             tracing::info!(notebook = %nb.name(), "notebook removed or changed by reload; committing and stopping it");
         }
-        stop_all(leaving).await;
+        self.stop_all(leaving).await;
         let mut next = Vec::with_capacity(config.notebooks.len());
         let mut failures = Vec::new();
         let mut failed = Vec::new();
@@ -363,7 +421,14 @@ impl Daemon {
             match keep(cfg) {
                 Some(nb) => next.push(nb),
                 None => {
-                    match start_notebook(cfg.clone(), lock_timeout, self.events.clone()).await {
+                    match start_notebook(
+                        cfg.clone(),
+                        lock_timeout,
+                        self.events.clone(),
+                        self.tracker.clone(),
+                    )
+                    .await
+                    {
                         Ok(nb) => {
                             tracing::info!(notebook = %nb.name(), "notebook started by reload");
                             next.push(Arc::new(nb));

@@ -10,6 +10,12 @@
 //!                                     └─> control server ─> connection tasks (one OwnerId each)
 //! ```
 //!
+//! Every task above is spawned on the daemon's one `TaskTracker` and stopped
+//! through its `CancellationToken` (tokio-util): shutdown stops accepting,
+//! commits every notebook's pending changes, then closes the connections and
+//! waits for the tracker to drain. Every `git` subprocess (commits libgit2
+//! cannot make, all of sync) runs through one runner, [`git::GitProgram`].
+//!
 //! Every git operation on a notebook goes through its [`lock::NotebookLock`],
 //! reached through [`lock::git_lock_manager`].
 #![warn(clippy::unwrap_used)]

@@ -257,12 +257,14 @@ type RoundFuture = Pin<Box<dyn Future<Output = RoundResult> + Send>>;
 
 impl Notebook {
     /// Opens (or creates) the notebook's repository, starts its watcher and
-    /// its loop, and returns once the catch-up commit of whatever changed
-    /// while gitlockd was not running has been tried.
+    /// its loop (on the daemon's `tasks`, which waits for it at shutdown),
+    /// and returns once the catch-up commit of whatever changed while
+    /// gitlockd was not running has been tried.
     pub async fn start(
         config: NotebookConfig,
         lock_timeout: Duration,
         events: broadcast::Sender<NotebookEvent>,
+        tasks: &tokio_util::task::TaskTracker,
     ) -> Result<Notebook, StartError> {
         let name = config.name.clone();
         let filter =
@@ -346,7 +348,7 @@ impl Notebook {
         let (caught_up_tx, caught_up_rx) = oneshot::channel();
         let owner = OwnerId::fresh();
         git_lock_manager().label_owner(owner, format!("auto-commit of {name}"));
-        tokio::spawn(supervise(
+        tasks.spawn(supervise(
             shared.clone(),
             owner,
             setup,

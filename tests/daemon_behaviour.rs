@@ -342,20 +342,11 @@ fn editor_temporaries_are_never_committed() {
     assert_sound(&nb);
 }
 
-/// A notebook outside /tmp: vim skips its backup dance under /tmp (backupskip).
-fn editor_notebook(sb: &Sandbox) -> (tempfile::TempDir, Repo) {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(&base).unwrap();
-    let dir = tempfile::Builder::new()
-        .prefix("gl-editor-")
-        .tempdir_in(&base)
-        .unwrap();
-    assert!(
-        !dir.path().starts_with("/tmp"),
-        "editor notebooks must live outside /tmp"
-    );
-    let nb = sb.repo_at(&dir.path().join("nb"));
-    (dir, nb)
+/// A notebook for the editor-save tests. vim skips its backup dance for
+/// files under /tmp (`backupskip`); the real-vim test clears that option
+/// instead of moving the notebook, so the tests run from a checkout anywhere.
+fn editor_notebook(sb: &Sandbox) -> Repo {
+    sb.repo("nb")
 }
 
 fn assert_one_clean_commit_of(nb: &Repo, before: usize, rel: &str) {
@@ -382,11 +373,11 @@ fn a_real_vim_save_makes_one_clean_commit() {
         .output()
         .is_err()
     {
-        eprintln!("vim is not installed; the simulated save test covers the sequence");
+        support::skip("vim is not installed (the simulated save test covers the sequence)");
         return;
     }
     let sb = Sandbox::new();
-    let (_dir, nb) = editor_notebook(&sb);
+    let nb = editor_notebook(&sb);
     sb.write_config("", &[("nb", &nb.path, "debounce = \"300ms\"")]);
     let _d = sb.start_serving(&["nb"]);
     nb.write("note.md", "hello\n");
@@ -395,9 +386,12 @@ fn a_real_vim_save_makes_one_clean_commit() {
 
     // vim with defaults (writebackup, backupcopy=auto, swapfile): 4913 probe,
     // note.md -> note.md~, new note.md, remove note.md~ and the swap file.
+    // An empty `backupskip` makes vim do under /tmp what it does elsewhere.
     let mut cmd = std::process::Command::new("vim");
     cmd.current_dir(&nb.path)
         .args([
+            "--cmd",
+            "set backupskip=",
             "-u",
             "NONE",
             "-i",
@@ -429,7 +423,7 @@ fn a_real_vim_save_makes_one_clean_commit() {
 #[test]
 fn a_simulated_vim_save_makes_one_clean_commit() {
     let sb = Sandbox::new();
-    let (_dir, nb) = editor_notebook(&sb);
+    let nb = editor_notebook(&sb);
     sb.write_config("", &[("nb", &nb.path, "debounce = \"300ms\"")]);
     let _d = sb.start_serving(&["nb"]);
     nb.write("x.md", "v1\n");
@@ -441,7 +435,7 @@ fn a_simulated_vim_save_makes_one_clean_commit() {
     committed(&nb, "other.md", "other\n");
     let before = nb.count();
 
-    // :w — the exact sequence vim 9 makes outside /tmp.
+    // :w — the exact sequence vim 9 makes (outside /tmp, or with an empty backupskip).
     let p = |r: &str| nb.path.join(r);
     std::fs::write(p(".x.md.swp"), "swap 2\n").unwrap();
     std::fs::write(p("4913"), "").unwrap();
@@ -459,7 +453,7 @@ fn a_simulated_vim_save_makes_one_clean_commit() {
 #[test]
 fn an_atomic_rename_over_save_makes_one_clean_commit() {
     let sb = Sandbox::new();
-    let (_dir, nb) = editor_notebook(&sb);
+    let nb = editor_notebook(&sb);
     sb.write_config("", &[("nb", &nb.path, "debounce = \"300ms\"")]);
     let _d = sb.start_serving(&["nb"]);
     nb.write("note.md", "v1\n");
@@ -718,7 +712,9 @@ fn max_delay_commits_while_writes_never_pause() {
 /// bound that too.
 #[test]
 fn max_delay_bounds_commits_of_a_file_written_every_few_ms() {
-    let (_sb, nb, _d) = one("debounce = \"5s\"\nmax_delay = \"1s\"");
+    // A one-hour debounce never expires while the file is written every few
+    // ms, so every commit during the writing is max_delay's doing.
+    let (_sb, nb, mut d) = one("debounce = \"1h\"\nmax_delay = \"1s\"");
     nb.write("base.md", "base\n");
     committed(&nb, "base.md", "base\n");
     let stop = Arc::new(AtomicBool::new(false));
@@ -732,11 +728,15 @@ fn max_delay_bounds_commits_of_a_file_written_every_few_ms() {
             while !stop.load(Ordering::SeqCst) {
                 writeln!(f, "line {i}").unwrap();
                 i += 1;
-                std::thread::sleep(Duration::from_millis(2)); // the writer's pace
+                // The writer's pace: well under any debounce, light enough
+                // for a loaded machine.
+                std::thread::sleep(Duration::from_millis(5));
             }
         })
     };
-    // Over 10 s of writing, every 3 s window must see a commit.
+    // Over 10 s of writing, commits keep coming about every second (at
+    // least 3, no gap of 5 s: without max_delay there would be none). The
+    // bounds leave room for a loaded machine (a round takes time too).
     let began = Instant::now();
     let mut last = nb.head();
     let mut last_at = Instant::now();
@@ -755,8 +755,18 @@ fn max_delay_bounds_commits_of_a_file_written_every_few_ms() {
     writer.join().unwrap();
     let worst = gaps.iter().max().copied().unwrap_or_default();
     assert!(
-        worst < Duration::from_secs(3),
-        "max_delay 1s: longest gap between commits {worst:?} while writing (gaps {gaps:?})"
+        gaps.len() >= 4 && worst < Duration::from_secs(5),
+        "max_delay 1s: {} commit(s) in 10 s of writing, longest gap {worst:?} (gaps {gaps:?})",
+        gaps.len() - 1
+    );
+    // fsck while the daemon may still be committing reports objects written
+    // after its object scan as missing (a race in the check, not in the
+    // repository): stop the daemon, which commits what is pending, first.
+    d.stop();
+    assert_eq!(
+        nb.blob("log.txt"),
+        Some(std::fs::read_to_string(nb.path.join("log.txt")).unwrap()),
+        "the stop committed the last lines"
     );
     assert_sound(&nb);
 }

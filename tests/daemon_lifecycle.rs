@@ -431,6 +431,52 @@ fn sigterm_with_pending_changes_waits_at_most_lock_timeout_for_a_clients_lock() 
     nb.assert_fsck_clean();
 }
 
+/// Shutdown order: the final commits happen while connections are still
+/// served (a subscriber sees them), then every connection is closed and the
+/// daemon's task tracker drains at once.
+#[test]
+fn sigterm_commits_then_closes_connections_and_drains_every_task() {
+    let sb = Sandbox::new();
+    let nb = sb.repo("nb");
+    nb.write("base.md", "base\n");
+    nb.commit_all("base");
+    sb.write_config_text(&config_text(
+        &sb,
+        &[("nb", &nb.path, "debounce = \"30s\"\nmax_delay = \"10m\"")],
+    ));
+    let mut d = sb.start_serving(&["nb"]);
+    let mut subscriber = sb.client();
+    subscriber.ok("subscribe", json!({"notebook": "nb"}));
+    let mut idle = sb.client();
+    idle.ok("ping", json!({}));
+    nb.write("pending.md", "pending\n");
+    wait_for(COMMIT, "the change to be pending", || {
+        (pending(&sb, "nb") > 0).then_some(())
+    });
+    let began = Instant::now();
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(COMMIT), Some(0));
+    let took = began.elapsed();
+    let mut events = Vec::new();
+    while let Some(event) = subscriber.recv_or_eof() {
+        events.push(event);
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == json!("commit") && e["paths"] == json!(["pending.md"])),
+        "the final commit reached the subscriber before its connection closed: {events:?}"
+    );
+    assert_eq!(idle.recv_or_eof(), None, "an idle connection is closed");
+    let log = d.log_text();
+    assert!(
+        took < Duration::from_secs(4) && !log.contains("did not end"),
+        "every task ended with the daemon ({took:?}):\n{log}"
+    );
+    assert_eq!(nb.blob("pending.md").as_deref(), Some("pending\n"));
+    nb.assert_fsck_clean();
+}
+
 // ---------------------------------------------------------------------------
 // SIGHUP reload
 

@@ -12,12 +12,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{Repo, Sandbox};
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-}
+use support::{on_path, Repo, Sandbox};
 
 fn recipe(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -86,7 +81,7 @@ fn run_editor(sb: &Sandbox, mut cmd: Command) {
 #[test]
 fn vim_recipe_commits_the_current_file_with_a_message() {
     if !on_path("vim") {
-        println!("SKIPPED: vim is not installed");
+        support::skip("vim is not installed");
         return;
     }
     let (sb, nb, _d) = setup();
@@ -115,7 +110,7 @@ fn vim_recipe_commits_the_current_file_with_a_message() {
 #[test]
 fn neovim_recipe_commits_the_current_file_with_a_message() {
     if !on_path("nvim") {
-        println!("SKIPPED: nvim is not installed");
+        support::skip("nvim is not installed");
         return;
     }
     let (sb, nb, _d) = setup();
@@ -144,7 +139,7 @@ fn neovim_recipe_commits_the_current_file_with_a_message() {
 #[test]
 fn emacs_recipe_commits_the_current_file_with_a_message() {
     if !on_path("emacs") {
-        println!("SKIPPED: emacs is not installed");
+        support::skip("emacs is not installed");
         return;
     }
     let (sb, nb, _d) = setup();

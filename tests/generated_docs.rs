@@ -10,12 +10,7 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use support::bin;
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
+use support::{bin, on_path};
 
 fn gitlockd(args: &[&str]) -> String {
     let out = Command::new(bin()).args(args).output().unwrap();
@@ -134,7 +129,7 @@ fn man_page_is_valid_roff_and_covers_every_subcommand() {
     }
 
     if !on_path("groff") {
-        println!("SKIPPED: groff not installed; roff syntax not checked by groff");
+        support::skip("groff is not installed: roff syntax not checked by groff");
         return;
     }
     // groff with all warnings and man-style checks: any diagnostic fails.
@@ -239,7 +234,9 @@ echo "lock: ${{COMPREPLY[*]}}"
 fn zsh_and_fish_completions_parse_where_installed() {
     for (shell, flag) in [("zsh", "-n"), ("fish", "--no-execute")] {
         if !on_path(shell) {
-            println!("SKIPPED: {shell} not installed; its completion syntax not checked");
+            support::skip(&format!(
+                "{shell} is not installed: its completion syntax not checked"
+            ));
             continue;
         }
         let script = gitlockd(&["completions", shell]);
@@ -258,7 +255,7 @@ fn zsh_and_fish_completions_parse_where_installed() {
 #[test]
 fn fish_completion_offers_subcommands_where_installed() {
     if !on_path("fish") {
-        println!("SKIPPED: fish not installed; its completions not exercised");
+        support::skip("fish is not installed: its completions not exercised");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

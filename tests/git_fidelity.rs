@@ -279,7 +279,7 @@ fn has_git_lfs() -> bool {
 #[test]
 fn git_lfs_files_are_committed_as_pointers() {
     if !has_git_lfs() {
-        eprintln!("skipped: git-lfs is not installed (Debian package git-lfs)");
+        git_util::skip("git-lfs is not installed (Debian package git-lfs)");
         return;
     }
     let (dir, gm) = repo_with(&[("a.md", "a\n")]);
@@ -437,7 +437,7 @@ fn ssh_keygen(dir: &Path) -> Option<PathBuf> {
 fn ssh_signing_is_honoured_for_auto_commits_and_commit_now() {
     let keys = tempdir();
     let Some(key) = ssh_keygen(keys.path()) else {
-        eprintln!("skipped: ssh-keygen is not installed");
+        git_util::skip("ssh-keygen is not installed");
         return;
     };
     let (dir, gm) = repo_with(&[("a.md", "a\n")]);
@@ -510,7 +510,7 @@ fn openpgp_signing_with_gpg() {
         .output()
         .is_err()
     {
-        eprintln!("skipped: gpg is not installed");
+        git_util::skip("gpg is not installed");
         return;
     }
     let gnupg = tempdir();

@@ -269,7 +269,9 @@ fn lock_touch(sb: &Sandbox, global: &[&str], remove: &[&str]) -> (Option<i32>, S
 #[test]
 fn a_fallback_socket_folder_made_by_another_user_is_refused() {
     if !is_root() {
-        eprintln!("skipped: needs root to act as a second user (uid {NOBODY})");
+        support::skip(&format!(
+            "needs root to act as a second user (uid {NOBODY})"
+        ));
         return;
     }
     let sb = Sandbox::new();
@@ -319,7 +321,9 @@ fn a_fallback_socket_folder_made_by_another_user_is_refused() {
 #[test]
 fn a_server_running_as_another_user_is_not_believed() {
     if !is_root() {
-        eprintln!("skipped: needs root to act as a second user (uid {NOBODY})");
+        support::skip(&format!(
+            "needs root to act as a second user (uid {NOBODY})"
+        ));
         return;
     }
     let sb = Sandbox::new();

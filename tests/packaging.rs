@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::bin;
+use support::{bin, on_path};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -24,11 +24,6 @@ const FILES: &[&str] = &[
     "usr/share/doc/gitlockd/config.example.toml",
     "usr/share/doc/gitlockd/copyright",
 ];
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();
@@ -100,7 +95,7 @@ fn library_packages() -> BTreeSet<String> {
 #[test]
 fn deb_package_has_every_file_and_correct_control_fields() {
     if !on_path("dpkg-deb") {
-        println!("SKIPPED: dpkg-deb is not installed; the .deb was not built");
+        support::skip("dpkg-deb is not installed: the .deb was not built");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -219,7 +214,7 @@ fn control_file(deb: &Path, scratch: &Path, name: &str) -> PathBuf {
 #[test]
 fn build_deb_refuses_a_missing_binary() {
     if !on_path("dpkg-deb") {
-        println!("SKIPPED: dpkg-deb is not installed");
+        support::skip("dpkg-deb is not installed");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -81,7 +81,7 @@ fn verify_with_home(analyze: &Path, unit: &Path, home: Option<&Path>) -> (bool, 
 #[test]
 fn unit_passes_systemd_analyze_verify_without_output() {
     let Some(analyze) = systemd_analyze() else {
-        println!("SKIPPED: systemd-analyze is not installed; the unit was not verified");
+        support::skip("systemd-analyze is not installed: the unit was not verified");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -111,7 +111,7 @@ fn unit_edited_for_cargo_install_verifies() {
     // What docs/ship-notes.md tells a `cargo install` user to do: ExecStart
     // at %h/.cargo/bin/gitlockd. Verified with a HOME holding that binary.
     let Some(analyze) = systemd_analyze() else {
-        println!("SKIPPED: systemd-analyze is not installed");
+        support::skip("systemd-analyze is not installed");
         return;
     };
     let home = tempfile::tempdir().unwrap();

@@ -1,11 +1,15 @@
-//! Shared harness for the plain (harness = false) benchmarks: an isolated
-//! environment like tests/support (HOME, XDG dirs, a global git config, no
-//! system config), big repositories made with the git CLI, the release
-//! daemon, a JSON-lines socket client, statistics and a result table.
+//! Shared harness for the plain (harness = false) benchmarks: the isolated
+//! world of `tests/sandbox` (shared with tests/support and tests/git_util:
+//! HOME, XDG dirs, a global git config, no system config), big repositories
+//! made with the git CLI, the release daemon, a JSON-lines socket client,
+//! statistics and a result table.
 //!
 //! Every benchmark prints our figure next to a reference measured in the
 //! same run on the same machine, the target, and PASS / MISS / INFO.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../tests/sandbox/mod.rs"]
+pub mod sandbox;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -250,30 +254,13 @@ impl Sandbox {
             }
         };
         let _ = std::fs::remove_file(root.join("run/gl.sock"));
-        for d in ["home", "run", "cfg", "books", "tmp"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        let gitconfig = root.join("home/.gitconfig");
-        std::fs::write(
-            &gitconfig,
-            "[user]\n\tname = Bench User\n\temail = bench@example.invalid\n[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n[gc]\n\tauto = 0\n",
-        )
-        .unwrap();
-        let env = vec![
-            ("HOME".into(), root.join("home").display().to_string()),
-            (
-                "XDG_CONFIG_HOME".into(),
-                root.join("cfg").display().to_string(),
-            ),
-            (
-                "XDG_RUNTIME_DIR".into(),
-                root.join("run").display().to_string(),
-            ),
-            ("TMPDIR".into(), root.join("tmp").display().to_string()),
-            ("GIT_CONFIG_GLOBAL".into(), gitconfig.display().to_string()),
-            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-        ];
+        let env = sandbox::isolate(
+            &root,
+            &sandbox::Identity {
+                name: "Bench User",
+                email: "bench@example.invalid",
+            },
+        );
         Sandbox {
             socket: root.join("run/gl.sock"),
             config: root.join("cfg/config.toml"),
@@ -550,11 +537,9 @@ pub struct Repo {
 
 impl Repo {
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("git");
-        cmd.arg("-C").arg(&self.path).args(args);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+        let mut cmd = sandbox::git_command(&self.path, &self.env);
+        // The reference figures time git as a user runs it (index refresh included).
+        cmd.env_remove("GIT_OPTIONAL_LOCKS").args(args);
         cmd
     }
 

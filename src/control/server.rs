@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use tokio::net::UnixListener;
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::connection;
 use super::trust::{self, TrustError};
@@ -229,11 +231,16 @@ fn open_instance_lock(socket: &Path) -> Result<File, BindError> {
     Ok(file)
 }
 
-/// Accepts connections until `shutdown` turns true.
+/// Accepts connections until `stop_accepting` is cancelled. Each connection
+/// runs on the daemon's `tracker` until it ends or `close` is cancelled; the
+/// daemon cancels `close` only after the notebooks' final commits, so a
+/// client holding a lock keeps it (and its answer) until then.
 pub async fn serve(
     socket: Arc<BoundSocket>,
     ctx: Arc<ServerContext>,
-    mut shutdown: watch::Receiver<bool>,
+    tracker: TaskTracker,
+    stop_accepting: CancellationToken,
+    close: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let my_uid = trust::my_uid();
@@ -252,8 +259,12 @@ pub async fn serve(
                     };
                     refused.ended("taking new connections again");
                     let ctx = ctx.clone();
-                    tokio::spawn(async move {
-                        connection::handle(stream, ctx, my_uid).await;
+                    let close = close.clone();
+                    tracker.spawn(async move {
+                        tokio::select! {
+                            () = connection::handle(stream, ctx, my_uid) => {}
+                            () = close.cancelled() => {}
+                        }
                         drop(permit);
                     });
                 }
@@ -265,7 +276,7 @@ pub async fn serve(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = shutdown.changed() => return,
+            () = stop_accepting.cancelled() => return,
         }
     }
 }

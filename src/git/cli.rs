@@ -1,11 +1,14 @@
-//! Running the user's `git` for commits libgit2 cannot make faithfully.
+//! The one way gitlockd runs the user's `git`: commits libgit2 cannot make
+//! faithfully (module `via_git`) and all of sync (fetch, push, merges,
+//! checkouts) go through [`GitProgram::exec`].
 //!
-//! Same rules as sync's network calls: no prompt (`GIT_TERMINAL_PROMPT=0`,
-//! its own session, so no controlling terminal), the repository named by
-//! the working directory only (inherited `GIT_DIR` and friends removed),
-//! output in unlinked temporary files (a hook that leaves a daemon holding
-//! a pipe cannot hang us), and the whole process group killed after the
-//! timeout. Input (pathspecs, NUL-separated) goes through a temporary file.
+//! Rules: no prompt (`GIT_TERMINAL_PROMPT=0`, its own session, so no
+//! controlling terminal for ssh either), the repository named by the working
+//! directory only (inherited `GIT_DIR` and friends removed), output in
+//! unlinked temporary files (a hook or an ssh `ControlPersist` master that
+//! keeps a pipe open cannot hang us), input (pathspecs, NUL-separated)
+//! through a temporary file, and after the timeout the whole process group
+//! gets SIGTERM (git removes its lock files on it), then SIGKILL.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -15,12 +18,13 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::GitError;
 
-/// Default limit for one git command of a commit (hooks and filters included).
-pub const DEFAULT_COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default limit for one git command (hooks and filters included); sync's
+/// fetch and push use it too.
+pub const DEFAULT_GIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Oldest git with `--pathspec-from-file` for `add` and `commit`.
 pub const MIN_GIT: (u32, u32) = (2, 25);
@@ -33,15 +37,21 @@ const MAX_STDOUT: u64 = 64 << 20;
 /// Stderr kept for an error message (the tail).
 const MAX_STDERR: u64 = 16 * 1024;
 
-/// How the `git` executable is run for commits.
+/// After a timeout, how long git gets to remove its lock files (it does on
+/// SIGTERM) before the group is killed outright.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+
+/// How the `git` executable is run.
 #[derive(Clone, Debug)]
 pub struct GitProgram {
     /// The executable (`git`, looked up in `PATH`).
     pub program: OsString,
     /// Variables set on top of the inherited environment (tests isolate
-    /// `HOME` / `GIT_CONFIG_GLOBAL` with it).
+    /// `HOME` / `GIT_CONFIG_GLOBAL` with it, which is thread-safe where
+    /// `std::env::set_var` is not).
     pub env: Vec<(OsString, OsString)>,
-    /// One command (and its hooks) is killed after this.
+    /// One command (and its hooks) is stopped after this: SIGTERM, so git
+    /// removes its lock files, then SIGKILL.
     pub timeout: Duration,
 }
 
@@ -50,7 +60,7 @@ impl Default for GitProgram {
         GitProgram {
             program: OsString::from("git"),
             env: Vec::new(),
-            timeout: DEFAULT_COMMIT_TIMEOUT,
+            timeout: DEFAULT_GIT_TIMEOUT,
         }
     }
 }
@@ -59,6 +69,7 @@ impl Default for GitProgram {
 type Checked = (OsString, Result<(), String>);
 
 /// What one git command printed.
+#[derive(Debug)]
 pub(crate) struct Output {
     /// Exit status.
     pub status: ExitStatus,
@@ -69,6 +80,23 @@ pub(crate) struct Output {
 }
 
 impl Output {
+    /// Stdout as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// This output if git exited 0, else [`GitError::Command`] with its
+    /// stderr (`args`: the command line, for the message).
+    pub fn succeeded<A: AsRef<OsStr>>(self, args: &[A]) -> Result<Output, GitError> {
+        if self.status.success() {
+            return Ok(self);
+        }
+        Err(GitError::Command {
+            command: format!("git {}", subcommand(args)),
+            message: self.message(),
+        })
+    }
+
     /// Stderr trimmed, or the exit status when it printed nothing.
     pub fn message(&self) -> String {
         let s = self.stderr.trim();
@@ -80,17 +108,66 @@ impl Output {
     }
 }
 
+/// Why a git command gave no [`Output`]; each caller maps it to its own
+/// error type (`GitError`, `SyncError`).
+#[derive(Debug)]
+pub(crate) enum RunError {
+    /// The program could not be started (not installed, not executable).
+    Spawn {
+        /// The program tried.
+        program: String,
+        /// The subcommand, e.g. `fetch`.
+        subcommand: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A temporary file or the wait for git failed.
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The command ran past the timeout; its process group was stopped.
+    Timeout {
+        /// The subcommand, e.g. `commit`.
+        subcommand: String,
+        /// The limit.
+        after: Duration,
+    },
+}
+
+impl From<RunError> for GitError {
+    fn from(e: RunError) -> GitError {
+        match e {
+            RunError::Spawn {
+                program, source, ..
+            } => GitError::GitMissing {
+                program,
+                detail: source.to_string(),
+                needed_for: NEEDED_FOR.to_string(),
+            },
+            RunError::Io { context, source } => GitError::Io { context, source },
+            RunError::Timeout { subcommand, after } => GitError::Timeout {
+                command: format!("git {subcommand}"),
+                secs: after.as_secs(),
+            },
+        }
+    }
+}
+
 impl GitProgram {
-    /// Run `git <args>` in `workdir` with `input` on stdin and `env` added.
-    pub(crate) fn run<A: AsRef<OsStr>>(
+    /// Runs `git <args>` in `workdir` with `input` on stdin and `env` added;
+    /// returns as soon as git exits (a thread waits for it, no polling).
+    pub(crate) fn exec<A: AsRef<OsStr>>(
         &self,
         workdir: &Path,
         args: &[A],
         env: &[(&str, &str)],
         input: Option<&[u8]>,
-    ) -> Result<Output, GitError> {
-        let what = || command_name(args);
-        let io = |context: String| move |source| GitError::Io { context, source };
+    ) -> Result<Output, RunError> {
+        let sub = || subcommand(args);
+        let io = |context: String| move |source| RunError::Io { context, source };
         let mut out_f = temp_file()?;
         let mut err_f = temp_file()?;
         let stdin = match input {
@@ -134,8 +211,8 @@ impl GitProgram {
             cmd.env(k, v);
         }
         // SAFETY: setsid is async-signal-safe; the closure touches nothing else.
-        // A new session: no controlling terminal, and one process group
-        // (git, its hooks, its filters) to kill on timeout.
+        // A new session: no controlling terminal (ssh cannot prompt), and one
+        // process group (git, its hooks, filters, ssh) to stop on timeout.
         unsafe {
             cmd.pre_exec(|| {
                 if libc::setsid() == -1 {
@@ -144,38 +221,56 @@ impl GitProgram {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|source| GitError::GitMissing {
+        let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
             program: self.program.to_string_lossy().into_owned(),
-            detail: source.to_string(),
-            needed_for: NEEDED_FOR.to_string(),
+            subcommand: sub(),
+            source,
         })?;
         drop(cmd);
-        let deadline = Instant::now() + self.timeout;
-        let mut pause = Duration::from_millis(1);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) => {}
-                Err(source) => {
-                    kill_group(child.id());
-                    let _ = child.wait();
-                    return Err(GitError::Io {
-                        context: format!("waiting for {}", what()),
-                        source,
-                    });
+        // A thread blocks in wait(): the result arrives the moment git exits
+        // (polling would add up to its interval to every command).
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::Builder::new()
+            .name("git-wait".into())
+            .spawn(move || {
+                let _ = tx.send(child.wait());
+            })
+            .map_err(|source| {
+                // No thread to wait with: stop git rather than leave it unwatched.
+                kill_group(pid, libc::SIGKILL);
+                RunError::Io {
+                    context: format!("waiting for git {}", sub()),
+                    source,
                 }
-            }
-            if Instant::now() >= deadline {
-                kill_group(child.id());
-                let _ = child.wait();
-                return Err(GitError::Timeout {
-                    command: what(),
-                    secs: self.timeout.as_secs(),
+            })?;
+        let status = match rx.recv_timeout(self.timeout) {
+            Ok(Ok(status)) => status,
+            Ok(Err(source)) => {
+                kill_group(pid, libc::SIGKILL);
+                let _ = waiter.join();
+                return Err(RunError::Io {
+                    context: format!("waiting for git {}", sub()),
+                    source,
                 });
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
+            Err(_) => {
+                // SIGTERM first: git removes its lock files on it. Then
+                // SIGKILL for whatever is left of the group (children too).
+                kill_group(pid, libc::SIGTERM);
+                let gone = rx.recv_timeout(TERM_GRACE).is_ok();
+                kill_group(pid, libc::SIGKILL);
+                if !gone {
+                    let _ = rx.recv();
+                }
+                let _ = waiter.join();
+                return Err(RunError::Timeout {
+                    subcommand: sub(),
+                    after: self.timeout,
+                });
+            }
         };
+        let _ = waiter.join();
         let mut stdout = Vec::new();
         if out_f.seek(SeekFrom::Start(0)).is_ok() {
             let _ = (&mut out_f).take(MAX_STDOUT).read_to_end(&mut stdout);
@@ -187,6 +282,42 @@ impl GitProgram {
         })
     }
 
+    /// [`GitProgram::exec`] for a command that writes to the repository
+    /// whose git directories are `dirs` (git dir, common dir). When it had
+    /// to be stopped, the lock files it left (created since it started and
+    /// held open by nobody) are removed, or every later write would fail on
+    /// them: SIGTERM lets git remove its own, this catches what SIGKILL cut
+    /// short (and `commit --only`'s temporary index).
+    pub(crate) fn exec_writing<A: AsRef<OsStr>>(
+        &self,
+        dirs: (&Path, &Path),
+        workdir: &Path,
+        args: &[A],
+        env: &[(&str, &str)],
+        input: Option<&[u8]>,
+    ) -> Result<Output, RunError> {
+        // mtimes are coarse: a second of slack, never too little.
+        let started = std::time::SystemTime::now()
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let result = self.exec(workdir, args, env, input);
+        if let Err(RunError::Timeout { .. }) = &result {
+            remove_locks_left_since(dirs.0, dirs.1, started);
+        }
+        result
+    }
+
+    /// [`GitProgram::exec`] for the commit path, errors as [`GitError`].
+    pub(crate) fn run<A: AsRef<OsStr>>(
+        &self,
+        workdir: &Path,
+        args: &[A],
+        env: &[(&str, &str)],
+        input: Option<&[u8]>,
+    ) -> Result<Output, GitError> {
+        Ok(self.exec(workdir, args, env, input)?)
+    }
+
     /// Like [`GitProgram::run`], but a failure exit is an error carrying
     /// git's stderr.
     pub(crate) fn run_ok<A: AsRef<OsStr>>(
@@ -196,16 +327,8 @@ impl GitProgram {
         env: &[(&str, &str)],
         input: Option<&[u8]>,
     ) -> Result<Output, GitError> {
-        let out = self.run(workdir, args, env, input)?;
-        if !out.status.success() {
-            return Err(GitError::Command {
-                command: command_name(args),
-                message: out.message(),
-            });
-        }
-        Ok(out)
+        self.run(workdir, args, env, input)?.succeeded(args)
     }
-
     /// Fails unless this git runs and is new enough for the commit path.
     /// Checked once per process and program (the answer does not change
     /// while gitlockd runs, short of a reinstall).
@@ -244,8 +367,8 @@ impl GitProgram {
     }
 }
 
-/// `git commit` for `["-c", "x=y", "commit", ...]`: the subcommand, for messages.
-fn command_name<A: AsRef<OsStr>>(args: &[A]) -> String {
+/// `commit` for `["-c", "x=y", "commit", ...]`: the subcommand, for messages.
+fn subcommand<A: AsRef<OsStr>>(args: &[A]) -> String {
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_ref().to_string_lossy();
@@ -254,10 +377,10 @@ fn command_name<A: AsRef<OsStr>>(args: &[A]) -> String {
         } else if a.starts_with('-') {
             i += 1;
         } else {
-            return format!("git {a}");
+            return a.into_owned();
         }
     }
-    "git".to_string()
+    String::new()
 }
 
 /// `git version 2.47.3` (or `2.39.5.windows.1`) → (2, 47).
@@ -269,8 +392,8 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// An unlinked temporary file.
-fn temp_file() -> Result<File, GitError> {
+/// An unlinked temporary file (0600) for git's input or output.
+fn temp_file() -> Result<File, RunError> {
     static N: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir();
     for _ in 0..16 {
@@ -289,19 +412,20 @@ fn temp_file() -> Result<File, GitError> {
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(source) => {
-                return Err(GitError::Io {
+                return Err(RunError::Io {
                     context: format!("creating a temporary file in {}", dir.display()),
                     source,
                 })
             }
         }
     }
-    Err(GitError::Io {
+    Err(RunError::Io {
         context: format!("creating a temporary file in {}", dir.display()),
         source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
     })
 }
 
+/// The last `max` bytes of `f`, as text.
 fn read_tail(f: &mut File, max: u64) -> String {
     let len = f.seek(SeekFrom::End(0)).unwrap_or(0);
     if f.seek(SeekFrom::Start(len.saturating_sub(max))).is_err() {
@@ -312,13 +436,33 @@ fn read_tail(f: &mut File, max: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-fn kill_group(pid: u32) {
+/// Removes the lock files a stopped git left in `git_dir` / `common_dir`
+/// since `started` (see [`GitProgram::exec_writing`]).
+fn remove_locks_left_since(git_dir: &Path, common_dir: &Path, started: std::time::SystemTime) {
+    crate::recovery::remove_fresh_locks(git_dir, common_dir, started, None);
+    if let Ok(entries) = std::fs::read_dir(git_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.as_encoded_bytes();
+            let fresh = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m >= started);
+            if fresh && name.starts_with(b"next-index-") && name.ends_with(b".lock") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Sends `signal` to the process group `pid` leads.
+fn kill_group(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = i32::try_from(pid) {
         if pid > 0 {
             // SAFETY: plain syscall; the child leads its own process group
             // (setsid), so -pid is exactly its group.
             unsafe {
-                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(-pid, signal);
             }
         }
     }
@@ -361,5 +505,84 @@ mod tests {
             String::from_utf8_lossy(&out.stdout).trim(),
             "ce013625030ba8dba906f756967f9e9ca394464a"
         );
+    }
+
+    #[test]
+    fn the_subcommand_is_found_after_options() {
+        assert_eq!(
+            subcommand(&["-c", "a=b", "--no-pager", "commit", "-q"]),
+            "commit"
+        );
+        assert_eq!(subcommand::<&str>(&[]), "");
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_stopped_with_its_children() {
+        let git = GitProgram {
+            timeout: Duration::from_millis(300),
+            ..GitProgram::default()
+        };
+        let started = std::time::Instant::now();
+        // The alias runs a shell whose child sleeps: SIGTERM to the group
+        // ends both at once, well before the SIGKILL grace.
+        let err = git
+            .exec(
+                Path::new("/"),
+                &["-c", "alias.nap=!sleep 30", "nap"],
+                &[],
+                None,
+            )
+            .expect_err("must time out");
+        assert!(
+            matches!(&err, RunError::Timeout { subcommand, .. } if subcommand == "nap"),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < TERM_GRACE, "{:?}", started.elapsed());
+        assert!(matches!(
+            GitError::from(err),
+            GitError::Timeout { secs: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn a_writing_command_stopped_on_timeout_leaves_no_fresh_lock_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let git = GitProgram {
+            timeout: Duration::from_millis(300),
+            ..GitProgram::default()
+        };
+        git.run_ok(root, &["init", "-q"], &[], None)
+            .expect("git init");
+        let dot_git = root.join(".git");
+        // A lock from before the command (someone else's, old): kept.
+        let old = dot_git.join("packed-refs.lock");
+        std::fs::write(&old, "").expect("write");
+        let status = Command::new("touch")
+            .args(["-d", "1 hour ago"])
+            .arg(&old)
+            .status()
+            .expect("touch");
+        assert!(status.success());
+        // The command takes index.lock, then hangs until it is stopped.
+        let err = git
+            .exec_writing(
+                (&dot_git, &dot_git),
+                root,
+                &[
+                    "-c",
+                    "alias.hang=!touch .git/index.lock && sleep 30",
+                    "hang",
+                ],
+                &[],
+                None,
+            )
+            .expect_err("must time out");
+        assert!(matches!(err, RunError::Timeout { .. }), "{err:?}");
+        assert!(
+            !dot_git.join("index.lock").exists(),
+            "the fresh lock was removed"
+        );
+        assert!(old.exists(), "an older lock is not ours to remove");
     }
 }

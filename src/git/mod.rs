@@ -17,7 +17,7 @@
 //! `cli` (committing through the user's `git` when it cannot),
 //! `tracked_ignored` (ignored files that are tracked all the same).
 
-mod cli;
+pub(crate) mod cli;
 mod error;
 pub mod features;
 mod git_listing;

@@ -325,9 +325,8 @@ impl GitManager {
         Ok(())
     }
 
-    /// Runs a git command that writes; when it had to be killed (timeout),
-    /// the lock files it left (created since it started, held by nobody)
-    /// are removed, or every later commit would fail on them.
+    /// Runs a git command that writes; after a timeout the runner removes
+    /// the lock files it left ([`super::GitProgram`]'s `exec_writing`).
     fn run_git(
         &self,
         repo: &Repository,
@@ -335,28 +334,15 @@ impl GitManager {
         env: &[(&str, &str)],
         input: Option<&[u8]>,
     ) -> Result<super::cli::Output, GitError> {
-        let started = std::time::SystemTime::now()
-            .checked_sub(std::time::Duration::from_secs(1))
-            .unwrap_or(std::time::UNIX_EPOCH);
-        let result = self.git.run_ok(&self.root, args, env, input);
-        if let Err(GitError::Timeout { .. }) = &result {
-            crate::recovery::remove_fresh_locks(repo.path(), repo.commondir(), started, None);
-            // `commit --only` also leaves its temporary index behind.
-            if let Ok(entries) = std::fs::read_dir(repo.path()) {
-                for e in entries.flatten() {
-                    let name = e.file_name();
-                    let name = name.as_bytes();
-                    let fresh = e
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|m| m >= started);
-                    if fresh && name.starts_with(b"next-index-") && name.ends_with(b".lock") {
-                        let _ = std::fs::remove_file(e.path());
-                    }
-                }
-            }
-        }
-        result
+        self.git
+            .exec_writing(
+                (repo.path(), repo.commondir()),
+                &self.root,
+                args,
+                env,
+                input,
+            )?
+            .succeeded(args)
     }
 }
 

@@ -9,12 +9,14 @@
 //!   modified tracked file, an untracked file or an ignored file (see
 //!   [`SyncError::Blocked`]).
 //! * **Network work** (fetch, push, ls-remote) runs through the user's own
-//!   `git` executable as a subprocess, so the user's ssh config, agent and
-//!   credential helpers work as in a terminal. The subprocess inherits this
-//!   process's environment plus [`GitCli::env`], with `GIT_TERMINAL_PROMPT=0`,
-//!   stdin at `/dev/null`, in its own session (no controlling terminal, so
-//!   ssh cannot prompt either), and is stopped (its whole process group:
-//!   SIGTERM, then SIGKILL) after [`GitCli::timeout`]. `GIT_SSH_COMMAND` is left untouched. Its output
+//!   `git` executable as a subprocess, through the one runner the commit
+//!   path uses too ([`crate::git::GitProgram`]), so the user's ssh config,
+//!   agent and credential helpers work as in a terminal. The subprocess
+//!   inherits this process's environment plus `GitProgram::env`, with
+//!   `GIT_TERMINAL_PROMPT=0`, stdin at `/dev/null`, in its own session (no
+//!   controlling terminal, so ssh cannot prompt either), and is stopped (its
+//!   whole process group: SIGTERM, then SIGKILL) after
+//!   `GitProgram::timeout`. `GIT_SSH_COMMAND` is left untouched. Its output
 //!   goes to unlinked temporary files, not pipes, so an ssh `ControlPersist`
 //!   master that keeps stderr open cannot hang us.
 //! * **Writes to the work tree, the index, commits and the branch** go
@@ -70,7 +72,6 @@ mod git_cli;
 mod integrate;
 mod local;
 
-use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
@@ -88,34 +89,14 @@ use local::{
 };
 
 /// Default limit for one `git fetch` / `git push` / `git ls-remote`.
-pub const DEFAULT_GIT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_GIT_TIMEOUT: Duration = crate::git::cli::DEFAULT_GIT_TIMEOUT;
 
 /// Prefix of the refs that keep the remote side of a divergence reachable.
 pub const DIVERGED_REF_PREFIX: &str = "refs/gitlockd/diverged/";
 
-/// How the `git` subprocess is run.
-#[derive(Clone, Debug)]
-pub struct GitCli {
-    /// The git executable (`git`, looked up in `PATH`).
-    pub program: OsString,
-    /// Variables set for the subprocess on top of the inherited environment
-    /// (tests use this for an isolated `HOME` / `GIT_CONFIG_GLOBAL`, which
-    /// is thread-safe where `std::env::set_var` is not).
-    pub env: Vec<(OsString, OsString)>,
-    /// The subprocess (and its process group) is stopped after this
-    /// (SIGTERM, so git removes its lock files, then SIGKILL).
-    pub timeout: Duration,
-}
-
-impl Default for GitCli {
-    fn default() -> Self {
-        GitCli {
-            program: OsString::from("git"),
-            env: Vec::new(),
-            timeout: DEFAULT_GIT_TIMEOUT,
-        }
-    }
-}
+/// How the `git` subprocess is run: the same runner, with the same rules,
+/// as the commits libgit2 cannot make ([`crate::git::GitProgram`]).
+pub type GitCli = crate::git::GitProgram;
 
 /// How remote work was brought into the local branch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,15 @@
-//! Shared helpers for the GitManager tests: isolated git config for both
-//! libgit2 (in this process) and the `git` CLI (the referee).
+//! Shared helpers for the GitManager and sync tests: isolated git config for
+//! both libgit2 (in this process) and the `git` CLI (the referee). The world
+//! (folders, git config, oracle, skip notes) is `tests/sandbox`, shared with
+//! `tests/support` and `benches/common`; libgit2's search paths are global
+//! to the process, so one sandbox serves every test of a binary.
 #![allow(dead_code)]
+
+#[path = "../sandbox/mod.rs"]
+pub mod sandbox;
+
+#[allow(unused_imports)]
+pub use sandbox::skip;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,50 +18,60 @@ use std::sync::OnceLock;
 use gitlockd::git::GitManager;
 use tempfile::TempDir;
 
-/// A HOME with a `.gitconfig` (user.name/email), shared by every test of
-/// this binary; libgit2's search paths point here too, once.
-pub fn home() -> &'static Path {
-    static HOME: OnceLock<TempDir> = OnceLock::new();
-    HOME.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("glhome")
-            .tempdir()
-            .expect("temp home");
-        std::fs::write(
-            dir.path().join(".gitconfig"),
-            "[user]\n\tname = Test User\n\temail = test@example.com\n\
-             [advice]\n\tdetachedHead = false\n[init]\n\tdefaultBranch = main\n",
-        )
-        .expect("write gitconfig");
-        let empty = dir.path().join("empty");
+/// The sandbox shared by every test of this binary: its folders and the
+/// environment that isolates the `git` oracle.
+fn world() -> &'static (tempfile::TempDir, Vec<(String, String)>) {
+    static WORLD: OnceLock<(TempDir, Vec<(String, String)>)> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let (dir, root) = sandbox::temp_root("glhome", &std::env::temp_dir());
+        let env = sandbox::isolate(
+            &root,
+            &sandbox::Identity {
+                name: "Test User",
+                email: "test@example.com",
+            },
+        );
+        let home = root.join("home");
+        let empty = home.join("empty");
         std::fs::create_dir(&empty).expect("mkdir");
         // SAFETY: runs once, before any test of this binary uses libgit2
         // (every test calls home() first, and OnceLock blocks the others).
         unsafe {
-            git2::opts::set_search_path(git2::ConfigLevel::Global, dir.path())
+            git2::opts::set_search_path(git2::ConfigLevel::Global, home.as_path())
                 .expect("global search path");
             git2::opts::set_search_path(git2::ConfigLevel::XDG, empty.as_path())
                 .expect("xdg search path");
             git2::opts::set_search_path(git2::ConfigLevel::System, empty.as_path())
                 .expect("system search path");
         }
-        dir
+        (dir, env)
     })
-    .path()
+}
+
+/// A HOME with a `.gitconfig` (user.name/email), shared by every test of
+/// this binary; libgit2's search paths point here too, once.
+pub fn home() -> &'static Path {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let (dir, _) = world();
+        dir.path()
+            .canonicalize()
+            .expect("canonical home")
+            .join("home")
+    })
 }
 
 /// A `git` command for `dir` with the isolated environment.
 pub fn git_cmd(dir: &Path) -> Command {
-    let home = home();
-    let mut cmd = Command::new("git");
-    cmd.current_dir(dir)
-        .env("HOME", home)
-        .env("GIT_CONFIG_GLOBAL", home.join(".gitconfig"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE");
+    let (_, env) = world();
+    let mut cmd = sandbox::git_command(dir, env);
+    cmd.current_dir(dir);
     cmd
+}
+
+/// What a failing test prints about the repository at `dir`.
+pub fn report(dir: &Path) -> String {
+    sandbox::repo_report(dir, &world().1)
 }
 
 /// Run git, return its output whatever the exit status.
@@ -65,12 +84,12 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = git_try(dir, args);
     assert!(
         out.status.success(),
-        "git {args:?} in {} failed: {}\nstdout: {}\nstderr: {}\nstatus:\n{}",
+        "git {args:?} in {} failed: {}\nstdout: {}\nstderr: {}\n{}",
         dir.display(),
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&git_try(dir, &["status"]).stdout),
+        report(dir),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -109,16 +128,23 @@ pub fn assert_fsck_clean(dir: &Path) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && stderr.lines().all(|l| l.starts_with("notice:")),
-        "fsck: {}{}",
+        "fsck: {}{}\n{}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        report(dir)
     );
 }
 
 /// `git status --porcelain` is empty.
 pub fn assert_status_clean(dir: &Path) {
     let status = git(dir, &["status", "--porcelain", "--untracked-files=all"]);
-    assert_eq!(status, "", "git status in {}", dir.display());
+    assert_eq!(
+        status,
+        "",
+        "git status in {}\n{}",
+        dir.display(),
+        report(dir)
+    );
 }
 
 /// Lines of `git` output, trimmed.

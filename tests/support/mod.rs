@@ -1,8 +1,17 @@
 //! Shared harness for integration tests: a sandbox per test (HOME, XDG dirs,
 //! global git config, short socket path), real git repositories checked with
 //! the `git` CLI, the real `gitlockd` binary, and a JSON-lines socket client.
-//! Waits are bounded, labelled polls; a failure prints the daemon's log.
+//! Waits are bounded, labelled polls; a failure prints the daemon's log and
+//! each repository's `git status` and `git log`. The world itself (folders,
+//! git config, the git oracle, skip notes) is `tests/sandbox`, shared with
+//! `tests/git_util` and `benches/common`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../sandbox/mod.rs"]
+pub mod sandbox;
+
+#[allow(unused_imports)]
+pub use sandbox::{on_path, skip};
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -43,35 +52,8 @@ pub struct Sandbox {
 impl Sandbox {
     pub fn new() -> Sandbox {
         // Short path: sun_path is 108 bytes.
-        let dir = tempfile::Builder::new()
-            .prefix("gl-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let root = dir.path().canonicalize().unwrap();
-        for d in ["home", "run", "cfg", "books", "tmp"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        let gitconfig = root.join("home/.gitconfig");
-        std::fs::write(
-            &gitconfig,
-            "[user]\n\tname = Test User\n\temail = test@example.invalid\n[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n[gc]\n\tauto = 0\n",
-        )
-        .unwrap();
-        let env = vec![
-            ("HOME".into(), root.join("home").display().to_string()),
-            (
-                "XDG_CONFIG_HOME".into(),
-                root.join("cfg").display().to_string(),
-            ),
-            (
-                "XDG_RUNTIME_DIR".into(),
-                root.join("run").display().to_string(),
-            ),
-            ("TMPDIR".into(), root.join("tmp").display().to_string()),
-            ("GIT_CONFIG_GLOBAL".into(), gitconfig.display().to_string()),
-            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-        ];
+        let (dir, root) = sandbox::temp_root("gl-", Path::new("/tmp"));
+        let env = sandbox::isolate(&root, &sandbox::TEST_USER);
         Sandbox {
             socket: root.join("run/gl.sock"),
             config: root.join("cfg/config.toml"),
@@ -173,6 +155,29 @@ impl Sandbox {
     }
 }
 
+/// A failing test prints every notebook's `git status` and `git log`, after
+/// the daemon's log (a test declares its daemon after its sandbox, so the
+/// daemon is dropped first).
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.root.join("books")) else {
+            return;
+        };
+        let mut repos: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join(".git").exists())
+            .collect();
+        repos.sort();
+        for repo in repos {
+            sandbox::report_if_failing(&repo, &self.env);
+        }
+    }
+}
+
 /// A running daemon; killed when dropped.
 pub struct Daemon {
     pub child: Child,
@@ -229,6 +234,20 @@ impl Daemon {
         }
     }
 
+    /// Stops the daemon as systemd would (SIGTERM: it commits what is
+    /// pending) and checks it exited 0. Quiesces the repositories before a
+    /// `git fsck`, which misreads objects written while it runs.
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let code = self.wait_exit(Duration::from_secs(30));
+        assert_eq!(
+            code,
+            Some(0),
+            "daemon exit after SIGTERM\n{}",
+            self.log_text()
+        );
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -259,13 +278,10 @@ pub struct Repo {
 
 impl Repo {
     pub fn git_output(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("git");
-        cmd.arg("-C").arg(&self.path).args(args);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd.env("GIT_OPTIONAL_LOCKS", "0");
-        cmd.output().unwrap()
+        sandbox::git_command(&self.path, &self.env)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     pub fn git(&self, args: &[&str]) -> String {
@@ -347,6 +363,13 @@ impl Client {
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).unwrap();
+    }
+
+    /// The next line, or `None` once the daemon closed the connection.
+    pub fn recv_or_eof(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).unwrap();
+        (n > 0).then(|| serde_json::from_str(&line).unwrap())
     }
 
     pub fn recv(&mut self) -> Value {
