@@ -21,9 +21,11 @@ mod cli;
 mod error;
 pub mod features;
 mod git_listing;
+mod index_cache;
 mod message;
 mod paths;
 mod read;
+mod refresh;
 mod stage;
 mod tracked_ignored;
 mod via_git;
@@ -73,6 +75,8 @@ pub struct GitManager {
     hooks: bool,
     /// The `git` executable for repositories libgit2 cannot commit in faithfully.
     git: GitProgram,
+    /// The index kept between commits, and what `status` knows about it.
+    index_cache: Arc<index_cache::IndexCache>,
 }
 
 /// One commit as shown by `log`.
@@ -201,6 +205,7 @@ impl GitManager {
             author_email: None,
             hooks: true,
             git: GitProgram::default(),
+            index_cache: Arc::default(),
         })
     }
 
@@ -322,10 +327,11 @@ impl GitManager {
         if let Some(state) = busy_state(repo.state()) {
             return Ok(RepoState::Busy(state.to_string()));
         }
-        let index = repo
-            .index()
+        let conflicts = self
+            .index_cache
+            .has_conflicts(&repo)
             .map_err(error::git_err(&repo, "reading the index"))?;
-        if index.has_conflicts() {
+        if conflicts {
             return Ok(RepoState::Busy("conflicts".to_string()));
         }
         Ok(RepoState::Clean)

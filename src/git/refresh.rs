@@ -1,0 +1,193 @@
+//! Bringing stale stat data in the index up to date, before a scan of the
+//! whole work tree (start-up, a lost event).
+//!
+//! A notebook that was copied, restored from a backup or checked out by
+//! another tool has index entries whose recorded stat data (inode, times) no
+//! longer match the files, though their content does. Without this, every
+//! scan hashes every such file again (libgit2's status hashes one at a time
+//! and never writes what it learnt back): 100,000 files took 7.6 s at every
+//! start. Here the files are hashed on all cores, and the entries whose
+//! content matched get the files' current stat data, written back to the
+//! index like `git update-index --refresh` does: the next scan (and the
+//! user's own `git status`) finds them clean by `stat` alone.
+//!
+//! Only stat data changes: an entry's object id, mode, flags and path are
+//! never touched, and an entry whose file differs keeps its old stat data
+//! (the scan then reports the file as changed, as before).
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use git2::{Index, IndexEntry, IndexTime, ObjectType, Oid, Repository};
+
+use super::stage::{coarse_now, Stamp};
+
+/// Entry flags (extended) that leave an entry alone: skip-worktree and
+/// intent-to-add entries do not describe a file's content.
+const SKIP_WORKTREE: u16 = 1 << 14;
+const INTENT_TO_ADD: u16 = 1 << 13;
+/// The stage bits of an entry's flags (0 = a normal entry).
+const STAGE_MASK: u16 = 0x3000;
+
+/// How many entries one refresh changed, out of how many it had to hash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Refreshed {
+    /// Entries whose stat data did not match their file (content hashed).
+    pub hashed: usize,
+    /// Entries given new stat data (their content matched).
+    pub updated: usize,
+}
+
+/// True when hashing a file's bytes gives the id git would store for it:
+/// there is no attributes file at all (so no `filter`, `text`, `eol`,
+/// `ident` or encoding attribute, whatever drivers are configured) and
+/// `core.autocrlf` is off. When it is not, nothing is refreshed (libgit2's
+/// own scan applies the filters).
+pub(super) fn raw_bytes_are_blobs(repo: &Repository, index: &Index) -> bool {
+    let config = repo.config().and_then(|mut c| c.snapshot()).ok();
+    let autocrlf = config
+        .as_ref()
+        .and_then(|c| c.get_str("core.autocrlf").ok().map(str::to_string));
+    if autocrlf.is_some_and(|v| !v.eq_ignore_ascii_case("false")) {
+        return false;
+    }
+    let attributes_file = config
+        .as_ref()
+        .and_then(|c| c.get_path("core.attributesFile").ok())
+        .or_else(|| {
+            std::env::var_os("XDG_CONFIG_HOME")
+                .map(std::path::PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))
+                .map(|d| d.join("git/attributes"))
+        });
+    let root_attributes = repo.workdir().map(|w| w.join(".gitattributes"));
+    if attributes_file.is_some_and(|f| f.exists())
+        || root_attributes.is_some_and(|f| f.exists())
+        || repo.path().join("info/attributes").exists()
+    {
+        return false;
+    }
+    !index
+        .iter()
+        .any(|e| e.path == b".gitattributes" || e.path.ends_with(b"/.gitattributes"))
+}
+
+/// Give every entry of `index` whose file's content matches it but whose
+/// stat data does not the file's current stat data. `index_mtime`: when the
+/// index file was written (an entry not older is "racily clean" and is
+/// checked too). Files changed in the last second keep their stale data, so
+/// a refreshed entry is always older than the index written after it.
+pub(super) fn refresh(
+    root: &Path,
+    index: &mut Index,
+    index_mtime: Option<(i64, i64)>,
+) -> Result<Refreshed, git2::Error> {
+    let (now_s, now_ns) = coarse_now();
+    let cutoff = (now_s - 1, now_ns);
+    let stale: Vec<IndexEntry> = index
+        .iter()
+        .filter(|e| {
+            e.flags & STAGE_MASK == 0
+                && e.flags_extended & (SKIP_WORKTREE | INTENT_TO_ADD) == 0
+                && matches!(e.mode, 0o100644 | 0o100755 | 0o120000)
+        })
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let chunk = stale.len().div_ceil(threads).max(1);
+    let results: Vec<(usize, Vec<IndexEntry>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = stale
+            .chunks(chunk)
+            .map(|part| s.spawn(move || check_part(root, part, index_mtime, cutoff)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut out = Refreshed::default();
+    for (hashed, updated) in results {
+        out.hashed += hashed;
+        for entry in updated {
+            index.add(&entry)?;
+            out.updated += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// One thread's share: (entries hashed, entries with new stat data).
+fn check_part(
+    root: &Path,
+    part: &[IndexEntry],
+    index_mtime: Option<(i64, i64)>,
+    cutoff: (i64, i64),
+) -> (usize, Vec<IndexEntry>) {
+    let mut hashed = 0;
+    let mut updated = Vec::new();
+    for e in part {
+        let full = root.join(std::ffi::OsStr::from_bytes(&e.path));
+        let Ok(meta) = std::fs::symlink_metadata(&full) else {
+            continue;
+        };
+        let before = Stamp::of(&meta);
+        let racy = index_mtime.is_none_or(|(s, ns)| {
+            (
+                i64::from(e.mtime.seconds()),
+                i64::from(e.mtime.nanoseconds()),
+            ) >= (s, ns)
+        });
+        if before.matches(e) && !racy {
+            continue;
+        }
+        // Same kind, same executable bit and same size, or it changed.
+        let kind_matches = if meta.file_type().is_symlink() {
+            e.mode == 0o120000
+        } else if meta.is_file() {
+            let exec = meta.mode() & 0o111 != 0;
+            e.mode == if exec { 0o100755 } else { 0o100644 }
+        } else {
+            false
+        };
+        if !kind_matches || e.file_size != meta.len() as u32 || before.mtime >= cutoff {
+            continue;
+        }
+        hashed += 1;
+        if content_id(&full, &meta) != Some(e.id) || Stamp::now(&full) != Some(before) {
+            continue;
+        }
+        updated.push(with_stat(e, &meta));
+    }
+    (hashed, updated)
+}
+
+/// The blob id of the file's (or symlink's) current content.
+fn content_id(full: &Path, meta: &std::fs::Metadata) -> Option<Oid> {
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(full).ok()?;
+        Oid::hash_object(ObjectType::Blob, target.as_os_str().as_bytes()).ok()
+    } else {
+        Oid::hash_file(ObjectType::Blob, full).ok()
+    }
+}
+
+/// `e` with `meta`'s stat data (as git records it, in 32 bits).
+fn with_stat(e: &IndexEntry, meta: &std::fs::Metadata) -> IndexEntry {
+    IndexEntry {
+        ctime: IndexTime::new(meta.ctime() as i32, meta.ctime_nsec() as u32),
+        mtime: IndexTime::new(meta.mtime() as i32, meta.mtime_nsec() as u32),
+        dev: meta.dev() as u32,
+        ino: meta.ino() as u32,
+        mode: e.mode,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        file_size: meta.len() as u32,
+        id: e.id,
+        flags: e.flags,
+        flags_extended: e.flags_extended,
+        path: e.path.clone(),
+    }
+}
