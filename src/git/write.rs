@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use git2::build::TreeUpdateBuilder;
@@ -525,7 +526,7 @@ fn write_index(repo: &Repository, loaded: &mut LoadedIndex) -> Result<Attempt<()
 }
 
 /// Keep the index just written for the next operation.
-fn keep_index(cache: &IndexCache, loaded: LoadedIndex) {
+fn keep_index(cache: &Arc<IndexCache>, loaded: LoadedIndex) {
     let conflicts = loaded.index.has_conflicts();
     cache.keep(loaded.index, loaded.stamp, conflicts);
 }
