@@ -93,6 +93,9 @@ pub(super) fn refresh(
                 && matches!(e.mode, 0o100644 | 0o100755 | 0o120000)
         })
         .collect();
+    if !looks_stale(root, &stale, index_mtime) {
+        return Ok(Refreshed::default());
+    }
     let threads = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1)
@@ -119,6 +122,32 @@ pub(super) fn refresh(
     Ok(out)
 }
 
+/// Whether a sample of the entries (evenly spaced) has stale stat data: a
+/// copy, a restore or a checkout by another tool leaves nearly every entry
+/// stale, while an index gitlockd or git keeps up to date has none (then the
+/// scan's own `stat` of every file is enough, and this pass would double it;
+/// a few files edited while gitlockd was stopped are hashed by the scan).
+fn looks_stale(root: &Path, entries: &[IndexEntry], index_mtime: Option<(i64, i64)>) -> bool {
+    const SAMPLE: usize = 256;
+    let step = (entries.len() / SAMPLE).max(1);
+    entries.iter().step_by(step).any(|e| {
+        let full = root.join(std::ffi::OsStr::from_bytes(&e.path));
+        std::fs::symlink_metadata(full)
+            .is_ok_and(|meta| !Stamp::of(&meta).matches(e) || is_racy(e, index_mtime))
+    })
+}
+
+/// git's "racily clean": the file may have changed in the same clock tick
+/// as the index was written, so matching stat data proves nothing.
+fn is_racy(e: &IndexEntry, index_mtime: Option<(i64, i64)>) -> bool {
+    index_mtime.is_none_or(|(s, ns)| {
+        (
+            i64::from(e.mtime.seconds()),
+            i64::from(e.mtime.nanoseconds()),
+        ) >= (s, ns)
+    })
+}
+
 /// One thread's share: (entries hashed, entries with new stat data).
 fn check_part(
     root: &Path,
@@ -134,12 +163,7 @@ fn check_part(
             continue;
         };
         let before = Stamp::of(&meta);
-        let racy = index_mtime.is_none_or(|(s, ns)| {
-            (
-                i64::from(e.mtime.seconds()),
-                i64::from(e.mtime.nanoseconds()),
-            ) >= (s, ns)
-        });
+        let racy = is_racy(e, index_mtime);
         if before.matches(e) && !racy {
             continue;
         }
