@@ -199,3 +199,20 @@ fn foreign_index_writes_between_kept_commits_are_seen() {
     assert_eq!(gm.repo_state().expect("state"), RepoState::Clean);
     assert_fsck_clean(root);
 }
+
+#[test]
+fn a_deleted_index_file_is_not_brought_back_from_memory() {
+    let (dir, gm) = notebook();
+    let root = dir.path();
+    write(root, "a.md", "a\n");
+    auto(&gm, &["a.md"]);
+    std::fs::remove_file(root.join(".git/index")).expect("rm index");
+    write(root, "c.md", "c\n");
+    auto(&gm, &["c.md"]);
+    // As git sees a missing index: empty, plus what we staged.
+    assert_eq!(lines(&git(root, &["ls-files"])), vec!["c.md".to_string()]);
+    assert_eq!(
+        lines(&git(root, &["ls-tree", "--name-only", "HEAD"])),
+        vec!["a.md".to_string(), "c.md".to_string()]
+    );
+}

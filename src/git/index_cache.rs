@@ -92,6 +92,10 @@ impl IndexCache {
     /// `None`: nothing kept, or it could not be reused; read afresh.
     pub(super) fn take(&self, repo: &Repository) -> Option<Index> {
         let (SendIndex(mut index), _) = self.kept.lock().take()?;
+        // libgit2 keeps its entries when the file is gone: read afresh (empty).
+        if !repo.path().join("index").exists() {
+            return None;
+        }
         if repo.set_index(&mut index).is_err() {
             return None;
         }
