@@ -19,7 +19,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use git2::{Index, IndexEntry, IndexTime, ObjectType, Oid, Repository};
+use std::ffi::CString;
+
+use git2::{Binding, Index, IndexEntry, IndexTime, ObjectType, Oid, Repository};
 
 use super::stage::{coarse_now, Stamp};
 
@@ -115,11 +117,62 @@ pub(super) fn refresh(
     for (hashed, updated) in results {
         out.hashed += hashed;
         for entry in updated {
-            index.add(&entry)?;
-            out.updated += 1;
+            if set_stat_in_place(index, &entry) {
+                out.updated += 1;
+            }
         }
     }
     Ok(out)
+}
+
+/// libgit2's in-memory flag for an entry known to match its file (it skips
+/// the racily-clean check when the index is written).
+const UPTODATE: u16 = 1 << 2;
+
+/// Give the index's own entry for `fresh.path` the stat data of `fresh`, in
+/// place, if it still has `fresh`'s id and mode; false when it does not.
+///
+/// `Index::add` would do the same at a much higher price: it checks that the
+/// object exists and invalidates the cached tree of every directory above
+/// the path (a linear scan of each directory's children: quadratic on a
+/// million files), though stat data is not part of any tree. git's own
+/// refresh keeps the cached trees, and so does this.
+fn set_stat_in_place(index: &mut Index, fresh: &IndexEntry) -> bool {
+    let Ok(path) = CString::new(fresh.path.clone()) else {
+        return false;
+    };
+    // SAFETY: `index.raw()` is the live `git_index` owned by `index`, which
+    // is borrowed mutably, so nothing else reads or writes it meanwhile.
+    // `git_index_get_bypath` returns the index's own entry (or NULL), valid
+    // until the index changes; it is used before returning. libgit2 writes
+    // stat fields through this same pointer itself (`truncate_racily_clean`
+    // in index.c). Only stat fields and the in-memory UPTODATE flag change:
+    // the path, id, mode, flags and so the lookup keys stay as they were.
+    unsafe {
+        let found = libgit2_sys::git_index_get_bypath(index.raw(), path.as_ptr(), 0);
+        if found.is_null() {
+            return false;
+        }
+        let entry = &mut *found.cast_mut();
+        if entry.id.id != *fresh.id.as_bytes() || entry.mode != fresh.mode {
+            return false;
+        }
+        entry.ctime = libgit2_sys::git_index_time {
+            seconds: fresh.ctime.seconds(),
+            nanoseconds: fresh.ctime.nanoseconds(),
+        };
+        entry.mtime = libgit2_sys::git_index_time {
+            seconds: fresh.mtime.seconds(),
+            nanoseconds: fresh.mtime.nanoseconds(),
+        };
+        entry.dev = fresh.dev;
+        entry.ino = fresh.ino;
+        entry.uid = fresh.uid;
+        entry.gid = fresh.gid;
+        entry.file_size = fresh.file_size;
+        entry.flags_extended |= UPTODATE;
+    }
+    true
 }
 
 /// Whether a sample of the entries (evenly spaced) has stale stat data: a
