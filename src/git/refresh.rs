@@ -32,6 +32,11 @@ const INTENT_TO_ADD: u16 = 1 << 13;
 /// The stage bits of an entry's flags (0 = a normal entry).
 const STAGE_MASK: u16 = 0x3000;
 
+/// Entries looked at to decide whether the index looks stale.
+const SAMPLE: usize = 256;
+/// Entries copied out of the index at a time.
+const BATCH: usize = 16_384;
+
 /// How many entries one refresh changed, out of how many it had to hash.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Refreshed {
@@ -87,38 +92,51 @@ pub(super) fn refresh(
 ) -> Result<Refreshed, git2::Error> {
     let (now_s, now_ns) = coarse_now();
     let cutoff = (now_s - 1, now_ns);
-    let stale: Vec<IndexEntry> = index
-        .iter()
-        .filter(|e| {
-            e.flags & STAGE_MASK == 0
-                && e.flags_extended & (SKIP_WORKTREE | INTENT_TO_ADD) == 0
-                && matches!(e.mode, 0o100644 | 0o100755 | 0o120000)
-        })
+    let eligible = |e: &IndexEntry| {
+        e.flags & STAGE_MASK == 0
+            && e.flags_extended & (SKIP_WORKTREE | INTENT_TO_ADD) == 0
+            && matches!(e.mode, 0o100644 | 0o100755 | 0o120000)
+    };
+    let total = index.len();
+    let step = (total / SAMPLE).max(1);
+    let sample: Vec<IndexEntry> = (0..total)
+        .step_by(step)
+        .filter_map(|i| index.get(i))
+        .filter(eligible)
         .collect();
-    if !looks_stale(root, &stale, index_mtime) {
+    if !looks_stale(root, &sample, index_mtime) {
         return Ok(Refreshed::default());
     }
     let threads = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1)
         .clamp(1, 8);
-    let chunk = stale.len().div_ceil(threads).max(1);
-    let results: Vec<(usize, Vec<IndexEntry>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = stale
-            .chunks(chunk)
-            .map(|part| s.spawn(move || check_part(root, part, index_mtime, cutoff)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
     let mut out = Refreshed::default();
-    for (hashed, updated) in results {
-        out.hashed += hashed;
-        for entry in updated {
-            if set_stat_in_place(index, &entry) {
-                out.updated += 1;
+    // In batches: copies of a million entries (paths included) would cost
+    // more memory than the index itself. Positions stay valid: only stat
+    // fields change.
+    for start in (0..total).step_by(BATCH) {
+        let batch: Vec<IndexEntry> = (start..(start + BATCH).min(total))
+            .filter_map(|i| index.get(i))
+            .filter(eligible)
+            .collect();
+        let chunk = batch.len().div_ceil(threads).max(1);
+        let results: Vec<(usize, Vec<IndexEntry>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = batch
+                .chunks(chunk)
+                .map(|part| s.spawn(move || check_part(root, part, index_mtime, cutoff)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for (hashed, updated) in results {
+            out.hashed += hashed;
+            for entry in updated {
+                if set_stat_in_place(index, &entry) {
+                    out.updated += 1;
+                }
             }
         }
     }
@@ -180,10 +198,8 @@ fn set_stat_in_place(index: &mut Index, fresh: &IndexEntry) -> bool {
 /// stale, while an index gitlockd or git keeps up to date has none (then the
 /// scan's own `stat` of every file is enough, and this pass would double it;
 /// a few files edited while gitlockd was stopped are hashed by the scan).
-fn looks_stale(root: &Path, entries: &[IndexEntry], index_mtime: Option<(i64, i64)>) -> bool {
-    const SAMPLE: usize = 256;
-    let step = (entries.len() / SAMPLE).max(1);
-    entries.iter().step_by(step).any(|e| {
+fn looks_stale(root: &Path, sample: &[IndexEntry], index_mtime: Option<(i64, i64)>) -> bool {
+    sample.iter().any(|e| {
         let full = root.join(std::ffi::OsStr::from_bytes(&e.path));
         std::fs::symlink_metadata(full)
             .is_ok_and(|meta| !Stamp::of(&meta).matches(e) || is_racy(e, index_mtime))
