@@ -13,7 +13,7 @@
 //! put back only once written: an operation that fails half-way (or hands
 //! over to `git`) drops its half-staged copy.
 //!
-//! Kept, a 100,000-entry index costs ~15 MiB. It is worth it while commits
+//! Kept, a 100,000-entry index costs ~17 MiB. It is worth it while commits
 //! follow each other; an idle daemon should not pay it. So a kept index is
 //! dropped [`KEEP_FOR`] after its last use by one process-wide thread that
 //! sleeps (parked, no timer) while nothing is kept.
