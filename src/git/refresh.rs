@@ -80,6 +80,33 @@ pub(super) fn raw_bytes_are_blobs(repo: &Repository, index: &Index) -> bool {
         .any(|e| e.path == b".gitattributes" || e.path.ends_with(b"/.gitattributes"))
 }
 
+/// Whether a sample of the entries (evenly spaced) has stale stat data: a
+/// copy, a restore or a checkout by another tool leaves nearly every entry
+/// stale, while an index gitlockd or git keeps up to date has none (then the
+/// scan's own `stat` of every file is enough, and a refresh would double it;
+/// a few files edited while gitlockd was stopped are hashed by the scan).
+pub(super) fn looks_stale(root: &Path, index: &Index, index_mtime: Option<(i64, i64)>) -> bool {
+    let total = index.len();
+    let step = (total / SAMPLE).max(1);
+    (0..total)
+        .step_by(step)
+        .filter_map(|i| index.get(i))
+        .filter(eligible)
+        .any(|e| {
+            let full = root.join(std::ffi::OsStr::from_bytes(&e.path));
+            std::fs::symlink_metadata(full)
+                .is_ok_and(|meta| !Stamp::of(&meta).matches(&e) || is_racy(&e, index_mtime))
+        })
+}
+
+/// Entries that describe a file's content: stage 0, not skip-worktree or
+/// intent-to-add, a regular file or a symlink.
+fn eligible(e: &IndexEntry) -> bool {
+    e.flags & STAGE_MASK == 0
+        && e.flags_extended & (SKIP_WORKTREE | INTENT_TO_ADD) == 0
+        && matches!(e.mode, 0o100644 | 0o100755 | 0o120000)
+}
+
 /// Give every entry of `index` whose file's content matches it but whose
 /// stat data does not the file's current stat data. `index_mtime`: when the
 /// index file was written (an entry not older is "racily clean" and is
@@ -92,21 +119,7 @@ pub(super) fn refresh(
 ) -> Result<Refreshed, git2::Error> {
     let (now_s, now_ns) = coarse_now();
     let cutoff = (now_s - 1, now_ns);
-    let eligible = |e: &IndexEntry| {
-        e.flags & STAGE_MASK == 0
-            && e.flags_extended & (SKIP_WORKTREE | INTENT_TO_ADD) == 0
-            && matches!(e.mode, 0o100644 | 0o100755 | 0o120000)
-    };
     let total = index.len();
-    let step = (total / SAMPLE).max(1);
-    let sample: Vec<IndexEntry> = (0..total)
-        .step_by(step)
-        .filter_map(|i| index.get(i))
-        .filter(eligible)
-        .collect();
-    if !looks_stale(root, &sample, index_mtime) {
-        return Ok(Refreshed::default());
-    }
     let threads = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1)
@@ -191,19 +204,6 @@ fn set_stat_in_place(index: &mut Index, fresh: &IndexEntry) -> bool {
         entry.flags_extended |= UPTODATE;
     }
     true
-}
-
-/// Whether a sample of the entries (evenly spaced) has stale stat data: a
-/// copy, a restore or a checkout by another tool leaves nearly every entry
-/// stale, while an index gitlockd or git keeps up to date has none (then the
-/// scan's own `stat` of every file is enough, and this pass would double it;
-/// a few files edited while gitlockd was stopped are hashed by the scan).
-fn looks_stale(root: &Path, sample: &[IndexEntry], index_mtime: Option<(i64, i64)>) -> bool {
-    sample.iter().any(|e| {
-        let full = root.join(std::ffi::OsStr::from_bytes(&e.path));
-        std::fs::symlink_metadata(full)
-            .is_ok_and(|meta| !Stamp::of(&meta).matches(e) || is_racy(e, index_mtime))
-    })
 }
 
 /// git's "racily clean": the file may have changed in the same clock tick

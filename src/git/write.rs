@@ -309,7 +309,11 @@ impl GitManager {
                 return;
             }
         };
-        if !refresh::raw_bytes_are_blobs(repo, &loaded.index) {
+        let mtime = loaded.stamp.mtime();
+        if !refresh::looks_stale(&self.root, &loaded.index, mtime)
+            || !refresh::raw_bytes_are_blobs(repo, &loaded.index)
+        {
+            keep_index(&self.index_cache, loaded);
             return;
         }
         let done = match refresh::refresh(&self.root, &mut loaded.index, loaded.stamp.mtime()) {
