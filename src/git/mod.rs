@@ -8,14 +8,18 @@
 //!
 //! A fresh [`Repository`] is opened per operation: it is cheap (~0.1 ms) and
 //! always sees what other processes did meanwhile, and libgit2's cached index
-//! would otherwise clobber a user's own `git add` (tech-findings §4).
+//! would otherwise clobber a user's own `git add` (tech-findings §4). The one
+//! thing carried over is the index gitlockd itself last wrote (`index_cache`),
+//! re-read whenever the file's trailer checksum shows another writer.
 //!
 //! Layout: `paths` (resolve_path), `stage` (what goes into the index),
 //! `write` (add / commit / auto-commit / pending changes), `read` (history,
 //! file at a revision, diff), `message` (commit message templates),
 //! `features` (what libgit2 cannot honour), `via_git`, `git_listing` and
 //! `cli` (committing through the user's `git` when it cannot),
-//! `tracked_ignored` (ignored files that are tracked all the same).
+//! `tracked_ignored` (ignored files that are tracked all the same),
+//! `index_cache` (the index kept between commits), `refresh` (stale stat
+//! data written back at a scan).
 
 mod cli;
 mod error;
