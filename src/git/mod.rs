@@ -8,22 +8,28 @@
 //!
 //! A fresh [`Repository`] is opened per operation: it is cheap (~0.1 ms) and
 //! always sees what other processes did meanwhile, and libgit2's cached index
-//! would otherwise clobber a user's own `git add` (tech-findings §4).
+//! would otherwise clobber a user's own `git add` (tech-findings §4). The one
+//! thing carried over is the index gitlockd itself last wrote (`index_cache`),
+//! re-read whenever the file's trailer checksum shows another writer.
 //!
 //! Layout: `paths` (resolve_path), `stage` (what goes into the index),
 //! `write` (add / commit / auto-commit / pending changes), `read` (history,
 //! file at a revision, diff), `message` (commit message templates),
 //! `features` (what libgit2 cannot honour), `via_git`, `git_listing` and
 //! `cli` (committing through the user's `git` when it cannot),
-//! `tracked_ignored` (ignored files that are tracked all the same).
+//! `tracked_ignored` (ignored files that are tracked all the same),
+//! `index_cache` (the index kept between commits), `refresh` (stale stat
+//! data written back at a scan).
 
 pub(crate) mod cli;
 mod error;
 pub mod features;
 mod git_listing;
+mod index_cache;
 mod message;
 mod paths;
 mod read;
+mod refresh;
 mod restore;
 mod stage;
 mod tracked_ignored;
@@ -75,6 +81,8 @@ pub struct GitManager {
     hooks: bool,
     /// The `git` executable for repositories libgit2 cannot commit in faithfully.
     git: GitProgram,
+    /// The index kept between commits, and what `status` knows about it.
+    index_cache: Arc<index_cache::IndexCache>,
 }
 
 /// One commit as shown by `log`.
@@ -203,6 +211,7 @@ impl GitManager {
             author_email: None,
             hooks: true,
             git: GitProgram::default(),
+            index_cache: Arc::default(),
         })
     }
 
@@ -324,10 +333,11 @@ impl GitManager {
         if let Some(state) = busy_state(repo.state()) {
             return Ok(RepoState::Busy(state.to_string()));
         }
-        let index = repo
-            .index()
+        let conflicts = self
+            .index_cache
+            .has_conflicts(&repo)
             .map_err(error::git_err(&repo, "reading the index"))?;
-        if index.has_conflicts() {
+        if conflicts {
             return Ok(RepoState::Busy("conflicts".to_string()));
         }
         Ok(RepoState::Clean)

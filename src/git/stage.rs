@@ -51,16 +51,16 @@ pub(crate) struct Stager<'a> {
 
 /// What identifies one version of a file on disk, cheaply.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Stamp {
-    len: u64,
-    mtime: (i64, i64),
+pub(super) struct Stamp {
+    pub(super) len: u64,
+    pub(super) mtime: (i64, i64),
     ctime: (i64, i64),
     ino: u64,
     mode: u32,
 }
 
 impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Stamp {
+    pub(super) fn of(meta: &std::fs::Metadata) -> Stamp {
         Stamp {
             len: meta.len(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
@@ -71,7 +71,7 @@ impl Stamp {
     }
 
     /// True when the index entry was recorded from exactly this file state.
-    fn matches(&self, e: &IndexEntry) -> bool {
+    pub(super) fn matches(&self, e: &IndexEntry) -> bool {
         let mode = if self.mode & 0o170000 == 0o120000 {
             0o120000
         } else if self.mode & 0o111 != 0 {
@@ -90,7 +90,7 @@ impl Stamp {
     }
 
     /// The stamp of `path` now, `None` when it is gone.
-    fn now(path: &Path) -> Option<Stamp> {
+    pub(super) fn now(path: &Path) -> Option<Stamp> {
         std::fs::symlink_metadata(path).ok().map(|m| Stamp::of(&m))
     }
 }
@@ -129,7 +129,7 @@ fn settle(full: &Path, stamp: Stamp) -> Option<Stamp> {
 const SETTLE_MAX: Duration = Duration::from_millis(1500);
 
 /// The clock file timestamps are taken from (`CLOCK_REALTIME_COARSE`).
-fn coarse_now() -> (i64, i64) {
+pub(super) fn coarse_now() -> (i64, i64) {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

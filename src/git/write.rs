@@ -6,27 +6,29 @@
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use git2::build::TreeUpdateBuilder;
 use git2::{
-    Commit, Delta, Diff, DiffFindOptions, ErrorCode, FileMode, Index, Oid, Repository, Signature,
-    Status, StatusOptions, Tree,
+    Commit, Delta, Diff, DiffFindOptions, DiffOptions, ErrorCode, FileMode, Index, Oid, Repository,
+    Signature, Status, StatusOptions, Tree,
 };
 
 use super::error::git_err;
 use super::features::{self, GitFeature};
+use super::index_cache::{IndexCache, IndexFileStamp};
 use super::message::{render_changes_message, ChangeKind, FileChange};
 use super::read::{is_fs_race, READ_ATTEMPTS};
+use super::refresh;
 use super::stage::Stager;
 use super::{
     busy_state, AutoCommitOptions, AutoCommitOutcome, GitError, GitManager,
     DEFAULT_MESSAGE_TEMPLATE,
 };
 use crate::filter::PathFilter;
-use crate::lock::LockMode;
+use crate::lock::{LockMode, OwnerId};
 
 /// How often a commit is redone from the top when HEAD moved under it.
 const MAX_ATTEMPTS: u32 = 10;
@@ -104,7 +106,7 @@ impl GitManager {
         let rel = self.resolve_path(rel)?;
         self.with_retries(|| {
             let repo = self.open()?;
-            let mut loaded = writable_index(&repo)?;
+            let mut loaded = writable_index(&repo, &self.index_cache)?;
             let mut stager = Stager::new(
                 &repo,
                 &self.root,
@@ -113,7 +115,11 @@ impl GitManager {
                 loaded.stamp.mtime(),
             );
             stager.stage(&mut loaded.index, &rel)?;
-            write_index(&repo, &mut loaded)
+            let written = write_index(&repo, &mut loaded)?;
+            if let Attempt::Done(()) = written {
+                keep_index(&self.index_cache, loaded);
+            }
+            Ok(written)
         })
     }
 
@@ -236,7 +242,8 @@ impl GitManager {
     /// Every path whose work-tree state differs from HEAD or the index (new,
     /// modified, deleted, both sides of a rename), honouring git's ignore
     /// rules and `opts.filter`: what to commit after a restart or a lost
-    /// event. Reads only; the index file is not rewritten.
+    /// event. Stale stat data of unchanged files is refreshed in the index
+    /// first (see `refresh`); nothing else in it changes.
     pub fn pending_changes(&self, opts: &AutoCommitOptions) -> Result<Vec<PathBuf>, GitError> {
         let _hold = self.hold(LockMode::Shared)?;
         let repo = self.open()?;
@@ -246,6 +253,7 @@ impl GitManager {
         if needs_git {
             return self.pending_changes_via_git(&opts.filter);
         }
+        self.refresh_stat_data(&repo);
         let mut so = StatusOptions::new();
         so.include_untracked(true)
             .recurse_untracked_dirs(true)
@@ -283,6 +291,52 @@ impl GitManager {
             }
         }
         Ok(out.into_iter().collect())
+    }
+
+    /// Write fresh stat data for the index entries whose files are unchanged
+    /// but whose stat data is stale (a copied or restored notebook), hashing
+    /// them in parallel. Best effort: when the lock cannot be had exclusively
+    /// at once, the index is busy or locked, or another process rewrites it
+    /// meanwhile, nothing is written and the scan hashes as before.
+    fn refresh_stat_data(&self, repo: &Repository) {
+        let Ok(_hold) = self.lock.try_lock(OwnerId::current(), LockMode::Exclusive) else {
+            return;
+        };
+        let mut loaded = match writable_index(repo, &self.index_cache) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::debug!(root = %self.root.display(), error = %e, "stat data not refreshed");
+                return;
+            }
+        };
+        let mtime = loaded.stamp.mtime();
+        if !refresh::looks_stale(&self.root, &loaded.index, mtime)
+            || !refresh::raw_bytes_are_blobs(repo, &loaded.index)
+        {
+            keep_index(&self.index_cache, loaded);
+            return;
+        }
+        let done = match refresh::refresh(&self.root, &mut loaded.index, loaded.stamp.mtime()) {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::debug!(root = %self.root.display(), error = %e, "stat data not refreshed");
+                return;
+            }
+        };
+        if done.updated == 0 {
+            keep_index(&self.index_cache, loaded);
+            return;
+        }
+        match write_index(repo, &mut loaded) {
+            Ok(Attempt::Done(())) => {
+                tracing::info!(root = %self.root.display(), hashed = done.hashed, refreshed = done.updated, "refreshed stale stat data in the index");
+                keep_index(&self.index_cache, loaded);
+            }
+            Ok(Attempt::Again(_)) => {}
+            Err(e) => {
+                tracing::debug!(root = %self.root.display(), error = %e, "stat data not refreshed")
+            }
+        }
     }
 
     /// Stage `rels` and commit, redone from the top (bounded) when HEAD moved
@@ -329,7 +383,7 @@ impl GitManager {
             // HEAD before the index: if it moves before we commit, libgit2
             // refuses the commit (stale parent) and we start again.
             let parent = head_commit(&repo)?;
-            let mut loaded = match writable_index(&repo) {
+            let mut loaded = match writable_index(&repo, &self.index_cache) {
                 Ok(loaded) => loaded,
                 Err(GitError::Git { source, .. }) if is_unreadable_index(&source) => {
                     return Ok(Attempt::Done(Route::Git(vec![GitFeature::SplitIndex])));
@@ -358,6 +412,7 @@ impl GitManager {
             }
             let (id, changes) =
                 commit_index(&repo, &mut loaded.index, parent, scope, message, settings)?;
+            keep_index(&self.index_cache, loaded);
             if let Some(id) = id {
                 tracing::debug!(root = %self.root.display(), commit = %id, files = changes.len(), "committed");
             }
@@ -414,36 +469,17 @@ enum Attempt<T> {
     Again(PathBuf),
 }
 
-/// Identity of the index file: git and libgit2 write a new file and rename
-/// it into place, so any rewrite changes it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct IndexFileStamp(Option<(u64, u64, i64, i64)>);
-
-impl IndexFileStamp {
-    fn of(repo: &Repository) -> IndexFileStamp {
-        IndexFileStamp(
-            std::fs::metadata(repo.path().join("index"))
-                .ok()
-                .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec())),
-        )
-    }
-
-    /// When the index file was written.
-    fn mtime(&self) -> Option<(i64, i64)> {
-        self.0.map(|(_, _, s, ns)| (s, ns))
-    }
-}
-
 /// The index as loaded, and the file's stamp from just before loading it.
 struct LoadedIndex {
     index: Index,
     stamp: IndexFileStamp,
 }
 
-/// The index, fresh from disk, when committing is allowed now: no operation
-/// in progress, no conflicts, no foreign `index.lock`. Checked before anything
-/// is written.
-fn writable_index(repo: &Repository) -> Result<LoadedIndex, GitError> {
+/// The index, up to date with the file, when committing is allowed now: no
+/// operation in progress, no conflicts, no foreign `index.lock`. Checked
+/// before anything is written. Starts from the index kept after our last
+/// write when there is one (libgit2 re-reads it if the file changed since).
+fn writable_index(repo: &Repository, cache: &IndexCache) -> Result<LoadedIndex, GitError> {
     if let Some(state) = busy_state(repo.state()) {
         return Err(GitError::Busy {
             state: state.to_string(),
@@ -456,11 +492,20 @@ fn writable_index(repo: &Repository) -> Result<LoadedIndex, GitError> {
     // Before loading: a rewrite after this is caught by `write_index`, and
     // it is the conservative side for the racy-clean check.
     let stamp = IndexFileStamp::of(repo);
-    let mut index = repo.index().map_err(git_err(repo, "reading the index"))?;
-    // libgit2 caches the index: reload it if someone else wrote it meanwhile.
-    index
-        .read(false)
-        .map_err(git_err(repo, "reading the index"))?;
+    let index = match cache.take(repo) {
+        Some(index) => index,
+        None => {
+            let mut index = repo.index().map_err(|e| {
+                cache.clear();
+                git_err(repo, "reading the index")(e)
+            })?;
+            // libgit2 caches the index: reload it if someone else wrote it meanwhile.
+            index
+                .read(false)
+                .map_err(git_err(repo, "reading the index"))?;
+            index
+        }
+    };
     if index.has_conflicts() {
         return Err(GitError::Busy {
             state: "conflicts".to_string(),
@@ -480,7 +525,14 @@ fn write_index(repo: &Repository, loaded: &mut LoadedIndex) -> Result<Attempt<()
         .index
         .write()
         .map_err(git_err(repo, "writing the index"))?;
+    loaded.stamp = IndexFileStamp::of(repo);
     Ok(Attempt::Done(()))
+}
+
+/// Keep the index just written for the next operation.
+fn keep_index(cache: &Arc<IndexCache>, loaded: LoadedIndex) {
+    let conflicts = loaded.index.has_conflicts();
+    cache.keep(loaded.index, loaded.stamp, conflicts);
 }
 
 /// Commit on HEAD (expected to be `parent`) the index's state of the paths
@@ -520,8 +572,17 @@ fn commit_index(
     if parent.is_none() && tree.is_empty() {
         return Ok((None, Vec::new()));
     }
+    // The new tree differs from the parent only under the scope paths: a
+    // diff limited to them does not walk (and inflate) every subtree.
+    let mut opts = DiffOptions::new();
+    if let Some(scope) = scope {
+        for rel in scope {
+            opts.pathspec(rel);
+        }
+        opts.disable_pathspec_match(true);
+    }
     let mut diff = repo
-        .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
+        .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), Some(&mut opts))
         .map_err(git_err(repo, "listing the commit's changes"))?;
     let changes = tree_changes(repo, &mut diff)?;
     let text = match message {
