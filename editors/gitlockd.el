@@ -7,9 +7,14 @@
     (apply #'call-process "gitlockd" nil standard-output nil args)))
 
 (defun gitlockd--reread ()
-  "Re-read the file from disk unless the buffer has unsaved changes."
+  "Re-read the file from disk unless the buffer has unsaved changes.
+An undo of the commit that created the file removes it: the buffer is
+then kept as it is, so saving it brings the file back."
   (unless (buffer-modified-p)
-    (revert-buffer t t t)))
+    (if (file-exists-p buffer-file-name)
+        (revert-buffer t t t)
+      (message "gitlockd: %s no longer exists; save the buffer to bring it back"
+               buffer-file-name))))
 
 (defun gitlockd-commit (message)
   "Commit the current file now through gitlockd, with MESSAGE if not empty."
