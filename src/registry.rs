@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::RwLock;
-use serde_json::{json, Value};
 
 use crate::config::NotebookConfig;
+use crate::control::status_answer::{LockStatus, NotebookStatus};
 use crate::notebook::{rfc3339, Notebook};
 
 /// The daemon's notebooks in config order; swapped in place by reloads.
@@ -32,28 +32,38 @@ pub struct FailedNotebook {
 }
 
 impl FailedNotebook {
-    /// Its `status` entry: the same keys as a running notebook's, `state`
-    /// "error" and the reason in `last_error`.
-    pub fn status(&self) -> Value {
-        json!({
-            "name": self.config.name,
-            "path": self.config.path.display().to_string(),
-            "branch": null,
-            "head": null,
-            "pending": 0,
-            "rescan_pending": false,
-            "paused": false,
-            "state": "error",
-            "lock": {"held": false, "mode": null, "holders": [], "waiters": 0},
-            "last_commit": null,
-            "last_error": self.error,
-            "next_try": rfc3339(self.next_try),
-            "watches": 0,
-            "watch_problem": null,
-            "skipped_large": [],
-            "skipped_unreadable": [],
-            "sync": null,
-        })
+    /// Its `status` entry: the keys of a running notebook's, `state`
+    /// "error", the reason in `last_error` and the retry time in `next_try`.
+    pub fn status(&self) -> NotebookStatus {
+        NotebookStatus {
+            name: self.config.name.clone(),
+            path: self.config.path.display().to_string(),
+            branch: None,
+            head: None,
+            pending: 0,
+            rescan_pending: false,
+            paused: false,
+            paused_until: None,
+            state: "error".into(),
+            lock: LockStatus {
+                held: false,
+                mode: None,
+                holders: Vec::new(),
+                waiters: 0,
+                metrics: None,
+            },
+            last_commit: None,
+            last_error: Some(self.error.clone()),
+            next_try: Some(rfc3339(self.next_try)),
+            watches: 0,
+            watch_problem: None,
+            commit_via: None,
+            git_features: None,
+            skipped_large: Vec::new(),
+            skipped_unreadable: Vec::new(),
+            sync: None,
+            pending_list: None,
+        }
     }
 }
 
@@ -113,7 +123,7 @@ impl Registry {
     }
 
     /// Every `status` entry of a notebook that could not start.
-    pub fn failed_status(&self) -> Vec<Value> {
+    pub fn failed_status(&self) -> Vec<NotebookStatus> {
         self.failed
             .read()
             .iter()

@@ -854,3 +854,39 @@ fn show_decodes() {
     assert!(show_bytes(json!({"content_base64": "!!"}).as_object().unwrap()).is_err());
     assert!(show_bytes(json!({}).as_object().unwrap()).is_err());
 }
+
+#[test]
+fn answers_of_the_wrong_shape_are_refused_not_guessed() {
+    // A daemon (say, another version) whose answers are not the protocol's
+    // types: the client says so and exits 1; it neither prints guesses nor,
+    // for `lock`, runs CMD under a lock it cannot be sure of.
+    let fake = Fake::start(|req| match req["cmd"].as_str().unwrap() {
+        "lock" => Reply::Ok(json!({"held": true})),
+        "log" => Reply::Ok(json!({"commits": [{"id": 7}]})),
+        "sync" => Reply::Ok(json!({"fetched": "yes"})),
+        "status" => Reply::Ok(json!({"notebooks": [{"name": "nb"}]})),
+        other => Reply::Err("unknown_command", format!("no {other}")),
+    });
+    let dir = short_tempdir();
+    let mark = dir.path().join("ran");
+    for (args, cmd) in [
+        (
+            vec!["lock", "nb", "--", "touch", mark.to_str().unwrap()],
+            "lock",
+        ),
+        (vec!["log", "nb"], "log"),
+        (vec!["sync", "nb"], "sync"),
+        (vec!["status"], "status"),
+    ] {
+        let out = client(&fake.socket, dir.path(), &args);
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("unexpected answer to `{cmd}`")),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert_eq!(out.stdout(), "", "{args:?}");
+    }
+    assert!(!mark.exists(), "CMD ran without a well-formed lock answer");
+}

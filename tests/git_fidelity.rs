@@ -1123,3 +1123,53 @@ fn commit_now_of_everything_finds_a_filtered_file_and_goes_through_git() {
     assert!(!odb_has_blob(d, "hello\n"));
     assert_status_clean(d);
 }
+
+/// Who the last commit is by, as git shows author and committer.
+fn who(dir: &Path) -> String {
+    git(dir, &["log", "-1", "--format=%an <%ae>|%cn <%ce>"])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn commits_through_git_and_libgit2_carry_the_same_identity() {
+    let (dir, gm) = repo_with(&[("a.md", "a\n")]);
+    let d = dir.path();
+    hook(d, "pre-commit", "true");
+    let through = |hooks: bool, text: &str, author: Option<(&str, &str)>| {
+        write(d, "a.md", text);
+        let outcome = gm
+            .auto_commit_on_change(
+                &[PathBuf::from("a.md")],
+                &AutoCommitOptions {
+                    hooks,
+                    author_name: author.map(|a| a.0.to_string()),
+                    author_email: author.map(|a| a.1.to_string()),
+                    ..opts()
+                },
+            )
+            .expect("auto");
+        // With the hook, git commits; without, libgit2 does.
+        assert_eq!(outcome.git_features.is_empty(), !hooks, "{outcome:?}");
+        who(d)
+    };
+    let bot = Some(("Notebook Bot", "bot@example.org"));
+    let want = "Notebook Bot <bot@example.org>|Notebook Bot <bot@example.org>";
+    assert_eq!(through(true, "1\n", bot), want, "via git");
+    assert_eq!(through(false, "2\n", bot), want, "via libgit2");
+
+    // Unconfigured: the repository's own identity, the same both ways.
+    git(d, &["config", "user.name", "Repo Person"]);
+    git(d, &["config", "user.email", "repo@example.org"]);
+    let want = "Repo Person <repo@example.org>|Repo Person <repo@example.org>";
+    assert_eq!(through(true, "3\n", None), want, "via git");
+    assert_eq!(through(false, "4\n", None), want, "via libgit2");
+
+    // Blank there too: gitlockd@HOST both ways (git alone would refuse).
+    git(d, &["config", "user.name", ""]);
+    git(d, &["config", "user.email", ""]);
+    let via_git = through(true, "5\n", None);
+    assert!(via_git.starts_with("gitlockd <gitlockd@"), "{via_git}");
+    assert_eq!(through(false, "6\n", None), via_git, "via libgit2");
+    assert_fsck_clean(d);
+}

@@ -1848,3 +1848,119 @@ fn daemon_answers_fuzzed_lines_like_the_parser() {
     c.ok("ping", json!({}));
     assert!(daemon_alive(&mut d));
 }
+
+/// `answer` (an `ok: true` line) minus its envelope, parsed as `T` and
+/// written back: the shared type must reproduce the daemon's fields exactly,
+/// so client and server cannot drift apart.
+fn same_through<T>(cmd: &str, answer: &Value) -> T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut fields = answer.as_object().unwrap().clone();
+    fields.remove("id");
+    fields.remove("ok");
+    let fields = Value::Object(fields);
+    let typed: T = serde_json::from_value(fields.clone())
+        .unwrap_or_else(|e| panic!("`{cmd}` answer does not parse as its type: {e}\n{fields}"));
+    assert_eq!(
+        serde_json::to_value(&typed).unwrap(),
+        fields,
+        "`{cmd}` answer changes through its type"
+    );
+    typed
+}
+
+#[test]
+fn every_answer_is_its_shared_type_exactly() {
+    use gitlockd::control::answers::{
+        CommitAnswer, DepthAnswer, DiffAnswer, LogAnswer, PauseAnswer, PingAnswer, ReloadAnswer,
+        ShowAnswer,
+    };
+    use gitlockd::control::protocol::FailureLine;
+    use gitlockd::control::status_answer::StatusAnswer;
+
+    let sb = Sandbox::new();
+    let nb = sb.repo("nb");
+    nb.write("base.txt", "base\n");
+    nb.git(&["add", "base.txt"]);
+    nb.git(&["commit", "-q", "-m", "base"]);
+    // A repository whose config git cannot read: it cannot start, and
+    // status lists it as failed (the daemon retries it).
+    let broken = sb.repo("broken");
+    std::fs::write(broken.path.join(".git/config"), "[[[ not a config\n").unwrap();
+    sb.write_config("", &[("nb", &nb.path, ""), ("broken", &broken.path, "")]);
+    let _d = sb.start();
+    wait_notebooks(&sb, &["nb", "broken"]);
+    let mut c = sb.client();
+
+    same_through::<PingAnswer>("ping", &c.ok("ping", json!({})));
+    let mut holder = sb.client();
+    let depth: DepthAnswer = same_through("lock", &holder.ok("lock", json!({"notebook": "nb"})));
+    assert_eq!(depth.depth, 1);
+
+    // Held, paused and with a pending edit: the status entry has its
+    // holders, lock metrics, paused_until and (asked for) pending paths.
+    let paused: PauseAnswer = same_through(
+        "pause",
+        &c.ok("pause", json!({"notebook": "nb", "for_ms": 3_600_000})),
+    );
+    assert!(paused.until.is_some());
+    nb.write("a.md", "a\n");
+    let status: StatusAnswer = same_through("status", &c.ok("status", json!({"pending": true})));
+    let entry = status.notebooks.iter().find(|e| e.name == "nb").unwrap();
+    assert_eq!(entry.lock.holders.len(), 1, "{entry:?}");
+    assert!(entry.lock.metrics.is_some(), "{entry:?}");
+    assert!(entry.paused_until.is_some(), "{entry:?}");
+    assert_eq!(entry.commit_via.as_deref(), Some("libgit2"), "{entry:?}");
+    let failed = status
+        .notebooks
+        .iter()
+        .find(|e| e.name == "broken")
+        .unwrap();
+    assert_eq!(failed.state, "error", "{failed:?}");
+    assert!(failed.next_try.is_some(), "{failed:?}");
+    assert!(failed.lock.metrics.is_none(), "{failed:?}");
+    same_through::<StatusAnswer>("status", &c.ok("status", json!({"notebook": "broken"})));
+    same_through::<DepthAnswer>("unlock", &holder.ok("unlock", json!({"notebook": "nb"})));
+    same_through::<PauseAnswer>("resume", &c.ok("resume", json!({"notebook": "nb"})));
+
+    std::fs::write(nb.path.join("bin.dat"), [0u8, 0xff, 1]).unwrap();
+    let commit: CommitAnswer = same_through(
+        "commit",
+        &c.ok("commit", json!({"notebook": "nb", "message": "typed"})),
+    );
+    let id = commit.commit.expect("the edits make a commit");
+    assert_eq!(nb.head().unwrap(), id);
+    let log: LogAnswer = same_through("log", &c.ok("log", json!({"notebook": "nb"})));
+    assert_eq!(log.commits[0].id, id);
+    assert_eq!(log.commits[0].summary, "typed");
+    let text: ShowAnswer = same_through(
+        "show",
+        &c.ok("show", json!({"notebook": "nb", "path": "a.md"})),
+    );
+    assert_eq!(text.bytes().unwrap(), b"a\n");
+    let bin: ShowAnswer = same_through(
+        "show",
+        &c.ok("show", json!({"notebook": "nb", "path": "bin.dat"})),
+    );
+    assert_eq!(bin.bytes().unwrap(), vec![0u8, 0xff, 1]);
+    nb.write("a.md", "b\n");
+    let diff: DiffAnswer = same_through("diff", &c.ok("diff", json!({"notebook": "nb"})));
+    assert!(diff.patch.contains("+b"), "{}", diff.patch);
+    // The error envelope, read back as the same type: a reload while
+    // `broken` still cannot start.
+    let refused = c.err("reload", json!({}), "git");
+    let line: FailureLine = serde_json::from_value(refused.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&line).unwrap(), refused);
+    assert!(line.error.message.contains("broken"), "{line:?}");
+    std::fs::write(
+        broken.path.join(".git/config"),
+        "[core]\n\trepositoryformatversion = 0\n\tbare = false\n",
+    )
+    .unwrap();
+    let reload: ReloadAnswer = same_through("reload", &c.ok("reload", json!({})));
+    assert_eq!(
+        reload.notebooks,
+        vec!["nb".to_string(), "broken".to_string()]
+    );
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::args::NotebookArg;
+use crate::control::protocol::ErrorBody;
 use crate::control::trust::{self, TrustError};
 
 /// Exit status: success.
@@ -348,26 +349,26 @@ pub fn parse_response(line: &str, id: u64) -> Result<Map<String, Value>, ClientE
     match map.get("ok") {
         Some(Value::Bool(true)) => Ok(map),
         Some(Value::Bool(false)) => {
-            let error = map.get("error");
-            let field = |key: &str| {
-                error
-                    .and_then(|e| e.get(key))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let code = field("code");
-            let message = field("message");
+            // The same type the daemon writes; a daemon that sends less
+            // still gets its refusal through.
+            let error: ErrorBody = map
+                .get("error")
+                .cloned()
+                .and_then(|e| serde_json::from_value(e).ok())
+                .unwrap_or(ErrorBody {
+                    code: String::new(),
+                    message: String::new(),
+                });
             Err(ClientError::Daemon {
-                code: if code.is_empty() {
+                code: if error.code.is_empty() {
                     "internal".into()
                 } else {
-                    code
+                    error.code
                 },
-                message: if message.is_empty() {
+                message: if error.message.is_empty() {
                     "the daemon gave no reason".into()
                 } else {
-                    message
+                    error.message
                 },
             })
         }

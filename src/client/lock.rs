@@ -21,6 +21,7 @@ use super::args::NotebookArg;
 use super::conn::{
     parse_response, ClientError, Conn, EXIT_CANNOT_EXEC, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_USAGE,
 };
+use crate::control::answers::{from_fields, DepthAnswer};
 
 /// The variable telling CMD which of its descriptors is the lock's connection
 /// (a background job that must not keep the lock can close it).
@@ -56,7 +57,9 @@ pub(super) fn lock_and_run(
     }
     args.insert("shared".into(), json!(shared));
     // No read timeout: the daemon answers when the lock is granted or its wait times out.
-    let (_, held_name) = conn.request_nb_as("lock", nb, args, None)?;
+    let (answer, held_name) = conn.request_nb_as("lock", nb, args, None)?;
+    let _: DepthAnswer = from_fields(&answer)
+        .map_err(|e| ClientError::Protocol(format!("unexpected answer to `lock`: {e}")))?;
 
     // From here on, the open connection *is* the lock. A reader thread notices
     // if the daemon drops it (max_hold, shutdown) while CMD still runs.
@@ -104,7 +107,12 @@ pub(super) fn lock_and_run(
         let line = json!({"id": id, "cmd": "unlock", "notebook": held_name}).to_string() + "\n";
         if writer.write_all(line.as_bytes()).is_ok() {
             if let Ok(Incoming::Line(answer)) = rx.recv_timeout(UNLOCK_TIMEOUT) {
-                if let Err(e) = parse_response(&answer, id) {
+                let unlocked = parse_response(&answer, id).and_then(|fields| {
+                    from_fields::<DepthAnswer>(&fields).map_err(|e| {
+                        ClientError::Protocol(format!("unexpected answer to `unlock`: {e}"))
+                    })
+                });
+                if let Err(e) = unlocked {
                     let _ = writeln!(err, "gitlockd: warning: unlock: {e}");
                 }
             }

@@ -20,11 +20,14 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use crate::cli::{Cli, Command};
-use crate::control::answers::{from_fields, CommitAnswer, PauseAnswer, RestoreAnswer, UndoAnswer};
+use crate::control::answers::{
+    from_fields, CommitAnswer, DiffAnswer, LogAnswer, PauseAnswer, ReloadAnswer, RestoreAnswer,
+    ShowAnswer, SyncAnswer, UndoAnswer,
+};
+use crate::control::status_answer::StatusAnswer;
 
 pub use args::{is_name, path_arg, NotebookArg};
 pub use conn::{
@@ -130,6 +133,9 @@ fn dispatch(
                 }
                 None => conn.request("status", args, Some(ANSWER_TIMEOUT))?,
             };
+            // The typed parse is the check that this daemon speaks our
+            // protocol; the table reads the same fields from the map.
+            let _: StatusAnswer = typed("status", &resp)?;
             if *json {
                 print_json(out, &Value::Object(resp))?;
             } else {
@@ -183,8 +189,9 @@ fn dispatch(
             if let Some(n) = limit {
                 args.insert("limit".into(), json!(n));
             }
-            let resp = call(socket, "log", &nb, args)?;
-            let commits = resp.get("commits").cloned().unwrap_or(Value::Array(vec![]));
+            let resp: LogAnswer = typed("log", &call(socket, "log", &nb, args)?)?;
+            let commits = serde_json::to_value(&resp.commits)
+                .map_err(|e| ClientError::Protocol(format!("cannot print the log: {e}")))?;
             if *json {
                 print_json(out, &commits)?;
             } else {
@@ -203,8 +210,8 @@ fn dispatch(
             if let Some(r) = rev {
                 args.insert("rev".into(), json!(r));
             }
-            let resp = call(socket, "show", &nb, args)?;
-            write_out(out, &show_bytes(&resp)?)?;
+            let resp: ShowAnswer = typed("show", &call(socket, "show", &nb, args)?)?;
+            write_out(out, &resp.bytes().map_err(ClientError::Protocol)?)?;
             Ok(EXIT_OK)
         }
         Command::Diff {
@@ -224,12 +231,8 @@ fn dispatch(
             if let Some(r) = to {
                 args.insert("to".into(), json!(r));
             }
-            let resp = call(socket, "diff", &nb, args)?;
-            match resp.get("patch") {
-                Some(Value::String(patch)) => write_out(out, patch.as_bytes())?,
-                None | Some(Value::Null) => {}
-                Some(other) => return Err(ClientError::Protocol(format!("`patch` is {other}"))),
-            }
+            let resp: DiffAnswer = typed("diff", &call(socket, "diff", &nb, args)?)?;
+            write_out(out, resp.patch.as_bytes())?;
             Ok(EXIT_OK)
         }
         Command::Pause { notebook, .. } | Command::Resume { notebook } => {
@@ -310,28 +313,25 @@ fn dispatch(
                     }
                     other => other,
                 })?;
+            let resp: ReloadAnswer = typed("reload", &resp)?;
             let mut text = String::new();
-            if let Some(Value::Array(names)) = resp.get("notebooks") {
-                for name in names {
-                    text.push_str(&cell(name));
-                    text.push('\n');
-                }
+            for name in &resp.notebooks {
+                text.push_str(&cell(&Value::String(name.clone())));
+                text.push('\n');
             }
             write_out(out, text.as_bytes())?;
             Ok(EXIT_OK)
         }
         Command::Sync { notebook } => {
             let nb = NotebookArg::classify(notebook, cwd)?;
-            let resp = Conn::connect(socket)?.request_nb("sync", &nb, Map::new(), None)?;
-            let mut text = String::new();
-            for key in ["fetched", "integrated", "pushed", "ahead", "behind"] {
-                let value = match resp.get(key) {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                    None => "-".into(),
-                };
-                text.push_str(&format!("{key}: {value}\n"));
-            }
+            let resp: SyncAnswer = typed(
+                "sync",
+                &Conn::connect(socket)?.request_nb("sync", &nb, Map::new(), None)?,
+            )?;
+            let text = format!(
+                "fetched: {}\nintegrated: {}\npushed: {}\nahead: {}\nbehind: {}\n",
+                resp.fetched, resp.integrated, resp.pushed, resp.ahead, resp.behind
+            );
             write_out(out, text.as_bytes())?;
             Ok(EXIT_OK)
         }
@@ -382,15 +382,12 @@ fn print_json(out: &mut dyn Write, value: &Value) -> Result<(), ClientError> {
 
 /// The file bytes in a `show` response: `content` as UTF-8, or `content_base64` decoded.
 pub fn show_bytes(resp: &Map<String, Value>) -> Result<Vec<u8>, ClientError> {
-    if let Some(Value::String(text)) = resp.get("content") {
-        return Ok(text.clone().into_bytes());
+    let content = |key: &str| resp.get(key).and_then(Value::as_str).map(str::to_string);
+    ShowAnswer {
+        commit: String::new(),
+        content: content("content"),
+        content_base64: content("content_base64"),
     }
-    if let Some(Value::String(b64)) = resp.get("content_base64") {
-        return base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| ClientError::Protocol(format!("`content_base64` is not base64: {e}")));
-    }
-    Err(ClientError::Protocol(
-        "`show` answered without `content` or `content_base64`".into(),
-    ))
+    .bytes()
+    .map_err(ClientError::Protocol)
 }

@@ -10,8 +10,6 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-use git2::{Repository, RepositoryOpenFlags};
-
 use super::{Config, ConfigError};
 
 /// Every notebook the daemon could not serve, one error each.
@@ -96,7 +94,7 @@ use Problem::{Unopenable, Unservable};
 /// search upwards: a folder inside another repository is not one itself);
 /// `None` when `path` is not the top of a work tree.
 fn git_dir_of(path: &Path) -> Result<Option<PathBuf>, Problem> {
-    let repo = match Repository::open_ext(path, RepositoryOpenFlags::NO_SEARCH, [""; 0]) {
+    let repo = match crate::git::open(path) {
         Ok(repo) => repo,
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
         Err(_) => return Err(Unopenable),
@@ -130,7 +128,7 @@ mod tests {
 
     fn init(fx: &Fixture, rel: &str) -> PathBuf {
         let dir = fx.mkdir(rel);
-        Repository::init(&dir).unwrap();
+        git2::Repository::init(&dir).unwrap();
         dir
     }
 

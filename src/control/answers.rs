@@ -2,12 +2,127 @@
 //! (which serialises them) and the CLI (which parses them), so the two
 //! cannot drift apart. Golden tests pin the exact lines both ways.
 //!
-//! Covered so far: `commit`, `restore`, `undo`, `pause` / `resume`, the
-//! `status --pending` fields, and every event of `subscribe`. The other
-//! answers are still built as JSON maps.
+//! Every command's answer is here, plus every event of `subscribe`; the
+//! `status` entry, the larger one, lives in [`super::status_answer`], and the
+//! envelope around each answer (`id`, `ok`, `error`) in [`super::protocol`].
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// Answer to `ping`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingAnswer {
+    /// The daemon's version (Cargo's).
+    pub version: String,
+    /// The protocol version.
+    pub protocol: u64,
+}
+
+/// Answer to `lock` and `unlock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepthAnswer {
+    /// How many holds this connection has on the notebook now.
+    pub depth: usize,
+}
+
+/// One commit of a `log` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The commit id.
+    pub id: String,
+    /// The message's first line.
+    pub summary: String,
+    /// The whole message.
+    pub message: String,
+    /// The author's name.
+    pub author_name: String,
+    /// The author's email.
+    pub author_email: String,
+    /// The author time, RFC 3339 in the author's offset.
+    pub time: String,
+}
+
+/// Answer to `log`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogAnswer {
+    /// Newest first.
+    pub commits: Vec<LogEntry>,
+}
+
+/// Answer to `show`: exactly one of `content` and `content_base64`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShowAnswer {
+    /// The commit the revision resolved to.
+    pub commit: String,
+    /// The file, when it is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// The file in standard base64, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_base64: Option<String>,
+}
+
+impl ShowAnswer {
+    /// The answer for a file's `bytes` at `commit`: text when it is UTF-8.
+    pub fn new(commit: String, bytes: Vec<u8>) -> ShowAnswer {
+        match String::from_utf8(bytes) {
+            Ok(text) => ShowAnswer {
+                commit,
+                content: Some(text),
+                content_base64: None,
+            },
+            Err(e) => ShowAnswer {
+                commit,
+                content: None,
+                content_base64: Some(STANDARD.encode(e.as_bytes())),
+            },
+        }
+    }
+
+    /// The file's bytes, decoding `content_base64` when there is no `content`.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        match (&self.content, &self.content_base64) {
+            (Some(text), _) => Ok(text.clone().into_bytes()),
+            (None, Some(b64)) => STANDARD
+                .decode(b64)
+                .map_err(|e| format!("`content_base64` is not base64: {e}")),
+            (None, None) => Err("`show` answered without `content` or `content_base64`".into()),
+        }
+    }
+}
+
+/// Answer to `diff`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffAnswer {
+    /// The unified diff; empty when nothing differs.
+    pub patch: String,
+}
+
+/// Answer to `sync`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncAnswer {
+    /// Whether the remote branch was fetched.
+    pub fetched: bool,
+    /// `up_to_date`, `fast_forward`, `merged` or `diverged`.
+    pub integrated: String,
+    /// Whether the branch was pushed.
+    pub pushed: bool,
+    /// Local commits the remote lacks.
+    pub ahead: usize,
+    /// Remote commits the branch lacks.
+    pub behind: usize,
+    /// Where the remote's diverged head was kept, when it diverged.
+    pub diverged_ref: Option<String>,
+}
+
+/// Answer to `reload`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadAnswer {
+    /// The running notebooks' names, in config order.
+    pub notebooks: Vec<String>,
+}
 
 /// Answer to `commit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,8 +165,12 @@ pub struct PauseAnswer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingFields {
     /// Uncommitted paths, by the committer's rules; `None` when unknown.
+    // Required (though nullable) so that a status entry without the pair
+    // parses as "not asked" rather than as an empty pair.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub pending_paths: Option<Vec<String>>,
     /// Why they could not be listed.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub pending_error: Option<String>,
 }
 
@@ -170,6 +289,58 @@ mod tests {
             },
             r#"{"pending_paths":["a.md"],"pending_error":null}"#,
         );
+        golden(
+            PingAnswer {
+                version: "0.1.0".into(),
+                protocol: 1,
+            },
+            r#"{"version":"0.1.0","protocol":1}"#,
+        );
+        golden(DepthAnswer { depth: 2 }, r#"{"depth":2}"#);
+        golden(
+            LogAnswer {
+                commits: vec![LogEntry {
+                    id: "3f2c".into(),
+                    summary: "s".into(),
+                    message: "s\n\nbody".into(),
+                    author_name: "A".into(),
+                    author_email: "a@x".into(),
+                    time: "2026-12-05T10:00:00+01:00".into(),
+                }],
+            },
+            r#"{"commits":[{"id":"3f2c","summary":"s","message":"s\n\nbody","author_name":"A","author_email":"a@x","time":"2026-12-05T10:00:00+01:00"}]}"#,
+        );
+        golden(
+            ShowAnswer::new("c".into(), b"hi\n".to_vec()),
+            r#"{"commit":"c","content":"hi\n"}"#,
+        );
+        golden(
+            ShowAnswer::new("c".into(), vec![0xff, 0]),
+            r#"{"commit":"c","content_base64":"/wA="}"#,
+        );
+        golden(
+            DiffAnswer {
+                patch: "diff --git a/a b/a\n".into(),
+            },
+            r#"{"patch":"diff --git a/a b/a\n"}"#,
+        );
+        golden(
+            SyncAnswer {
+                fetched: true,
+                integrated: "fast_forward".into(),
+                pushed: false,
+                ahead: 0,
+                behind: 2,
+                diverged_ref: None,
+            },
+            r#"{"fetched":true,"integrated":"fast_forward","pushed":false,"ahead":0,"behind":2,"diverged_ref":null}"#,
+        );
+        golden(
+            ReloadAnswer {
+                notebooks: vec!["a".into(), "b".into()],
+            },
+            r#"{"notebooks":["a","b"]}"#,
+        );
         // Older daemons answer `resume` without `until`.
         assert_eq!(
             serde_json::from_str::<PauseAnswer>(r#"{"paused":false}"#).unwrap(),
@@ -178,6 +349,27 @@ mod tests {
                 until: None
             }
         );
+    }
+
+    #[test]
+    fn show_bytes_both_encodings() {
+        let bin = vec![0u8, 0xff, b'a'];
+        assert_eq!(
+            ShowAnswer::new("c".into(), bin.clone()).bytes().unwrap(),
+            bin
+        );
+        assert_eq!(
+            ShowAnswer::new("c".into(), b"text".to_vec())
+                .bytes()
+                .unwrap(),
+            b"text"
+        );
+        let neither = ShowAnswer {
+            commit: "c".into(),
+            content: None,
+            content_base64: None,
+        };
+        assert!(neither.bytes().is_err());
     }
 
     #[test]

@@ -4,16 +4,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 
 use super::answers::{
-    to_fields, CommitAnswer, PauseAnswer, PendingFields, RestoreAnswer, UndoAnswer,
+    to_fields, CommitAnswer, DepthAnswer, DiffAnswer, LogAnswer, LogEntry, PauseAnswer,
+    PendingFields, PingAnswer, ReloadAnswer, RestoreAnswer, ShowAnswer, SyncAnswer, UndoAnswer,
 };
 use super::connection::Connection;
 use super::protocol::{ErrorCode, Failure, Request, PROTOCOL_VERSION};
 use super::server::ReloadFailure;
+use super::status_answer::NotebookStatus;
 use crate::git::{AutoCommitOutcome, GitError, RestoreSource};
 use crate::lock::{with_owner, LockError, LockMode};
 use crate::notebook::{Notebook, SyncFailure};
@@ -25,14 +26,18 @@ impl Connection {
         request: Request,
     ) -> Result<Map<String, Value>, Outcome> {
         match request {
-            Request::Ping => Ok(fields(json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "protocol": PROTOCOL_VERSION,
-            }))),
+            Request::Ping => Ok(to_fields(&PingAnswer {
+                version: env!("CARGO_PKG_VERSION").into(),
+                protocol: PROTOCOL_VERSION,
+            })),
             Request::Status { notebook, pending } => {
                 // A notebook that could not start is listed with state "error".
                 let failed = match &notebook {
-                    Some(arg) => self.ctx.registry.find_failed(arg).map(|f| vec![f.status()]),
+                    Some(arg) => self
+                        .ctx
+                        .registry
+                        .find_failed(arg)
+                        .map(|f| vec![entry_value(&f.status())]),
                     None => None,
                 };
                 if let Some(entries) = failed {
@@ -73,7 +78,7 @@ impl Connection {
                     entries.push(entry);
                 }
                 if notebook.is_none() {
-                    entries.extend(self.ctx.registry.failed_status());
+                    entries.extend(self.ctx.registry.failed_status().iter().map(entry_value));
                 }
                 Ok(fields(json!({ "notebooks": entries })))
             }
@@ -93,7 +98,7 @@ impl Connection {
                     .await?;
                 let holds = self.holds.entry(nb.root().to_path_buf()).or_default();
                 holds.push(guard);
-                Ok(fields(json!({ "depth": holds.len() })))
+                Ok(to_fields(&DepthAnswer { depth: holds.len() }))
             }
             Request::Unlock { notebook } => {
                 let nb = self.notebook(&notebook)?;
@@ -104,7 +109,7 @@ impl Connection {
                         format!("this connection does not hold the lock of {}", nb.name()),
                     )));
                 }
-                Ok(fields(json!({ "depth": holds.len() })))
+                Ok(to_fields(&DepthAnswer { depth: holds.len() }))
             }
             Request::Commit {
                 notebook,
@@ -125,20 +130,18 @@ impl Connection {
                         nb.git().get_file_history(path.as_deref(), limit)
                     })
                     .await?;
-                let commits: Vec<Value> = commits
+                let commits = commits
                     .iter()
-                    .map(|c| {
-                        json!({
-                            "id": c.id.to_string(),
-                            "summary": c.summary,
-                            "message": c.message,
-                            "author_name": c.author_name,
-                            "author_email": c.author_email,
-                            "time": c.rfc3339(),
-                        })
+                    .map(|c| LogEntry {
+                        id: c.id.to_string(),
+                        summary: c.summary.clone(),
+                        message: c.message.clone(),
+                        author_name: c.author_name.clone(),
+                        author_email: c.author_email.clone(),
+                        time: c.rfc3339(),
                     })
                     .collect();
-                Ok(fields(json!({ "commits": commits })))
+                Ok(to_fields(&LogAnswer { commits }))
             }
             Request::Show {
                 notebook,
@@ -152,16 +155,7 @@ impl Connection {
                         nb.git().get_file_at_commit(&path, &rev)
                     })
                     .await?;
-                let mut out = Map::new();
-                out.insert("commit".into(), Value::from(commit.to_string()));
-                match String::from_utf8(bytes) {
-                    Ok(text) => out.insert("content".into(), Value::from(text)),
-                    Err(e) => out.insert(
-                        "content_base64".into(),
-                        Value::from(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())),
-                    ),
-                };
-                Ok(out)
+                Ok(to_fields(&ShowAnswer::new(commit.to_string(), bytes)))
             }
             Request::Diff {
                 notebook,
@@ -178,7 +172,7 @@ impl Connection {
                             .get_diff(from.as_deref(), to.as_deref(), path.as_deref())
                     })
                     .await?;
-                Ok(fields(json!({ "patch": patch })))
+                Ok(to_fields(&DiffAnswer { patch }))
             }
             Request::Pause { notebook, for_ms } => {
                 let nb = self.notebook(&notebook)?;
@@ -205,7 +199,7 @@ impl Connection {
                     .send(tx)
                     .map_err(|_| internal("the daemon is shutting down"))?;
                 match rx.await {
-                    Ok(Ok(names)) => Ok(fields(json!({ "notebooks": names }))),
+                    Ok(Ok(names)) => Ok(to_fields(&ReloadAnswer { notebooks: names })),
                     // bad_request: the CLI exits 2 on it, as for any invalid config.
                     Ok(Err(ReloadFailure::InvalidConfig(message))) => {
                         Err(Outcome::Failed(Failure::new(
@@ -236,14 +230,14 @@ impl Connection {
             Request::Sync { notebook } => {
                 let nb = self.notebook(&notebook)?;
                 match nb.sync_now().await {
-                    Ok(o) => Ok(fields(json!({
-                        "fetched": o.fetched,
-                        "integrated": o.integrated.as_str(),
-                        "pushed": o.pushed,
-                        "ahead": o.ahead,
-                        "behind": o.behind,
-                        "diverged_ref": o.diverged_ref,
-                    }))),
+                    Ok(o) => Ok(to_fields(&SyncAnswer {
+                        fetched: o.fetched,
+                        integrated: o.integrated.as_str().into(),
+                        pushed: o.pushed,
+                        ahead: o.ahead,
+                        behind: o.behind,
+                        diverged_ref: o.diverged_ref,
+                    })),
                     Err(SyncFailure::NotConfigured(m)) => {
                         Err(Outcome::Failed(Failure::new(ErrorCode::BadRequest, m)))
                     }
@@ -428,6 +422,12 @@ impl From<Failure> for Outcome {
 
 fn internal(message: &str) -> Outcome {
     Outcome::Failed(Failure::new(ErrorCode::Internal, message))
+}
+
+/// A typed status entry among the entries still built as JSON (a running
+/// notebook's, by `Notebook::status`).
+fn entry_value(entry: &NotebookStatus) -> Value {
+    Value::Object(to_fields(entry))
 }
 
 fn fields(value: Value) -> Map<String, Value> {

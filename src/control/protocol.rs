@@ -4,7 +4,7 @@
 //! malformed input is answered here with its error code and the connection
 //! stays usable (interface.md section 3).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The longest request line accepted, newline excluded.
@@ -298,16 +298,47 @@ pub fn success(id: &Value, fields: Map<String, Value>) -> Vec<u8> {
     to_line(&Value::Object(object))
 }
 
+/// The `error` object of a failure line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The contract's code, e.g. `not_found`.
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+/// A whole failure line: the envelope of every refused request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureLine {
+    /// The request's `id` (`null` when the line had none or was unreadable).
+    pub id: Value,
+    /// Always `false`.
+    pub ok: bool,
+    /// Why.
+    pub error: ErrorBody,
+}
+
+impl From<&Failure> for ErrorBody {
+    fn from(failure: &Failure) -> ErrorBody {
+        ErrorBody {
+            code: failure.code.as_str().into(),
+            message: failure.message.clone(),
+        }
+    }
+}
+
 /// A failure line: `{"id", "ok": false, "error": {code, message}}` plus the newline.
 pub fn failure(id: &Value, failure: &Failure) -> Vec<u8> {
-    let mut error = Map::new();
-    error.insert("code".into(), Value::from(failure.code.as_str()));
-    error.insert("message".into(), Value::from(failure.message.clone()));
-    let mut object = Map::new();
-    object.insert("id".into(), id.clone());
-    object.insert("ok".into(), Value::Bool(false));
-    object.insert("error".into(), Value::Object(error));
-    to_line(&Value::Object(object))
+    let line = FailureLine {
+        id: id.clone(),
+        ok: false,
+        error: failure.into(),
+    };
+    match serde_json::to_value(&line) {
+        Ok(value) => to_line(&value),
+        // Unreachable: the line is strings and JSON values.
+        Err(_) => b"{}\n".to_vec(),
+    }
 }
 
 /// Any JSON value as one line (events use it too).
@@ -498,6 +529,22 @@ mod tests {
             ))
             .unwrap(),
             "{\"error\":{\"code\":\"not_held\",\"message\":\"not held\"},\"id\":\"x\",\"ok\":false}\n"
+        );
+        // ... and the client reads the same line back as the same type.
+        let line: FailureLine = serde_json::from_str(
+            r#"{"error":{"code":"not_held","message":"not held"},"id":"x","ok":false}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            line,
+            FailureLine {
+                id: json!("x"),
+                ok: false,
+                error: ErrorBody {
+                    code: "not_held".into(),
+                    message: "not held".into()
+                }
+            }
         );
     }
 }

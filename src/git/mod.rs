@@ -25,6 +25,7 @@ pub(crate) mod cli;
 mod error;
 pub mod features;
 mod git_listing;
+pub mod identity;
 mod index_cache;
 mod message;
 mod paths;
@@ -36,12 +37,11 @@ mod tracked_ignored;
 mod via_git;
 mod write;
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use git2::{ErrorCode, Oid, Repository, RepositoryOpenFlags, RepositoryState};
+use git2::{ErrorCode, Oid, Repository, RepositoryState};
 
 use crate::filter::PathFilter;
 use crate::lock::{git_lock_manager, LockGuard, LockMode, NotebookLock, OwnerId};
@@ -49,6 +49,7 @@ use crate::lock::{git_lock_manager, LockGuard, LockMode, NotebookLock, OwnerId};
 pub use cli::GitProgram;
 pub use error::GitError;
 pub use features::GitFeature;
+pub use identity::{open, Identity};
 pub use message::{render_changes_message, render_message, ChangeKind, FileChange};
 pub use restore::{RestoreOutcome, RestoreSource, UndoOutcome};
 pub use tracked_ignored::TrackedIgnored;
@@ -386,12 +387,7 @@ impl GitManager {
 
     /// Open the notebook's repository; never searches upward, ignores `GIT_DIR`.
     fn open(&self) -> Result<Repository, GitError> {
-        let repo = Repository::open_ext(
-            &self.root,
-            RepositoryOpenFlags::NO_SEARCH,
-            std::iter::empty::<&OsStr>(),
-        )
-        .map_err(|source| match source.code() {
+        let repo = open(&self.root).map_err(|source| match source.code() {
             ErrorCode::NotFound => GitError::NotFound {
                 what: format!("git repository in {}", self.root.display()),
             },

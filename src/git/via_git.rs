@@ -30,8 +30,8 @@ use super::error::{git_err, io_err};
 use super::features::GitFeature;
 use super::git_listing::{nul_list, split_unreadable};
 use super::message::render_changes_message;
-use super::write::{head_commit, signature, tree_changes, Batch, MessageSpec, StageSettings};
-use super::{busy_state, GitError, GitManager};
+use super::write::{head_commit, tree_changes, Batch, MessageSpec, StageSettings};
+use super::{busy_state, GitError, GitManager, Identity};
 
 /// Files git could not stage, with its message.
 type FailedFiles = Vec<(PathBuf, String)>;
@@ -178,9 +178,9 @@ impl GitManager {
             })
             .cloned()
             .collect();
-        let sig = signature(&repo, settings.author_name, settings.author_email)?;
-        let name = String::from_utf8_lossy(sig.name_bytes()).into_owned();
-        let email = String::from_utf8_lossy(sig.email_bytes()).into_owned();
+        let identity = Identity::resolve(&repo, settings.author_name, settings.author_email);
+        // Checked here so a name git would refuse fails as libgit2's does.
+        identity.signature()?;
         let msg_file = repo.path().join("gitlockd-COMMIT_MSG");
         std::fs::write(&msg_file, text.as_bytes())
             .map_err(io_err(format!("writing {}", msg_file.display())))?;
@@ -200,13 +200,8 @@ impl GitManager {
             "--pathspec-from-file=-",
             "--pathspec-file-nul",
         ]);
-        let env = [
-            ("GIT_LITERAL_PATHSPECS", "1"),
-            ("GIT_AUTHOR_NAME", name.as_str()),
-            ("GIT_AUTHOR_EMAIL", email.as_str()),
-            ("GIT_COMMITTER_NAME", name.as_str()),
-            ("GIT_COMMITTER_EMAIL", email.as_str()),
-        ];
+        let mut env = vec![("GIT_LITERAL_PATHSPECS", "1")];
+        env.extend(identity.env());
         let committed = self.run_git(&repo, &args, &env, Some(&nul_list(&known)));
         let _ = std::fs::remove_file(&msg_file);
         committed?;

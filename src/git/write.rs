@@ -817,44 +817,11 @@ pub(super) fn tree_changes(
 }
 
 /// The configured author, else the repository's `user.name` / `user.email`,
-/// else `gitlockd <gitlockd@HOSTNAME>`.
+/// else `gitlockd <gitlockd@HOSTNAME>` (see [`super::Identity`]).
 pub(super) fn signature(
     repo: &Repository,
     name: Option<&str>,
     email: Option<&str>,
 ) -> Result<Signature<'static>, GitError> {
-    let config = repo.config().ok();
-    let from_config = |key: &str| {
-        config
-            .as_ref()
-            .and_then(|c| c.get_string(key).ok())
-            .filter(|v| !v.trim().is_empty())
-    };
-    let name = name
-        .map(str::to_string)
-        .or_else(|| from_config("user.name"))
-        .unwrap_or_else(|| "gitlockd".to_string());
-    let email = email
-        .map(str::to_string)
-        .or_else(|| from_config("user.email"))
-        .unwrap_or_else(|| format!("gitlockd@{}", hostname()));
-    Signature::now(&name, &email).map_err(|source| GitError::Git {
-        context: format!("author {name:?} <{email}> is not a valid git identity"),
-        source,
-    })
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it on success (we also stop at the first NUL ourselves).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".to_string();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match String::from_utf8_lossy(&buf[..end]).trim() {
-        "" => "localhost".to_string(),
-        h => h.to_string(),
-    }
+    super::Identity::resolve(repo, name, email).signature()
 }

@@ -30,6 +30,7 @@ use super::error::{git_err, SyncError};
 use super::git_cli::{run_git, run_git_env, GitOutput};
 use super::local::{contains, Target};
 use super::{Author, GitCli, Integration};
+use crate::git::Identity;
 
 /// Bring `remote` into the branch at `local` (see the module docs).
 pub(super) fn integrate(
@@ -162,30 +163,6 @@ fn merged_tree_in_process(
         .map_err(git_err("writing the merged tree"))
 }
 
-/// The identity merge commits are made with: the notebook's author, else
-/// the repository's `user.name` / `user.email`, else
-/// `gitlockd <gitlockd@HOSTNAME>` (as auto-commits).
-fn identity(repo: &Repository, author: &Author) -> (String, String) {
-    let config = repo.config().ok();
-    let from_config = |key: &str| {
-        config
-            .as_ref()
-            .and_then(|c| c.get_string(key).ok())
-            .filter(|v| !v.trim().is_empty())
-    };
-    let name = author
-        .name
-        .clone()
-        .or_else(|| from_config("user.name"))
-        .unwrap_or_else(|| "gitlockd".to_string());
-    let email = author
-        .email
-        .clone()
-        .or_else(|| from_config("user.email"))
-        .unwrap_or_else(|| format!("gitlockd@{}", hostname()));
-    (name, email)
-}
-
 /// Whether the user's git config asks for signed commits (`commit.gpgSign`,
 /// read by git itself: includes and conditional includes apply).
 fn wants_signing(workdir: &Path, git: &GitCli) -> Result<bool, SyncError> {
@@ -215,7 +192,8 @@ fn commit_merge(
     remote: Oid,
     message: &str,
 ) -> Result<Oid, SyncError> {
-    let (name, email) = identity(repo, author);
+    // As auto-commits: the notebook's author, else the repository's, else gitlockd@HOSTNAME.
+    let identity = Identity::resolve(repo, author.name.as_deref(), author.email.as_deref());
     let (tree, l, r) = (tree.to_string(), local.to_string(), remote.to_string());
     let mut args = vec![tree.as_str(), "-p", &l, "-p", &r, "-m", message];
     // commit-tree does not read commit.gpgSign itself (checked: git 2.47).
@@ -223,13 +201,7 @@ fn commit_merge(
     if sign {
         args.push("-S");
     }
-    let env = [
-        ("GIT_AUTHOR_NAME", name.as_str()),
-        ("GIT_AUTHOR_EMAIL", email.as_str()),
-        ("GIT_COMMITTER_NAME", name.as_str()),
-        ("GIT_COMMITTER_EMAIL", email.as_str()),
-    ];
-    let out = run_git_env(workdir, git, "commit-tree", &args, &env)?;
+    let out = run_git_env(workdir, git, "commit-tree", &args, &identity.env())?;
     if !out.status.success() {
         let mut e = command_failed("commit-tree", &out);
         if sign {
@@ -403,20 +375,5 @@ fn command_failed(command: &str, out: &GitOutput) -> SyncError {
     SyncError::Command {
         command: command.to_string(),
         stderr: out.message(),
-    }
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it on success (we also stop at the first NUL ourselves).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".to_string();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match String::from_utf8_lossy(&buf[..end]).trim() {
-        "" => "localhost".to_string(),
-        h => h.to_string(),
     }
 }

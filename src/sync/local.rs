@@ -2,10 +2,9 @@
 //! involves, whether the repository may be written now, and reads of refs
 //! and ancestry (in-process through git2: cheap, and no filters involved).
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use git2::{ErrorCode, Oid, Repository, RepositoryOpenFlags};
+use git2::{ErrorCode, Oid, Repository};
 
 use super::diverged_ref_name;
 use super::error::{git_err, SyncError};
@@ -38,12 +37,7 @@ pub(super) fn begin_marker(repo: &Repository) -> Result<WriteMarker, SyncError> 
 }
 
 pub(super) fn open(root: &Path) -> Result<Repository, SyncError> {
-    let repo = Repository::open_ext(
-        root,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&OsStr>(),
-    )
-    .map_err(git_err(format!(
+    let repo = crate::git::open(root).map_err(git_err(format!(
         "opening the repository at {}",
         root.display()
     )))?;
