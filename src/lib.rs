@@ -28,7 +28,6 @@ pub mod notebook;
 pub mod pause;
 pub mod recovery;
 pub mod registry;
-mod schedule;
 pub mod sd_notify;
 pub mod sync;
 pub mod watch;
