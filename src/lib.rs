@@ -11,7 +11,21 @@
 //! ```
 //!
 //! Every git operation on a notebook goes through its [`lock::NotebookLock`],
-//! reached through [`lock::git_lock_manager`].
+//! reached through [`lock::git_lock_manager`], and through [`git`]: nothing
+//! else calls `git2` or writes the crash marker.
+//!
+//! Module map:
+//! - [`notebook`]: one notebook: start-up and API (`mod.rs`), the loop
+//!   (`run.rs`), commit rounds (`round.rs`), status (`status.rs`), the sync
+//!   timer (`sync_schedule.rs`), the pending set (`schedule.rs`).
+//! - [`watch`]: the watcher handle (`mod.rs`), its pump thread (`pump.rs`),
+//!   which folders are watched (`tree.rs`), inotify limits (`limits.rs`).
+//! - [`git`]: every git operation (`GitManager`; `probe.rs` for the small
+//!   probes and the crash marker); [`sync`]: fetch, integrate, push.
+//! - [`lock`]: the shared lock; [`control`]: the socket server;
+//!   [`client`] and [`cli`]: the CLI; [`daemon`]: start-up, signals, reload.
+//! - [`config`], [`filter`], [`pause`], [`recovery`], [`registry`],
+//!   [`logging`], [`sd_notify`]: configuration and small services.
 #![warn(clippy::unwrap_used)]
 
 pub mod cli;

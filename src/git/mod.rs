@@ -23,6 +23,7 @@ pub mod features;
 mod git_listing;
 mod message;
 mod paths;
+pub mod probe;
 mod read;
 mod restore;
 mod stage;

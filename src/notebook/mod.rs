@@ -29,7 +29,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::NotebookConfig;
 use crate::filter::PathFilter;
-use crate::git::{AutoCommitOptions, GitError, GitManager};
+use crate::git::{probe, AutoCommitOptions, GitError, GitManager};
 use crate::lock::{git_lock_manager, NotebookLock, OwnerId};
 use crate::sync::{self as remote_sync, SyncOutcome};
 use run::{supervise, WatchSetup};
@@ -460,26 +460,19 @@ async fn open_repository(
                     name: name.clone(),
                     source,
                 })?;
-            let repo = git2::Repository::open_ext(
-                git.root(),
-                git2::RepositoryOpenFlags::NO_SEARCH,
-                std::iter::empty::<&std::ffi::OsStr>(),
-            )
-            .map_err(|e| StartError::Git {
+            let dirs = probe::repo_dirs(git.root()).map_err(|source| StartError::Git {
                 name: name.clone(),
-                source: GitError::NotFound {
-                    what: format!("repository at {}: {}", path.display(), e.message()),
-                },
+                source,
             })?;
-            let git_dir = repo.path().to_path_buf();
-            let removed = crate::recovery::recover(&git_dir, repo.commondir());
+            let git_dir = dirs.git_dir.clone();
+            let removed = probe::recover_interrupted_write(&dirs);
             if !removed.is_empty() {
                 tracing::warn!(notebook = %name, count = removed.len(), "recovered from an interrupted write of a previous gitlockd");
             }
             // Before the catch-up commit: files a sync's checkout cut short by
             // a crash had unlinked must not be committed as deletions. Not
             // while a live gitlockd's marker is still there.
-            if !git_dir.join(crate::recovery::MARKER).exists() {
+            if !probe::write_in_progress(&git_dir) {
                 match remote_sync::recover_interrupted_checkout(
                     git.root(),
                     &remote_sync::GitCli::default(),

@@ -14,7 +14,7 @@ use super::schedule::Backoff;
 use super::status::{track_unreadable, LastCommit};
 use super::sync_schedule::{SyncDone, SyncWork};
 use super::{NotebookEvent, Shared};
-use crate::git::{AutoCommitOutcome, GitError};
+use crate::git::{probe, AutoCommitOutcome, GitError};
 use crate::lock::{with_owner, LockMode, OwnerId};
 use crate::sync::{self as remote_sync, SyncError};
 
@@ -196,26 +196,9 @@ fn commit_batch(shared: &Shared, batch: &Batch) -> Result<AutoCommitOutcome, Git
     let git = &shared.git;
     // A merge, rebase, ... in progress: say so before any scan. This looks at
     // a few files in .git only; conflicts in the index are caught by the commit.
-    if let Ok(repo) = git2::Repository::open_ext(
-        git.root(),
-        git2::RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&std::ffi::OsStr>(),
-    ) {
-        if let Some(state) = crate::git::busy_state(repo.state()) {
-            return Err(GitError::Busy {
-                state: state.to_string(),
-            });
-        }
-    }
+    probe::check_not_busy(git.root())?;
     // Proves, after a crash mid-write, that leftover lock files are ours.
-    let _marker =
-        crate::recovery::WriteMarker::begin(&shared.git_dir).map_err(|source| GitError::Io {
-            context: format!(
-                "writing {}",
-                shared.git_dir.join(crate::recovery::MARKER).display()
-            ),
-            source,
-        })?;
+    let _marker = probe::begin_write(&shared.git_dir)?;
     let mut paths = batch.paths.clone();
     if batch.rescan {
         let mut all: BTreeSet<PathBuf> = paths.into_iter().collect();
