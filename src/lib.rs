@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Every git operation on a notebook goes through its [`lock::NotebookLock`],
-//! reached through [`lock::git_lock_manager`], and through [`git`]: nothing
-//! else calls `git2` or writes the crash marker.
+//! reached through [`lock::git_lock_manager`]; the notebook loop and the
+//! socket reach the repository only through [`git`] (never `git2` or the
+//! crash marker directly).
 //!
 //! Module map:
 //! - [`notebook`]: one notebook: start-up and API (`mod.rs`), the loop
