@@ -17,7 +17,22 @@
 //! cannot make, all of sync) runs through one runner, [`git::GitProgram`].
 //!
 //! Every git operation on a notebook goes through its [`lock::NotebookLock`],
-//! reached through [`lock::git_lock_manager`].
+//! reached through [`lock::git_lock_manager`]; the notebook loop and the
+//! socket reach the repository only through [`git`] (never `git2` or the
+//! crash marker directly).
+//!
+//! Module map:
+//! - [`notebook`]: one notebook: start-up and API (`mod.rs`), the loop
+//!   (`run.rs`), commit rounds (`round.rs`), status (`status.rs`), the sync
+//!   timer (`sync_schedule.rs`), the pending set (`schedule.rs`).
+//! - [`watch`]: the watcher handle (`mod.rs`), its pump thread (`pump.rs`),
+//!   which folders are watched (`tree.rs`), inotify limits (`limits.rs`).
+//! - [`git`]: every git operation (`GitManager`; `probe.rs` for the small
+//!   probes and the crash marker); [`sync`]: fetch, integrate, push.
+//! - [`lock`]: the shared lock; [`control`]: the socket server;
+//!   [`client`] and [`cli`]: the CLI; [`daemon`]: start-up, signals, reload.
+//! - [`config`], [`filter`], [`pause`], [`recovery`], [`registry`],
+//!   [`logging`], [`sd_notify`]: configuration and small services.
 #![warn(clippy::unwrap_used)]
 
 pub mod cli;
@@ -34,7 +49,6 @@ pub mod notebook;
 pub mod pause;
 pub mod recovery;
 pub mod registry;
-mod schedule;
 pub mod sd_notify;
 pub mod sync;
 pub mod watch;

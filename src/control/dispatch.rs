@@ -290,16 +290,7 @@ impl Connection {
         let task = tokio::task::spawn_blocking(move || {
             let _hold = guard;
             with_owner(owner, || {
-                let _marker =
-                    crate::recovery::WriteMarker::begin(worker.git_dir()).map_err(|source| {
-                        GitError::Io {
-                            context: format!(
-                                "writing the crash marker in {}",
-                                worker.git_dir().display()
-                            ),
-                            source,
-                        }
-                    })?;
+                let _marker = crate::git::probe::begin_write(worker.git_dir())?;
                 op(&worker)
             })
         });

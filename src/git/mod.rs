@@ -29,6 +29,7 @@ pub mod identity;
 mod index_cache;
 mod message;
 mod paths;
+pub mod probe;
 mod read;
 mod refresh;
 mod restore;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Changes seen but not committed yet.
 #[derive(Debug, Default)]
@@ -86,6 +86,35 @@ pub(crate) fn covering(paths: BTreeSet<PathBuf>) -> Vec<PathBuf> {
 
 fn is_below(path: &Path, top: &Path) -> bool {
     top.as_os_str().is_empty() || (path != top && path.starts_with(top))
+}
+
+/// Backoff for retries: doubles from 100 ms up to a cap, with jitter so
+/// gitlockd and another process do not retry in lockstep.
+pub(super) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+
+    pub(super) fn new() -> Backoff {
+        Backoff { next: Self::FIRST }
+    }
+
+    pub(super) fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    pub(super) fn step(&mut self, cap: Duration) -> Duration {
+        let base = self.next.min(cap);
+        self.next = (self.next * 2).min(cap);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        // Up to +25 % jitter.
+        base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
+    }
 }
 
 #[cfg(test)]
