@@ -31,6 +31,7 @@ mod paths;
 mod read;
 mod refresh;
 mod restore;
+mod sources;
 mod stage;
 mod tracked_ignored;
 mod via_git;
