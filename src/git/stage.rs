@@ -80,6 +80,17 @@ impl Stamp {
         }
     }
 
+    /// The same from a raw `stat` (the refresh's `fstatat`).
+    pub(super) fn of_stat(st: &libc::stat) -> Stamp {
+        Stamp {
+            len: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+            ino: st.st_ino,
+            mode: st.st_mode,
+        }
+    }
+
     /// True when the index entry was recorded from exactly this file state.
     pub(super) fn matches(&self, e: &IndexEntry) -> bool {
         let mode = if self.mode & 0o170000 == 0o120000 {
