@@ -33,6 +33,7 @@ pub mod probe;
 mod read;
 mod refresh;
 mod restore;
+mod sources;
 mod stage;
 mod tracked_ignored;
 mod via_git;

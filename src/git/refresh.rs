@@ -15,11 +15,11 @@
 //! never touched, and an entry whose file differs keeps its old stat data
 //! (the scan then reports the file as changed, as before).
 
+use std::ffi::{CString, OsStr};
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-
-use std::ffi::CString;
 
 use git2::{Binding, Index, IndexEntry, IndexTime, ObjectType, Oid, Repository};
 
@@ -218,6 +218,10 @@ fn is_racy(e: &IndexEntry, index_mtime: Option<(i64, i64)>) -> bool {
 }
 
 /// One thread's share: (entries hashed, entries with new stat data).
+///
+/// Files are looked at relative to their folder (`fstatat`, `openat` on one
+/// descriptor per folder, the index being sorted by path): a full path
+/// lookup per call was a third of the pass.
 fn check_part(
     root: &Path,
     part: &[IndexEntry],
@@ -226,58 +230,138 @@ fn check_part(
 ) -> (usize, Vec<IndexEntry>) {
     let mut hashed = 0;
     let mut updated = Vec::new();
+    let mut folder: Option<(Vec<u8>, Option<Dir>)> = None;
     for e in part {
-        let full = root.join(std::ffi::OsStr::from_bytes(&e.path));
-        let Ok(meta) = std::fs::symlink_metadata(&full) else {
+        let (dir, name) = match e.path.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&e.path[..i], &e.path[i + 1..]),
+            None => (&e.path[..0], &e.path[..]),
+        };
+        if folder.as_ref().is_none_or(|(d, _)| d.as_slice() != dir) {
+            folder = Some((dir.to_vec(), Dir::open(&root.join(OsStr::from_bytes(dir)))));
+        }
+        let Some((_, Some(dirfd))) = &folder else {
             continue;
         };
-        let before = Stamp::of(&meta);
+        let Ok(name) = CString::new(name) else {
+            continue;
+        };
+        let Some(st) = dirfd.stat(&name) else {
+            continue;
+        };
+        let before = Stamp::of_stat(&st);
         let racy = is_racy(e, index_mtime);
         if before.matches(e) && !racy {
             continue;
         }
         // Same kind, same executable bit and same size, or it changed.
-        let kind_matches = if meta.file_type().is_symlink() {
+        let kind = st.st_mode & libc::S_IFMT;
+        let kind_matches = if kind == libc::S_IFLNK {
             e.mode == 0o120000
-        } else if meta.is_file() {
-            let exec = meta.mode() & 0o111 != 0;
+        } else if kind == libc::S_IFREG {
+            let exec = st.st_mode & 0o111 != 0;
             e.mode == if exec { 0o100755 } else { 0o100644 }
         } else {
             false
         };
-        if !kind_matches || e.file_size != meta.len() as u32 || before.mtime >= cutoff {
+        if !kind_matches || e.file_size != st.st_size as u32 || before.mtime >= cutoff {
             continue;
         }
         hashed += 1;
-        if content_id(&full, &meta) != Some(e.id) || Stamp::now(&full) != Some(before) {
+        if dirfd.content_id(&name, kind == libc::S_IFLNK, st.st_size as usize) != Some(e.id)
+            || dirfd.stat(&name).map(|s| Stamp::of_stat(&s)) != Some(before)
+        {
             continue;
         }
-        updated.push(with_stat(e, &meta));
+        updated.push(with_stat(e, &st));
     }
     (hashed, updated)
 }
 
-/// The blob id of the file's (or symlink's) current content.
-fn content_id(full: &Path, meta: &std::fs::Metadata) -> Option<Oid> {
-    if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(full).ok()?;
-        Oid::hash_object(ObjectType::Blob, target.as_os_str().as_bytes()).ok()
-    } else {
-        Oid::hash_file(ObjectType::Blob, full).ok()
+/// An open folder, for looking at its files by name.
+struct Dir(std::os::fd::OwnedFd);
+
+impl Dir {
+    /// `None` when it is gone or not a folder (its entries are left alone).
+    fn open(path: &Path) -> Option<Dir> {
+        let path = CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: a valid NUL-terminated path; the descriptor returned is
+        // owned by the `OwnedFd` alone.
+        unsafe {
+            let fd = libc::open(
+                path.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            (fd >= 0).then(|| Dir(std::os::fd::OwnedFd::from_raw_fd(fd)))
+        }
+    }
+
+    /// `lstat` of `name` in this folder.
+    fn stat(&self, name: &CString) -> Option<libc::stat> {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: a valid descriptor, a NUL-terminated name and a buffer the
+        // size of `struct stat`, which the call fills on success.
+        unsafe {
+            let rc = libc::fstatat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                st.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            );
+            (rc == 0).then(|| st.assume_init())
+        }
+    }
+
+    /// The blob id of the file's (or symlink's) current content.
+    fn content_id(&self, name: &CString, symlink: bool, size: usize) -> Option<Oid> {
+        if symlink {
+            let mut buf = vec![0u8; size + 1];
+            // SAFETY: a valid descriptor and name, and a buffer of `buf.len()` bytes.
+            let n = unsafe {
+                libc::readlinkat(
+                    self.0.as_raw_fd(),
+                    name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            // A target longer than its size said: it changed meanwhile.
+            let n = usize::try_from(n).ok().filter(|&n| n <= size)?;
+            return Oid::hash_object(ObjectType::Blob, &buf[..n]).ok();
+        }
+        // SAFETY: a valid descriptor and name; the descriptor returned is
+        // owned by the `File` alone.
+        let file = unsafe {
+            let fd = libc::openat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            );
+            if fd < 0 {
+                return None;
+            }
+            std::fs::File::from_raw_fd(fd)
+        };
+        let mut data = Vec::with_capacity(size + 1);
+        (&file).take(size as u64 + 1).read_to_end(&mut data).ok()?;
+        // More or fewer bytes than its size: it changed meanwhile.
+        if data.len() != size {
+            return None;
+        }
+        Oid::hash_object(ObjectType::Blob, &data).ok()
     }
 }
 
-/// `e` with `meta`'s stat data (as git records it, in 32 bits).
-fn with_stat(e: &IndexEntry, meta: &std::fs::Metadata) -> IndexEntry {
+/// `e` with the file's stat data (as git records it, in 32 bits).
+fn with_stat(e: &IndexEntry, st: &libc::stat) -> IndexEntry {
     IndexEntry {
-        ctime: IndexTime::new(meta.ctime() as i32, meta.ctime_nsec() as u32),
-        mtime: IndexTime::new(meta.mtime() as i32, meta.mtime_nsec() as u32),
-        dev: meta.dev() as u32,
-        ino: meta.ino() as u32,
+        ctime: IndexTime::new(st.st_ctime as i32, st.st_ctime_nsec as u32),
+        mtime: IndexTime::new(st.st_mtime as i32, st.st_mtime_nsec as u32),
+        dev: st.st_dev as u32,
+        ino: st.st_ino as u32,
         mode: e.mode,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        file_size: meta.len() as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        file_size: st.st_size as u32,
         id: e.id,
         flags: e.flags,
         flags_extended: e.flags_extended,

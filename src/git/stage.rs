@@ -14,11 +14,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use git2::{Index, IndexAddOption, IndexEntry, Repository};
+use git2::{Index, IndexAddOption, IndexEntry, IndexTime, Oid, Repository};
 
 use super::error::{git_err, io_err};
 use super::features::{self, GitFeature};
 use super::read::{is_fs_race, READ_ATTEMPTS};
+use super::sources::Sources;
 use super::GitError;
 use crate::filter::PathFilter;
 
@@ -47,7 +48,16 @@ pub(crate) struct Stager<'a> {
     /// Files and folders gitlockd may not read (their entries are kept as
     /// they were), with the reason: one such file must not stop the rest.
     pub unreadable: Vec<(PathBuf, String)>,
+    /// Which folders have ignore or attributes files (looked at once a round).
+    sources: Sources,
+    /// The index holds conflict entries: every file goes through
+    /// `add_path` (which resolves them like `git add`).
+    conflicted: Option<bool>,
 }
+
+/// Largest file read into memory and stored as it is (larger ones are
+/// streamed by libgit2's `add_path`).
+const RAW_BLOB_MAX: u64 = 4 << 20;
 
 /// What identifies one version of a file on disk, cheaply.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -67,6 +77,17 @@ impl Stamp {
             ctime: (meta.ctime(), meta.ctime_nsec()),
             ino: meta.ino(),
             mode: meta.mode(),
+        }
+    }
+
+    /// The same from a raw `stat` (the refresh's `fstatat`).
+    pub(super) fn of_stat(st: &libc::stat) -> Stamp {
+        Stamp {
+            len: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+            ino: st.st_ino,
+            mode: st.st_mode,
         }
     }
 
@@ -162,6 +183,8 @@ impl<'a> Stager<'a> {
             drivers: features::filter_drivers(repo),
             needs_git: None,
             unreadable: Vec::new(),
+            sources: Sources::new(repo, root),
+            conflicted: None,
         }
     }
 
@@ -235,9 +258,11 @@ impl<'a> Stager<'a> {
             // Unchanged since it was staged (git's own stat check).
             return Ok(());
         }
-        if let Some(feature) = features::file_feature(self.repo, rel, &self.drivers) {
-            self.needs_git = Some(feature);
-            return Ok(());
+        if self.sources.may_have_attributes(rel, index) {
+            if let Some(feature) = features::file_feature(self.repo, rel, &self.drivers) {
+                self.needs_git = Some(feature);
+                return Ok(());
+            }
         }
         let Some(before) = settle(full, before) else {
             self.recheck.push(rel.to_path_buf());
@@ -247,7 +272,18 @@ impl<'a> Stager<'a> {
         index
             .remove_dir(rel, 0)
             .map_err(git_err(self.repo, format!("staging {}", rel.display())))?;
-        if let Err(e) = index.add_path(rel) {
+        let raw = meta.is_file()
+            && meta.len() <= RAW_BLOB_MAX
+            && self.sources.raw_blob(rel, index)
+            && !*self.conflicted.get_or_insert_with(|| index.has_conflicts());
+        let added = if raw {
+            add_raw(self.repo, index, rel, full, meta)
+        } else {
+            index
+                .add_path(rel)
+                .map_err(|e| git_err(self.repo, format!("staging {}", rel.display()))(e))
+        };
+        if let Err(e) = added {
             // Checked only on failure: the hot path stays one read.
             if let Some(reason) = unreadable(full, meta) {
                 self.restore(index, rel, previous)?;
@@ -261,7 +297,7 @@ impl<'a> Stager<'a> {
                 self.recheck.push(rel.to_path_buf());
                 return Ok(());
             }
-            return Err(git_err(self.repo, format!("staging {}", rel.display()))(e));
+            return Err(e);
         }
         if Stamp::now(full) != Some(before) {
             self.restore(index, rel, previous)?;
@@ -450,7 +486,10 @@ impl<'a> Stager<'a> {
     }
 
     /// Whether git ignores `rel` (.gitignore, info/exclude, core.excludesFile).
-    fn ignored(&self, rel: &Path) -> Result<bool, GitError> {
+    fn ignored(&mut self, rel: &Path) -> Result<bool, GitError> {
+        if !self.sources.may_be_ignored(rel) {
+            return Ok(false);
+        }
         self.repo.is_path_ignored(rel).map_err(git_err(
             self.repo,
             format!("checking ignore rules for {}", rel.display()),
@@ -521,6 +560,41 @@ fn unreadable(full: &Path, meta: &std::fs::Metadata) -> Option<String> {
         Err(e) if e.kind() == ErrorKind::PermissionDenied => Some(e.to_string()),
         _ => None,
     }
+}
+
+/// Stage a regular file whose bytes are its blob (no filter can apply, see
+/// [`Sources::raw_blob`]): one read, no attribute lookups. The entry is what
+/// `add_path` makes: the file's stat data, mode 644 or 755 from the owner's
+/// execute bit, conflict entries for the path resolved.
+fn add_raw(
+    repo: &Repository,
+    index: &mut Index,
+    rel: &Path,
+    full: &Path,
+    meta: &std::fs::Metadata,
+) -> Result<(), GitError> {
+    let data = std::fs::read(full).map_err(io_err(format!("reading {}", full.display())))?;
+    let entry = IndexEntry {
+        ctime: IndexTime::new(meta.ctime() as i32, meta.ctime_nsec() as u32),
+        mtime: IndexTime::new(meta.mtime() as i32, meta.mtime_nsec() as u32),
+        dev: meta.dev() as u32,
+        ino: meta.ino() as u32,
+        mode: if meta.mode() & 0o100 != 0 {
+            0o100755
+        } else {
+            0o100644
+        },
+        uid: meta.uid(),
+        gid: meta.gid(),
+        file_size: data.len() as u32,
+        id: Oid::ZERO_SHA1,
+        flags: 0,
+        flags_extended: 0,
+        path: rel.as_os_str().as_bytes().to_vec(),
+    };
+    index
+        .add_frombuffer(&entry, &data)
+        .map_err(|e| git_err(repo, format!("staging {}", rel.display()))(e))
 }
 
 /// True when the index records `rel` as a submodule (gitlink).
