@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use parking_lot::RwLock;
 
 use crate::config::NotebookConfig;
-use crate::status::NotebookStatus;
 use crate::notebook::{rfc3339, Notebook};
+use crate::status::NotebookStatus;
 
 /// The daemon's notebooks in config order; swapped in place by reloads.
 #[derive(Default)]

@@ -395,6 +395,20 @@ mod tests {
     }
 
     #[test]
+    fn sync_to_the_checked_out_branch_names_no_branch() {
+        let mut nb = running();
+        if let Some(sync) = nb.sync.as_mut() {
+            sync.branch = None;
+        }
+        let line = serde_json::to_string(&nb).unwrap();
+        assert!(
+            line.contains(r#""sync":{"remote":"origin","branch":null,"state":"error","#),
+            "{line}"
+        );
+        assert_eq!(serde_json::from_str::<NotebookStatus>(&line).unwrap(), nb);
+    }
+
+    #[test]
     fn the_contract_fields_alone_parse() {
         let line = concat!(
             r#"{"name":"nb","path":"/n","branch":"main","head":null,"pending":0,"#,

@@ -97,7 +97,11 @@ impl Notebook {
                 git_features.push(f.clone());
             }
         }
-        let commit_via = if git_features.is_empty() { "libgit2" } else { "git" };
+        let commit_via = if git_features.is_empty() {
+            "libgit2"
+        } else {
+            "git"
+        };
         NotebookStatus {
             name: self.shared.name.clone(),
             path: self.root().display().to_string(),
@@ -117,7 +121,10 @@ impl Notebook {
                 files: c.files,
                 time: rfc3339(c.at),
             }),
-            last_error: health.last_error.clone().or_else(|| health.watch_problem.clone()),
+            last_error: health
+                .last_error
+                .clone()
+                .or_else(|| health.watch_problem.clone()),
             next_try: None,
             watches: self
                 .shared
