@@ -27,7 +27,7 @@ use crate::control::answers::{
     from_fields, CommitAnswer, DiffAnswer, LogAnswer, PauseAnswer, ReloadAnswer, RestoreAnswer,
     ShowAnswer, SyncAnswer, UndoAnswer,
 };
-use crate::control::status_answer::StatusAnswer;
+use crate::status::StatusAnswer;
 
 pub use args::{is_name, path_arg, NotebookArg};
 pub use conn::{

@@ -14,10 +14,10 @@ use super::answers::{
 use super::connection::Connection;
 use super::protocol::{ErrorCode, Failure, Request, PROTOCOL_VERSION};
 use super::server::ReloadFailure;
-use super::status_answer::StatusAnswer;
 use crate::git::{AutoCommitOutcome, GitError, RestoreSource};
 use crate::lock::{with_owner, LockError, LockMode, LockSnapshot};
 use crate::notebook::{Notebook, SyncFailure};
+use crate::status::StatusAnswer;
 
 impl Connection {
     /// Runs one request (never `subscribe`, which the connection handles).
