@@ -31,6 +31,8 @@
 //!   probes and the crash marker); [`sync`]: fetch, integrate, push.
 //! - [`lock`]: the shared lock; [`control`]: the socket server;
 //!   [`client`] and [`cli`]: the CLI; [`daemon`]: start-up, signals, reload.
+//! - [`status`]: the typed `status` entry, built by [`notebook`] and
+//!   [`registry`], sent by [`control`], read by [`client`].
 //! - [`config`], [`filter`], [`pause`], [`recovery`], [`registry`],
 //!   [`logging`], [`sd_notify`]: configuration and small services.
 #![warn(clippy::unwrap_used)]
@@ -50,5 +52,6 @@ pub mod pause;
 pub mod recovery;
 pub mod registry;
 pub mod sd_notify;
+pub mod status;
 pub mod sync;
 pub mod watch;

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use parking_lot::RwLock;
 
 use crate::config::NotebookConfig;
-use crate::control::status_answer::{LockStatus, NotebookStatus};
 use crate::notebook::{rfc3339, Notebook};
+use crate::status::NotebookStatus;
 
 /// The daemon's notebooks in config order; swapped in place by reloads.
 #[derive(Default)]
@@ -32,38 +32,14 @@ pub struct FailedNotebook {
 }
 
 impl FailedNotebook {
-    /// Its `status` entry: the keys of a running notebook's, `state`
-    /// "error", the reason in `last_error` and the retry time in `next_try`.
+    /// Its `status` entry (see [`NotebookStatus::failed`]).
     pub fn status(&self) -> NotebookStatus {
-        NotebookStatus {
-            name: self.config.name.clone(),
-            path: self.config.path.display().to_string(),
-            branch: None,
-            head: None,
-            pending: 0,
-            rescan_pending: false,
-            paused: false,
-            paused_until: None,
-            state: "error".into(),
-            lock: LockStatus {
-                held: false,
-                mode: None,
-                holders: Vec::new(),
-                waiters: 0,
-                metrics: None,
-            },
-            last_commit: None,
-            last_error: Some(self.error.clone()),
-            next_try: Some(rfc3339(self.next_try)),
-            watches: 0,
-            watch_problem: None,
-            commit_via: None,
-            git_features: None,
-            skipped_large: Vec::new(),
-            skipped_unreadable: Vec::new(),
-            sync: None,
-            pending_list: None,
-        }
+        NotebookStatus::failed(
+            self.config.name.clone(),
+            self.config.path.display().to_string(),
+            self.error.clone(),
+            rfc3339(self.next_try),
+        )
     }
 }
 

@@ -1877,7 +1877,7 @@ fn every_answer_is_its_shared_type_exactly() {
         ShowAnswer,
     };
     use gitlockd::control::protocol::FailureLine;
-    use gitlockd::control::status_answer::StatusAnswer;
+    use gitlockd::status::StatusAnswer;
 
     let sb = Sandbox::new();
     let nb = sb.repo("nb");
@@ -1912,6 +1912,16 @@ fn every_answer_is_its_shared_type_exactly() {
     assert!(entry.lock.metrics.is_some(), "{entry:?}");
     assert!(entry.paused_until.is_some(), "{entry:?}");
     assert_eq!(entry.commit_via.as_deref(), Some("libgit2"), "{entry:?}");
+    // The hold keeps the listing out, at once and saying why.
+    let listing = entry.pending_list.as_ref().unwrap();
+    assert_eq!(listing.pending_paths, None, "{entry:?}");
+    assert!(
+        listing
+            .pending_error
+            .as_deref()
+            .is_some_and(|e| e.contains("held exclusive by client pid")),
+        "{entry:?}"
+    );
     let failed = status
         .notebooks
         .iter()

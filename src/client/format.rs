@@ -1,15 +1,40 @@
 //! The human output of `status` and `log`: daemon answers laid out as aligned tables.
+//!
+//! The CLI formats the typed `status` answer ([`status_table`],
+//! [`lock_summary`], [`pending_lines`]). The `format_*` functions over JSON
+//! take an answer of any shape (another version's, or hand-written) and lay
+//! it out through the same row and column code, tolerating what they do not
+//! know.
 
 use serde_json::{Map, Value};
+
+use crate::status::{LastCommit, LockStatus, NotebookStatus, StatusAnswer, SyncStatus};
+
+/// A string as a table cell: one line, empty as "-".
+fn text(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.replace(['\n', '\t'], " ")
+    }
+}
+
+/// An optional string as a table cell: "-" when absent.
+fn opt_text(s: Option<&str>) -> String {
+    s.map_or_else(|| "-".into(), text)
+}
+
+/// A yes/no cell.
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
 
 /// A JSON value as a table cell: strings bare, null as "-", others compact.
 pub(super) fn cell(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
-        Value::String(s) if s.is_empty() => "-".into(),
-        Value::String(s) => s.replace(['\n', '\t'], " "),
-        Value::Bool(true) => "yes".into(),
-        Value::Bool(false) => "no".into(),
+        Value::String(s) => text(s),
+        Value::Bool(b) => yes_no(*b),
         other => other.to_string(),
     }
 }
@@ -51,40 +76,21 @@ fn holder(value: &Value) -> String {
         (Some(kind), Some(pid)) => format!("{kind} pid {pid}"),
         (Some(kind), None) => kind.to_string(),
         (None, Some(pid)) => format!("pid {pid}"),
-        (None, None) => value.to_string(),
+        (None, None) => match map.get("owner").and_then(Value::as_u64) {
+            // The protocol's holder without a label.
+            Some(owner) => format!("owner {owner}"),
+            None => value.to_string(),
+        },
     }
 }
 
-/// The LOCK column: "free", or e.g. "exclusive by client pid 123, 2 waiting".
-pub fn format_lock(lock: Option<&Value>) -> String {
-    let Some(Value::Object(lock)) = lock else {
-        return lock.map(cell).unwrap_or_else(|| "-".into());
-    };
-    let held = match lock.get("held") {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) > 0,
-        Some(Value::Null) | None => count(lock.get("holders")).unwrap_or(0) > 0,
-        Some(_) => true,
-    };
-    let waiters = count(lock.get("waiters")).unwrap_or(0);
+/// The LOCK column from its parts: "free", or e.g. "exclusive by client pid
+/// 123, 2 waiting"; `holders` is already one phrase (empty: none known).
+fn lock_text(held: bool, mode: Option<&str>, holders: &str, waiters: u64) -> String {
     let mut text = if held {
-        let mode = lock
-            .get("mode")
-            .and_then(Value::as_str)
-            .unwrap_or("held")
-            .to_string();
-        let holders = match lock.get("holders") {
-            Some(Value::Array(list)) if !list.is_empty() => {
-                list.iter().map(holder).collect::<Vec<_>>().join(", ")
-            }
-            Some(Value::Number(n)) => {
-                let n = n.as_u64().unwrap_or(0);
-                format!("{n} holder{}", if n == 1 { "" } else { "s" })
-            }
-            _ => String::new(),
-        };
+        let mode = mode.unwrap_or("held");
         if holders.is_empty() {
-            mode
+            mode.to_string()
         } else {
             format!("{mode} by {holders}")
         }
@@ -97,7 +103,69 @@ pub fn format_lock(lock: Option<&Value>) -> String {
     text
 }
 
-/// The LAST-COMMIT column: a short id (and time when the daemon gives one).
+/// The LOCK column of a typed `lock` object.
+pub fn lock_summary(lock: &LockStatus) -> String {
+    let holders: Vec<String> = lock
+        .holders
+        .iter()
+        .map(|h| match &h.label {
+            Some(label) => label.clone(),
+            None => format!("owner {}", h.owner),
+        })
+        .collect();
+    lock_text(
+        lock.held,
+        lock.mode.as_deref(),
+        &holders.join(", "),
+        lock.waiters as u64,
+    )
+}
+
+/// The LOCK column of a `lock` object of any shape (holders as a list or a
+/// count, `held` missing, ...).
+pub fn format_lock(lock: Option<&Value>) -> String {
+    let Some(Value::Object(lock)) = lock else {
+        return lock.map(cell).unwrap_or_else(|| "-".into());
+    };
+    let held = match lock.get("held") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) > 0,
+        Some(Value::Null) | None => count(lock.get("holders")).unwrap_or(0) > 0,
+        Some(_) => true,
+    };
+    let holders = match lock.get("holders") {
+        Some(Value::Array(list)) => list.iter().map(holder).collect::<Vec<_>>().join(", "),
+        Some(Value::Number(n)) => {
+            let n = n.as_u64().unwrap_or(0);
+            format!("{n} holder{}", if n == 1 { "" } else { "s" })
+        }
+        _ => String::new(),
+    };
+    lock_text(
+        held,
+        lock.get("mode").and_then(Value::as_str),
+        &holders,
+        count(lock.get("waiters")).unwrap_or(0),
+    )
+}
+
+/// The LAST-COMMIT column from an id and a time, either maybe unknown.
+fn commit_text(id: Option<&str>, time: Option<&str>) -> Option<String> {
+    match (id.map(short_id), time) {
+        (Some(id), Some(time)) => Some(format!("{id} {}", super::time::local(time))),
+        (Some(id), None) => Some(id),
+        (None, Some(time)) => Some(super::time::local(time)),
+        (None, None) => None,
+    }
+}
+
+/// The LAST-COMMIT column of a typed entry.
+fn last_commit_text(last: Option<&LastCommit>) -> String {
+    last.and_then(|c| commit_text(Some(&c.id), Some(&c.time)))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The LAST-COMMIT column of a `last_commit` of any shape.
 fn format_last_commit(value: Option<&Value>) -> String {
     match value {
         Some(Value::String(s)) if !s.is_empty() => short_id(s),
@@ -105,26 +173,25 @@ fn format_last_commit(value: Option<&Value>) -> String {
             let id = map
                 .get("id")
                 .or_else(|| map.get("commit"))
-                .and_then(Value::as_str)
-                .map(short_id);
+                .and_then(Value::as_str);
             let time = map.get("time").and_then(Value::as_str);
-            match (id, time) {
-                (Some(id), Some(time)) => format!("{id} {}", super::time::local(time)),
-                (Some(id), None) => id,
-                (None, Some(time)) => super::time::local(time),
-                (None, None) => Value::Object(map.clone()).to_string(),
-            }
+            commit_text(id, time).unwrap_or_else(|| Value::Object(map.clone()).to_string())
         }
         Some(other) => cell(other),
         None => "-".into(),
     }
 }
 
-/// An error as one line: a string, or an object's `message`.
+/// An error as one line: `None` when there is none.
+fn error_text(error: Option<&str>) -> Option<String> {
+    error.filter(|e| !e.is_empty()).map(text)
+}
+
+/// An error of any shape as one line: a string, or an object's `message`.
 fn format_error(value: Option<&Value>) -> Option<String> {
     match value? {
         Value::Null => None,
-        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => error_text(Some(s)),
         Value::Object(map) => Some(
             map.get("message")
                 .and_then(Value::as_str)
@@ -135,7 +202,19 @@ fn format_error(value: Option<&Value>) -> Option<String> {
     }
 }
 
-/// The SYNC column: e.g. "origin/main ok +1 -0", or "-" when sync is off.
+/// The SYNC column of a typed entry: e.g. "origin/main ok +1 -0".
+fn sync_text(sync: &SyncStatus) -> String {
+    format!(
+        "{}/{} {} +{} -{}",
+        text(&sync.remote),
+        opt_text(sync.branch.as_deref()),
+        text(&sync.state),
+        sync.ahead,
+        sync.behind
+    )
+}
+
+/// The SYNC column of a `sync` object of any shape, or "-" when sync is off.
 fn format_sync(value: Option<&Value>) -> String {
     let Some(Value::Object(sync)) = value else {
         return "-".into();
@@ -149,6 +228,126 @@ fn format_sync(value: Option<&Value>) -> String {
         s("ahead"),
         s("behind")
     )
+}
+
+/// One notebook's line of the `status` table, column by column.
+struct StatusRow {
+    name: String,
+    path: String,
+    branch: String,
+    head: String,
+    pending: String,
+    paused: String,
+    state: String,
+    lock: String,
+    last_commit: String,
+    /// `None`: sync is off for this notebook.
+    sync: Option<String>,
+    /// The notebook's error, else its sync's ("sync: ..."), else "-".
+    error: String,
+}
+
+impl StatusRow {
+    /// The row of a typed entry.
+    fn typed(nb: &NotebookStatus) -> StatusRow {
+        let sync_error = nb
+            .sync
+            .as_ref()
+            .and_then(|s| error_text(s.last_error.as_deref()))
+            .map(|e| format!("sync: {e}"));
+        StatusRow {
+            name: text(&nb.name),
+            path: text(&nb.path),
+            branch: opt_text(nb.branch.as_deref()),
+            head: nb.head.as_deref().map_or_else(|| "-".into(), short_id),
+            pending: nb.pending.to_string(),
+            paused: yes_no(nb.paused),
+            state: text(&nb.state),
+            lock: lock_summary(&nb.lock),
+            last_commit: last_commit_text(nb.last_commit.as_ref()),
+            sync: nb.sync.as_ref().map(sync_text),
+            error: error_text(nb.last_error.as_deref())
+                .or(sync_error)
+                .unwrap_or_else(|| "-".into()),
+        }
+    }
+
+    /// The row of an entry of any shape.
+    fn json(nb: &Value) -> StatusRow {
+        let field = |key: &str| nb.get(key);
+        let text = |key: &str| field(key).map(cell).unwrap_or_else(|| "-".into());
+        let sync = field("sync").filter(|s| !s.is_null());
+        let sync_error = sync
+            .and_then(|s| format_error(s.get("last_error")))
+            .map(|e| format!("sync: {e}"));
+        StatusRow {
+            name: text("name"),
+            path: text("path"),
+            branch: text("branch"),
+            head: field("head")
+                .and_then(Value::as_str)
+                .map(short_id)
+                .unwrap_or_else(|| text("head")),
+            pending: match count(field("pending")) {
+                Some(n) => n.to_string(),
+                None => text("pending"),
+            },
+            paused: text("paused"),
+            state: text("state"),
+            lock: format_lock(field("lock")),
+            last_commit: format_last_commit(field("last_commit")),
+            sync: sync.map(|s| format_sync(Some(s))),
+            error: format_error(field("last_error"))
+                .or(sync_error)
+                .unwrap_or_else(|| "-".into()),
+        }
+    }
+}
+
+/// The `status` table; the SYNC column only when some notebook syncs.
+fn status_rows(rows: Vec<StatusRow>) -> String {
+    if rows.is_empty() {
+        return "no notebooks configured\n".into();
+    }
+    let with_sync = rows.iter().any(|r| r.sync.is_some());
+    let mut header: Vec<String> = [
+        "NAME",
+        "PATH",
+        "BRANCH",
+        "HEAD",
+        "PENDING",
+        "PAUSED",
+        "STATE",
+        "LOCK",
+        "LAST-COMMIT",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if with_sync {
+        header.push("SYNC".into());
+    }
+    header.push("LAST-ERROR".into());
+    let mut lines = vec![header];
+    for r in rows {
+        let mut line = vec![
+            r.name,
+            r.path,
+            r.branch,
+            r.head,
+            r.pending,
+            r.paused,
+            r.state,
+            r.lock,
+            r.last_commit,
+        ];
+        if with_sync {
+            line.push(r.sync.unwrap_or_else(|| "-".into()));
+        }
+        line.push(r.error);
+        lines.push(line);
+    }
+    table(&lines)
 }
 
 /// Lay out rows as left-aligned columns separated by two spaces.
@@ -178,72 +377,18 @@ fn table(rows: &[Vec<String>]) -> String {
     text
 }
 
-/// The human `status` table from a `status` response.
+/// The human `status` table of a typed answer.
+pub fn status_table(answer: &StatusAnswer) -> String {
+    status_rows(answer.notebooks.iter().map(StatusRow::typed).collect())
+}
+
+/// The human `status` table of a `status` answer of any shape.
 pub fn format_status(resp: &Map<String, Value>) -> String {
     let notebooks = match resp.get("notebooks") {
         Some(Value::Array(list)) => list.as_slice(),
         _ => &[],
     };
-    if notebooks.is_empty() {
-        return "no notebooks configured\n".into();
-    }
-    let with_sync = notebooks
-        .iter()
-        .any(|nb| nb.get("sync").is_some_and(|s| !s.is_null()));
-    let mut header: Vec<String> = [
-        "NAME",
-        "PATH",
-        "BRANCH",
-        "HEAD",
-        "PENDING",
-        "PAUSED",
-        "STATE",
-        "LOCK",
-        "LAST-COMMIT",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if with_sync {
-        header.push("SYNC".into());
-    }
-    header.push("LAST-ERROR".into());
-    let mut rows = vec![header];
-    for nb in notebooks {
-        let field = |key: &str| nb.get(key);
-        let text = |key: &str| field(key).map(cell).unwrap_or_else(|| "-".into());
-        let pending = match count(field("pending")) {
-            Some(n) => n.to_string(),
-            None => text("pending"),
-        };
-        let mut row = vec![
-            text("name"),
-            text("path"),
-            text("branch"),
-            field("head")
-                .and_then(Value::as_str)
-                .map(short_id)
-                .unwrap_or_else(|| text("head")),
-            pending,
-            text("paused"),
-            text("state"),
-            format_lock(field("lock")),
-            format_last_commit(field("last_commit")),
-        ];
-        if with_sync {
-            row.push(format_sync(field("sync")));
-        }
-        let sync_error = field("sync")
-            .and_then(|s| format_error(s.get("last_error")))
-            .map(|e| format!("sync: {e}"));
-        row.push(
-            format_error(field("last_error"))
-                .or(sync_error)
-                .unwrap_or_else(|| "-".into()),
-        );
-        rows.push(row);
-    }
-    table(&rows)
+    status_rows(notebooks.iter().map(StatusRow::json).collect())
 }
 
 /// The human `log`: one `SHORTID  TIME  AUTHOR  SUMMARY` line per commit.
@@ -272,30 +417,151 @@ pub fn format_log(commits: &Value) -> String {
     table(&rows)
 }
 
+/// One notebook's `--pending` part from its name and its listing.
+fn pending_part(name: &str, paths: Option<&[String]>, error: Option<&str>) -> String {
+    match (paths, error) {
+        (Some([]), _) => format!("\n{name}: nothing pending\n"),
+        (Some(paths), _) => {
+            let mut part = format!("\n{name}: {} pending\n", paths.len());
+            for p in paths {
+                part.push_str(&format!("  {}\n", text(p)));
+            }
+            part
+        }
+        (None, Some(e)) => format!("\n{name}: cannot list pending paths: {e}\n"),
+        (None, None) => String::new(),
+    }
+}
+
 /// The `--pending` part of human `status`: each notebook's uncommitted paths.
+pub fn pending_lines(answer: &StatusAnswer) -> String {
+    answer
+        .notebooks
+        .iter()
+        .filter_map(|nb| {
+            let listing = nb.pending_list.as_ref()?;
+            Some(pending_part(
+                &text(&nb.name),
+                listing.pending_paths.as_deref(),
+                listing.pending_error.as_deref(),
+            ))
+        })
+        .collect()
+}
+
+/// The `--pending` part of a `status` answer of any shape.
 pub fn format_pending(resp: &Map<String, Value>) -> String {
     let notebooks = match resp.get("notebooks") {
         Some(Value::Array(list)) => list.as_slice(),
         _ => &[],
     };
-    let mut text = String::new();
+    let mut out = String::new();
     for nb in notebooks {
         let name = nb.get("name").map(cell).unwrap_or_else(|| "-".into());
-        match (nb.get("pending_paths"), nb.get("pending_error")) {
-            (Some(Value::Array(paths)), _) if paths.is_empty() => {
-                text.push_str(&format!("\n{name}: nothing pending\n"));
-            }
-            (Some(Value::Array(paths)), _) => {
-                text.push_str(&format!("\n{name}: {} pending\n", paths.len()));
-                for p in paths {
-                    text.push_str(&format!("  {}\n", cell(p)));
-                }
-            }
-            (_, Some(Value::String(e))) => {
-                text.push_str(&format!("\n{name}: cannot list pending paths: {e}\n"));
-            }
-            _ => {}
-        }
+        let paths: Option<Vec<String>> = match nb.get("pending_paths") {
+            Some(Value::Array(list)) => Some(list.iter().map(cell).collect()),
+            _ => None,
+        };
+        let error = nb.get("pending_error").and_then(Value::as_str);
+        out.push_str(&pending_part(&name, paths.as_deref(), error));
     }
-    text
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    /// A `status` answer as the daemon sends it: a running notebook held
+    /// by a client and syncing to an unnamed branch, one with an unlabelled
+    /// holder, and one that could not start.
+    fn answer() -> StatusAnswer {
+        let lock = |held: bool, holders: Value| {
+            json!({"held": held, "mode": if held { json!("exclusive") } else { Value::Null },
+                   "holders": holders, "waiters": 2, "acquisitions": 1, "contended": 0,
+                   "timeouts": 0, "total_wait_ms": 0.0, "max_wait_ms": 0.0,
+                   "total_hold_ms": 0.0, "max_hold_ms": 0.0})
+        };
+        serde_json::from_value(json!({"notebooks": [
+            {"name": "notes", "path": "/home/u/notes", "branch": "main",
+             "head": "0123456789abcdef0123456789abcdef01234567", "pending": 2,
+             "rescan_pending": false, "paused": false, "paused_until": null, "state": "clean",
+             "lock": lock(true, json!([{"owner": 7, "label": "client pid 123", "mode": "exclusive",
+                                       "depth": 1, "held_ms": 5}])),
+             "last_commit": {"id": "fedcba9876543210fedcba9876543210fedcba98", "files": 1,
+                             "time": "2024-01-02T03:04:05Z"},
+             "last_error": null, "watches": 3, "watch_problem": null, "commit_via": "libgit2",
+             "git_features": [], "skipped_large": [], "skipped_unreadable": [],
+             "sync": {"remote": "origin", "branch": null, "state": "error", "ahead": 1,
+                      "behind": 0, "last_sync": null, "last_error": "offline\nretrying",
+                      "next_try": null, "diverged_ref": null},
+             "pending_paths": ["a.md", "b c.md"], "pending_error": null},
+            {"name": "w", "path": "/w", "branch": null, "head": null, "pending": 0,
+             "paused": true, "state": "merge",
+             "lock": lock(true, json!([{"owner": 9, "label": null, "mode": "exclusive",
+                                       "depth": 1, "held_ms": 5}])),
+             "last_commit": null, "last_error": "", "sync": null,
+             "pending_paths": null, "pending_error": "not listed while the lock is held"},
+            {"name": "broken", "path": "/b", "branch": null, "head": null, "pending": 0,
+             "rescan_pending": false, "paused": false, "paused_until": null, "state": "error",
+             "lock": {"held": false, "mode": null, "holders": [], "waiters": 0},
+             "last_commit": null, "last_error": "not a git repository",
+             "next_try": "2026-12-05T09:01:00Z", "watches": 0, "watch_problem": null,
+             "skipped_large": [], "skipped_unreadable": [], "sync": null},
+        ]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_typed_table_reads_as_the_json_one_did() {
+        let answer = answer();
+        let wire = crate::control::answers::to_fields(&answer);
+        assert_eq!(status_table(&answer), format_status(&wire));
+        assert_eq!(pending_lines(&answer), format_pending(&wire));
+    }
+
+    #[test]
+    fn typed_status_table() {
+        let text = status_table(&answer());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].contains("  SYNC  "), "{text}");
+        assert!(lines[1].contains(" 01234567 "), "{text}");
+        assert!(
+            lines[1].contains("exclusive by client pid 123, 2 waiting"),
+            "{text}"
+        );
+        let t = super::super::time::local("2024-01-02T03:04:05Z");
+        assert!(lines[1].contains(&format!("fedcba98 {t}")), "{text}");
+        // Sync to the checked-out branch: no branch name on the wire.
+        assert!(lines[1].contains("origin/- error +1 -0"), "{text}");
+        assert!(lines[1].ends_with("  sync: offline retrying"), "{text}");
+        assert!(
+            lines[2].contains("exclusive by owner 9, 2 waiting"),
+            "{text}"
+        );
+        assert!(lines[2].contains(" yes "), "{text}");
+        assert!(lines[2].ends_with(" -"), "{text}");
+        assert!(lines[3].contains(" free "), "{text}");
+        assert!(lines[3].ends_with("  not a git repository"), "{text}");
+        let col = lines[0].find("LOCK").unwrap();
+        assert_eq!(&lines[3][col..col + 4], "free");
+        assert_eq!(
+            status_table(&StatusAnswer {
+                notebooks: Vec::new()
+            }),
+            "no notebooks configured\n"
+        );
+    }
+
+    #[test]
+    fn typed_pending_lines() {
+        assert_eq!(
+            pending_lines(&answer()),
+            "\nnotes: 2 pending\n  a.md\n  b c.md\n\
+             \nw: cannot list pending paths: not listed while the lock is held\n"
+        );
+    }
 }

@@ -27,14 +27,17 @@ use crate::control::answers::{
     from_fields, CommitAnswer, DiffAnswer, LogAnswer, PauseAnswer, ReloadAnswer, RestoreAnswer,
     ShowAnswer, SyncAnswer, UndoAnswer,
 };
-use crate::control::status_answer::StatusAnswer;
+use crate::status::StatusAnswer;
 
 pub use args::{is_name, path_arg, NotebookArg};
 pub use conn::{
     exit_code_for, parse_response, ClientError, EXIT_CANNOT_EXEC, EXIT_ERROR, EXIT_NOT_FOUND,
     EXIT_OK, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_USAGE,
 };
-pub use format::{format_lock, format_log, format_pending, format_status};
+pub use format::{
+    format_lock, format_log, format_pending, format_status, lock_summary, pending_lines,
+    status_table,
+};
 pub use lock::exit_code_of;
 pub use time::local as local_time;
 
@@ -134,14 +137,14 @@ fn dispatch(
                 None => conn.request("status", args, Some(ANSWER_TIMEOUT))?,
             };
             // The typed parse is the check that this daemon speaks our
-            // protocol; the table reads the same fields from the map.
-            let _: StatusAnswer = typed("status", &resp)?;
+            // protocol; `--json` still prints the answer as it came.
+            let answer: StatusAnswer = typed("status", &resp)?;
             if *json {
                 print_json(out, &Value::Object(resp))?;
             } else {
-                write_out(out, format_status(&resp).as_bytes())?;
+                write_out(out, status_table(&answer).as_bytes())?;
                 if *pending {
-                    write_out(out, format_pending(&resp).as_bytes())?;
+                    write_out(out, pending_lines(&answer).as_bytes())?;
                 }
             }
             Ok(EXIT_OK)
@@ -182,13 +185,7 @@ fn dispatch(
             json,
         } => {
             let nb = NotebookArg::classify(notebook, cwd)?;
-            let mut args = Map::new();
-            if let Some(p) = path {
-                args.insert("path".into(), Value::String(path_arg(p, cwd)?));
-            }
-            if let Some(n) = limit {
-                args.insert("limit".into(), json!(n));
-            }
+            let args = path_and(path.as_deref(), cwd, [("limit", limit.map(|n| json!(n)))])?;
             let resp: LogAnswer = typed("log", &call(socket, "log", &nb, args)?)?;
             let commits = serde_json::to_value(&resp.commits)
                 .map_err(|e| ClientError::Protocol(format!("cannot print the log: {e}")))?;
@@ -205,11 +202,7 @@ fn dispatch(
             rev,
         } => {
             let nb = NotebookArg::classify(notebook, cwd)?;
-            let mut args = Map::new();
-            args.insert("path".into(), Value::String(path_arg(path, cwd)?));
-            if let Some(r) = rev {
-                args.insert("rev".into(), json!(r));
-            }
+            let args = path_and(Some(path), cwd, [("rev", rev.as_ref().map(|r| json!(r)))])?;
             let resp: ShowAnswer = typed("show", &call(socket, "show", &nb, args)?)?;
             write_out(out, &resp.bytes().map_err(ClientError::Protocol)?)?;
             Ok(EXIT_OK)
@@ -221,16 +214,14 @@ fn dispatch(
             to,
         } => {
             let nb = NotebookArg::classify(notebook, cwd)?;
-            let mut args = Map::new();
-            if let Some(p) = path {
-                args.insert("path".into(), Value::String(path_arg(p, cwd)?));
-            }
-            if let Some(r) = from {
-                args.insert("from".into(), json!(r));
-            }
-            if let Some(r) = to {
-                args.insert("to".into(), json!(r));
-            }
+            let args = path_and(
+                path.as_deref(),
+                cwd,
+                [
+                    ("from", from.as_ref().map(|r| json!(r))),
+                    ("to", to.as_ref().map(|r| json!(r))),
+                ],
+            )?;
             let resp: DiffAnswer = typed("diff", &call(socket, "diff", &nb, args)?)?;
             write_out(out, resp.patch.as_bytes())?;
             Ok(EXIT_OK)
@@ -268,11 +259,7 @@ fn dispatch(
             at,
         } => {
             let nb = NotebookArg::classify(notebook, cwd)?;
-            let mut args = Map::new();
-            args.insert("path".into(), Value::String(path_arg(path, cwd)?));
-            if let Some(r) = rev {
-                args.insert("rev".into(), json!(r));
-            }
+            let mut args = path_and(Some(path), cwd, [("rev", rev.as_ref().map(|r| json!(r)))])?;
             if let Some(ago) = at {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -356,6 +343,25 @@ fn typed<T: for<'de> serde::Deserialize<'de>>(
 ) -> Result<T, ClientError> {
     from_fields(fields)
         .map_err(|e| ClientError::Protocol(format!("unexpected answer to `{cmd}`: {e}")))
+}
+
+/// The arguments of a request about a path: `path` when given (resolved as
+/// a PATH argument), and each of `more` that is set.
+fn path_and<const N: usize>(
+    path: Option<&Path>,
+    cwd: &Path,
+    more: [(&str, Option<Value>); N],
+) -> Result<Map<String, Value>, ClientError> {
+    let mut args = Map::new();
+    if let Some(p) = path {
+        args.insert("path".into(), Value::String(path_arg(p, cwd)?));
+    }
+    for (key, value) in more {
+        if let Some(value) = value {
+            args.insert(key.into(), value);
+        }
+    }
+    Ok(args)
 }
 
 /// Connect, send one request naming a notebook, and return its answer.

@@ -3,13 +3,16 @@
 //! cannot drift apart. Golden tests pin the exact lines both ways.
 //!
 //! Every command's answer is here, plus every event of `subscribe`; the
-//! `status` entry, the larger one, lives in [`super::status_answer`], and the
+//! `status` entry, the larger one, lives in [`crate::status`], and the
 //! envelope around each answer (`id`, `ok`, `error`) in [`super::protocol`].
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// The `pending: true` part of a `status` entry, with the entry's other types.
+pub use crate::status::PendingFields;
 
 /// Answer to `ping`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,19 +164,6 @@ pub struct PauseAnswer {
     pub until: Option<String>,
 }
 
-/// The fields `status` adds to a notebook's entry with `pending: true`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingFields {
-    /// Uncommitted paths, by the committer's rules; `None` when unknown.
-    // Required (though nullable) so that a status entry without the pair
-    // parses as "not asked" rather than as an empty pair.
-    #[serde(deserialize_with = "Option::deserialize")]
-    pub pending_paths: Option<Vec<String>>,
-    /// Why they could not be listed.
-    #[serde(deserialize_with = "Option::deserialize")]
-    pub pending_error: Option<String>,
-}
-
 /// One line of a `subscribe` stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -241,15 +231,7 @@ pub fn from_fields<T: for<'de> Deserialize<'de>>(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    /// `value` serialises to exactly `line`, and `line` parses back to `value`.
-    fn golden<T>(value: T, line: &str)
-    where
-        T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
-    {
-        assert_eq!(serde_json::to_string(&value).unwrap(), line);
-        assert_eq!(serde_json::from_str::<T>(line).unwrap(), value);
-    }
+    use crate::status::golden;
 
     #[test]
     fn answers_golden_both_ways() {

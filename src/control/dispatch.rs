@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use super::answers::{
@@ -14,10 +14,10 @@ use super::answers::{
 use super::connection::Connection;
 use super::protocol::{ErrorCode, Failure, Request, PROTOCOL_VERSION};
 use super::server::ReloadFailure;
-use super::status_answer::NotebookStatus;
 use crate::git::{AutoCommitOutcome, GitError, RestoreSource};
-use crate::lock::{with_owner, LockError, LockMode};
+use crate::lock::{with_owner, LockError, LockMode, LockSnapshot};
 use crate::notebook::{Notebook, SyncFailure};
+use crate::status::StatusAnswer;
 
 impl Connection {
     /// Runs one request (never `subscribe`, which the connection handles).
@@ -31,56 +31,8 @@ impl Connection {
                 protocol: PROTOCOL_VERSION,
             })),
             Request::Status { notebook, pending } => {
-                // A notebook that could not start is listed with state "error".
-                let failed = match &notebook {
-                    Some(arg) => self
-                        .ctx
-                        .registry
-                        .find_failed(arg)
-                        .map(|f| vec![entry_value(&f.status())]),
-                    None => None,
-                };
-                if let Some(entries) = failed {
-                    return Ok(fields(json!({ "notebooks": entries })));
-                }
-                let notebooks = match &notebook {
-                    Some(arg) => vec![self.notebook(arg)?],
-                    None => self.ctx.registry.list(),
-                };
-                let mut entries = Vec::with_capacity(notebooks.len());
-                for nb in notebooks {
-                    let mut entry = nb.status().await;
-                    if pending == Some(true) {
-                        // The committer's own listing: git's ignores, the
-                        // notebook's `ignore` globs and editor temporaries apply.
-                        let extra = match self
-                            .read_op(nb.name(), |nb| {
-                                nb.git().pending_changes(nb.commit_options())
-                            })
-                            .await
-                        {
-                            Ok(paths) => PendingFields {
-                                pending_paths: Some(
-                                    paths.iter().map(|p| p.display().to_string()).collect(),
-                                ),
-                                pending_error: None,
-                            },
-                            Err(Outcome::Failed(f)) => PendingFields {
-                                pending_paths: None,
-                                pending_error: Some(f.message),
-                            },
-                            Err(Outcome::Disconnected) => return Err(Outcome::Disconnected),
-                        };
-                        if let Value::Object(map) = &mut entry {
-                            map.extend(to_fields(&extra));
-                        }
-                    }
-                    entries.push(entry);
-                }
-                if notebook.is_none() {
-                    entries.extend(self.ctx.registry.failed_status().iter().map(entry_value));
-                }
-                Ok(fields(json!({ "notebooks": entries })))
+                let answer = self.status(notebook, pending == Some(true)).await?;
+                Ok(to_fields(&answer))
             }
             Request::Lock {
                 notebook,
@@ -253,6 +205,77 @@ impl Connection {
         }
     }
 
+    /// The `status` answer: every notebook (running ones first, then those
+    /// that could not start), or the one `notebook` names. Never waits for a
+    /// lock, not even with `pending`.
+    async fn status(
+        &mut self,
+        notebook: Option<String>,
+        pending: bool,
+    ) -> Result<StatusAnswer, Outcome> {
+        // A notebook that could not start is listed with state "error".
+        if let Some(failed) = notebook
+            .as_deref()
+            .and_then(|arg| self.ctx.registry.find_failed(arg))
+        {
+            return Ok(StatusAnswer {
+                notebooks: vec![failed.status()],
+            });
+        }
+        let running = match &notebook {
+            Some(arg) => vec![self.notebook(arg)?],
+            None => self.ctx.registry.list(),
+        };
+        let mut notebooks = Vec::with_capacity(running.len());
+        for nb in running {
+            let mut entry = nb.status().await;
+            if pending {
+                entry.pending_list = Some(self.pending_now(nb).await);
+            }
+            notebooks.push(entry);
+        }
+        if notebook.is_none() {
+            notebooks.extend(self.ctx.registry.failed_status());
+        }
+        Ok(StatusAnswer { notebooks })
+    }
+
+    /// The paths the next commit would take, by the committer's own listing
+    /// (git's ignores, the notebook's `ignore` globs and editor temporaries
+    /// apply), read under a shared hold taken only if it is free now: while
+    /// someone else holds the lock, the list is left out and
+    /// `pending_error` says who holds it, because `status` never waits.
+    async fn pending_now(&mut self, nb: Arc<Notebook>) -> PendingFields {
+        let unlisted = |message: String| PendingFields {
+            pending_paths: None,
+            pending_error: Some(message),
+        };
+        let guard = match nb.lock().try_lock(self.owner, LockMode::Shared) {
+            Ok(guard) => guard,
+            Err(LockError::WouldBlock { .. }) => {
+                return unlisted(format!(
+                    "not listed while the lock of {} is {}: status never waits for it; ask again once it is free",
+                    nb.name(),
+                    held_by(&nb.lock().snapshot())
+                ))
+            }
+            Err(e) => return unlisted(lock_failure(nb.name(), &e).message),
+        };
+        let owner = self.owner;
+        let task = tokio::task::spawn_blocking(move || {
+            let _hold = guard;
+            with_owner(owner, || nb.git().pending_changes(nb.commit_options()))
+        });
+        match task.await {
+            Ok(Ok(paths)) => PendingFields {
+                pending_paths: Some(paths.iter().map(|p| p.display().to_string()).collect()),
+                pending_error: None,
+            },
+            Ok(Err(e)) => unlisted(git_failure(&e).message),
+            Err(e) => unlisted(format!("the listing task failed: {e}")),
+        }
+    }
+
     /// Runs a read-only git operation under a shared hold taken as this connection.
     async fn read_op<T, F>(&mut self, notebook: &str, op: F) -> Result<T, Outcome>
     where
@@ -415,16 +438,23 @@ fn internal(message: &str) -> Outcome {
     Outcome::Failed(Failure::new(ErrorCode::Internal, message))
 }
 
-/// A typed status entry among the entries still built as JSON (a running
-/// notebook's, by `Notebook::status`).
-fn entry_value(entry: &NotebookStatus) -> Value {
-    Value::Object(to_fields(entry))
-}
-
-fn fields(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
+/// Who holds a lock, for a person: e.g. "held exclusive by client pid 12".
+fn held_by(snapshot: &LockSnapshot) -> String {
+    let who: Vec<String> = snapshot
+        .holders
+        .iter()
+        .map(|h| {
+            h.label
+                .clone()
+                .unwrap_or_else(|| format!("owner {}", h.owner.as_u64()))
+        })
+        .collect();
+    let mode = snapshot.mode.map_or("", |m| m.as_str());
+    if who.is_empty() {
+        // Free, but queued for: a waiter ahead of us keeps a shared hold out.
+        format!("awaited by {} waiter(s)", snapshot.waiters)
+    } else {
+        format!("held {mode} by {}", who.join(", "))
     }
 }
 

@@ -1,4 +1,6 @@
-//! The control socket: wire types ([`protocol`], [`answers`], [`status_answer`]), who may use it ([`trust`]),
+//! The control socket: wire types ([`protocol`], [`answers`], and
+//! [`status_answer`], the `status` entry, which lives in [`crate::status`]
+//! because notebooks build it), who may use it ([`trust`]),
 //! binding and accepting ([`server`]), and each connection's service
 //! (`connection`, `dispatch`, `outbox`).
 pub mod answers;
@@ -7,6 +9,6 @@ mod dispatch;
 mod outbox;
 pub mod protocol;
 pub mod server;
-pub mod status_answer;
+pub use crate::status as status_answer;
 mod suggest;
 pub mod trust;

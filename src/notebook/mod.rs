@@ -10,7 +10,7 @@
 //!
 //! Parts: this file (start-up, pause, the public API), `run` (the loop and
 //! its watcher), `round` (one commit round and how it settles), `status`
-//! (health records and the status JSON), `sync_schedule` (the sync timer),
+//! (health records and the typed status entry), `sync_schedule` (the sync timer),
 //! `schedule` (the pure pending-set and timing rules).
 
 mod round;

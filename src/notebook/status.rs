@@ -1,14 +1,16 @@
 //! What `status` shows about a notebook: the health records the loop keeps
-//! up to date, and the JSON built from them.
+//! up to date, and the typed entry ([`crate::status::NotebookStatus`]) built
+//! from them.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
-use serde_json::{json, Value};
-
 use super::{rfc3339, Notebook, Shared};
 use crate::git::AutoCommitOutcome;
+use crate::status::{
+    self, LockStatus, NotebookStatus, SkippedLarge, SkippedUnreadable, SyncStatus,
+};
 
 /// The last commit gitlockd made, for status.
 #[derive(Debug, Clone)]
@@ -53,7 +55,7 @@ pub(super) struct SyncHealth {
 
 impl Notebook {
     /// This notebook's entry in the `status` response. Never waits for the lock.
-    pub async fn status(&self) -> Value {
+    pub async fn status(&self) -> NotebookStatus {
         let shared = self.shared.clone();
         let hooks = self.shared.config.hooks;
         let probe = tokio::task::spawn_blocking(move || {
@@ -81,7 +83,7 @@ impl Notebook {
             Some(h) => (h.branch.clone(), h.head.map(|oid| oid.to_string())),
             None => (None, None),
         };
-        let snapshot = self.shared.lock.snapshot();
+        let lock = LockStatus::from(&self.shared.lock.snapshot());
         let (pending, rescan) = {
             let p = self.shared.pending.lock();
             (p.paths.len(), p.rescan)
@@ -95,87 +97,84 @@ impl Notebook {
                 git_features.push(f.clone());
             }
         }
-        let holders: Vec<Value> = snapshot
-            .holders
-            .iter()
-            .map(|h| {
-                json!({
-                    "owner": h.owner.as_u64(),
-                    "label": h.label,
-                    "mode": h.mode.as_str(),
-                    "depth": h.depth,
-                    "held_ms": h.held_for.as_millis() as u64,
-                })
-            })
-            .collect();
-        let m = &snapshot.metrics;
-        json!({
-            "name": self.shared.name,
-            "path": self.root().display().to_string(),
-            "branch": branch,
-            "head": head_id,
-            "pending": pending,
-            "rescan_pending": rescan,
-            "paused": self.is_paused(),
-            "paused_until": self.shared.pause_until.lock().map(rfc3339),
-            "state": match repo_state {
+        let commit_via = if git_features.is_empty() {
+            "libgit2"
+        } else {
+            "git"
+        };
+        NotebookStatus {
+            name: self.shared.name.clone(),
+            path: self.root().display().to_string(),
+            branch,
+            head: head_id,
+            pending,
+            rescan_pending: rescan,
+            paused: self.is_paused(),
+            paused_until: self.shared.pause_until.lock().map(rfc3339),
+            state: match repo_state {
                 Some(crate::git::RepoState::Busy(state)) => state,
                 _ => health.state.clone(),
             },
-            "lock": {
-                "held": snapshot.held,
-                "mode": snapshot.mode.map(|m| m.as_str()),
-                "holders": holders,
-                "waiters": snapshot.waiters,
-                "acquisitions": m.acquisitions,
-                "contended": m.contended,
-                "timeouts": m.timeouts,
-                "total_wait_ms": m.total_wait.as_secs_f64() * 1000.0,
-                "max_wait_ms": m.max_wait.as_secs_f64() * 1000.0,
-                "total_hold_ms": m.total_hold.as_secs_f64() * 1000.0,
-                "max_hold_ms": m.max_hold.as_secs_f64() * 1000.0,
-            },
-            "last_commit": health.last_commit.as_ref().map(|c| json!({
-                "id": c.id,
-                "files": c.files,
-                "time": rfc3339(c.at),
-            })),
-            "last_error": health.last_error.clone().or_else(|| health.watch_problem.clone()),
-            "watches": self.shared.watches.lock().as_ref().map_or(0, |c| c.load(Ordering::Relaxed)),
-            "watch_problem": health.watch_problem.clone(),
-            "commit_via": if git_features.is_empty() { "libgit2" } else { "git" },
-            "git_features": git_features,
-            "skipped_large": health.skipped_large.iter().map(|(p, size)| json!({
-                "path": p.display().to_string(),
-                "size": size,
-            })).collect::<Vec<_>>(),
-            "skipped_unreadable": health.skipped_unreadable.iter().map(|(p, reason)| json!({
-                "path": p.display().to_string(),
-                "error": reason,
-            })).collect::<Vec<_>>(),
-            "sync": health_sync(&self.shared, counts).unwrap_or(Value::Null),
-        })
+            lock,
+            last_commit: health.last_commit.as_ref().map(|c| status::LastCommit {
+                id: c.id.clone(),
+                files: c.files,
+                time: rfc3339(c.at),
+            }),
+            last_error: health
+                .last_error
+                .clone()
+                .or_else(|| health.watch_problem.clone()),
+            next_try: None,
+            watches: self
+                .shared
+                .watches
+                .lock()
+                .as_ref()
+                .map_or(0, |c| c.load(Ordering::Relaxed) as u64),
+            watch_problem: health.watch_problem.clone(),
+            commit_via: Some(commit_via.into()),
+            git_features: Some(git_features),
+            skipped_large: health
+                .skipped_large
+                .iter()
+                .map(|(p, size)| SkippedLarge {
+                    path: p.display().to_string(),
+                    size: *size,
+                })
+                .collect(),
+            skipped_unreadable: health
+                .skipped_unreadable
+                .iter()
+                .map(|(p, reason)| SkippedUnreadable {
+                    path: p.display().to_string(),
+                    error: reason.clone(),
+                })
+                .collect(),
+            sync: health_sync(&self.shared, counts),
+            pending_list: None,
+        }
     }
 }
 
 /// The `sync` part of status; `counts`: live ahead/behind from local refs
 /// (else the last sync's).
-pub(super) fn health_sync(shared: &Shared, counts: Option<(usize, usize)>) -> Option<Value> {
+pub(super) fn health_sync(shared: &Shared, counts: Option<(usize, usize)>) -> Option<SyncStatus> {
     let cfg = shared.config.sync.as_ref()?;
     let guard = shared.sync_health.lock();
     let h = guard.as_ref()?;
     let (ahead, behind) = counts.unwrap_or((h.ahead, h.behind));
-    Some(json!({
-        "remote": cfg.remote,
-        "branch": cfg.branch,
-        "state": h.state,
-        "ahead": ahead,
-        "behind": behind,
-        "last_sync": h.last_sync.map(rfc3339),
-        "last_error": h.last_error,
-        "next_try": h.next_try.map(rfc3339),
-        "diverged_ref": h.diverged_ref,
-    }))
+    Some(SyncStatus {
+        remote: cfg.remote.clone(),
+        branch: cfg.branch.clone(),
+        state: h.state.clone(),
+        ahead,
+        behind,
+        last_sync: h.last_sync.map(rfc3339),
+        last_error: h.last_error.clone(),
+        next_try: h.next_try.map(rfc3339),
+        diverged_ref: h.diverged_ref.clone(),
+    })
 }
 
 /// Updates the list of unreadable paths after a round: warns once about a

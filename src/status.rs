@@ -1,7 +1,12 @@
 //! The typed answer to `status`: one entry per notebook, for a running
 //! notebook and for one that could not start (`state` "error", the reason in
-//! `last_error`, the retry time in `next_try`). The daemon serialises it, the
-//! CLI parses it; golden tests pin both directions.
+//! `last_error`, the retry time in `next_try`). The notebook builds its own
+//! entry, the registry a failed one's, the socket sends them and the CLI
+//! parses them; golden tests pin both directions.
+//!
+//! It sits outside `control` because `notebook` and `registry` build it and
+//! `control` already depends on both (`control::status_answer` names this
+//! module for the socket's wire types).
 //!
 //! Fields only a running notebook has (`commit_via`, `git_features`, the lock
 //! metrics) are left out of a failed notebook's entry rather than faked.
@@ -10,7 +15,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::answers::PendingFields;
 use crate::lock::LockSnapshot;
 
 /// Answer to `status`.
@@ -76,6 +80,56 @@ pub struct NotebookStatus {
     /// With `pending: true` only: the uncommitted paths.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub pending_list: Option<PendingFields>,
+}
+
+/// The fields `status` adds to a notebook's entry with `pending: true`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingFields {
+    /// Uncommitted paths, by the committer's rules; `None` when unknown.
+    // Required (though nullable) so that a status entry without the pair
+    // parses as "not asked" rather than as an empty pair.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub pending_paths: Option<Vec<String>>,
+    /// Why they could not be listed.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub pending_error: Option<String>,
+}
+
+impl NotebookStatus {
+    /// The entry of a notebook that could not start: the keys of a running
+    /// notebook's, `state` "error", the reason in `last_error` and the retry
+    /// time (RFC 3339) in `next_try`; nothing a running notebook only knows.
+    pub fn failed(name: String, path: String, error: String, next_try: String) -> NotebookStatus {
+        NotebookStatus {
+            name,
+            path,
+            branch: None,
+            head: None,
+            pending: 0,
+            rescan_pending: false,
+            paused: false,
+            paused_until: None,
+            state: "error".into(),
+            lock: LockStatus {
+                held: false,
+                mode: None,
+                holders: Vec::new(),
+                waiters: 0,
+                metrics: None,
+            },
+            last_commit: None,
+            last_error: Some(error),
+            next_try: Some(next_try),
+            watches: 0,
+            watch_problem: None,
+            commit_via: None,
+            git_features: None,
+            skipped_large: Vec::new(),
+            skipped_unreadable: Vec::new(),
+            sync: None,
+            pending_list: None,
+        }
+    }
 }
 
 /// The `lock` object of a status entry.
@@ -197,8 +251,8 @@ pub struct SkippedUnreadable {
 pub struct SyncStatus {
     /// The remote's name.
     pub remote: String,
-    /// The remote branch.
-    pub branch: String,
+    /// The remote branch; `None`: the checked-out branch's name (not set in the config).
+    pub branch: Option<String>,
     /// "ok", "diverged" or "error".
     pub state: String,
     /// Local commits the remote lacks.
@@ -215,19 +269,22 @@ pub struct SyncStatus {
     pub diverged_ref: Option<String>,
 }
 
+/// `value` serialises to exactly `line`, and `line` parses back to `value`
+/// (the golden tests of every wire type).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn golden<T>(value: T, line: &str)
+where
+    T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+{
+    assert_eq!(serde_json::to_string(&value).unwrap(), line);
+    assert_eq!(serde_json::from_str::<T>(line).unwrap(), value);
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    /// `value` serialises to exactly `line`, and `line` parses back to `value`.
-    fn golden<T>(value: T, line: &str)
-    where
-        T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
-    {
-        assert_eq!(serde_json::to_string(&value).unwrap(), line);
-        assert_eq!(serde_json::from_str::<T>(line).unwrap(), value);
-    }
 
     fn running() -> NotebookStatus {
         NotebookStatus {
@@ -282,7 +339,7 @@ mod tests {
             }],
             sync: Some(SyncStatus {
                 remote: "origin".into(),
-                branch: "main".into(),
+                branch: Some("main".into()),
                 state: "error".into(),
                 ahead: 1,
                 behind: 0,
@@ -320,35 +377,12 @@ mod tests {
     #[test]
     fn failed_notebook_golden_both_ways() {
         golden(
-            NotebookStatus {
-                name: "nb".into(),
-                path: "/n/nb".into(),
-                branch: None,
-                head: None,
-                pending: 0,
-                rescan_pending: false,
-                paused: false,
-                paused_until: None,
-                state: "error".into(),
-                lock: LockStatus {
-                    held: false,
-                    mode: None,
-                    holders: Vec::new(),
-                    waiters: 0,
-                    metrics: None,
-                },
-                last_commit: None,
-                last_error: Some("not a git repository".into()),
-                next_try: Some("2026-12-05T09:01:00Z".into()),
-                watches: 0,
-                watch_problem: None,
-                commit_via: None,
-                git_features: None,
-                skipped_large: Vec::new(),
-                skipped_unreadable: Vec::new(),
-                sync: None,
-                pending_list: None,
-            },
+            NotebookStatus::failed(
+                "nb".into(),
+                "/n/nb".into(),
+                "not a git repository".into(),
+                "2026-12-05T09:01:00Z".into(),
+            ),
             concat!(
                 r#"{"name":"nb","path":"/n/nb","branch":null,"head":null,"pending":0,"#,
                 r#""rescan_pending":false,"paused":false,"paused_until":null,"state":"error","#,
@@ -358,6 +392,20 @@ mod tests {
                 r#""skipped_large":[],"skipped_unreadable":[],"sync":null}"#
             ),
         );
+    }
+
+    #[test]
+    fn sync_to_the_checked_out_branch_names_no_branch() {
+        let mut nb = running();
+        if let Some(sync) = nb.sync.as_mut() {
+            sync.branch = None;
+        }
+        let line = serde_json::to_string(&nb).unwrap();
+        assert!(
+            line.contains(r#""sync":{"remote":"origin","branch":null,"state":"error","#),
+            "{line}"
+        );
+        assert_eq!(serde_json::from_str::<NotebookStatus>(&line).unwrap(), nb);
     }
 
     #[test]
