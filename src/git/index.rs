@@ -31,14 +31,10 @@ pub(super) struct LoadedIndex {
     pub(super) stamp: IndexFileStamp,
 }
 
-/// The index, up to date with the file, when committing is allowed now: no
-/// operation in progress, no conflicts, no foreign `index.lock`. Checked
-/// before anything is written. Starts from the index kept after our last
-/// write when there is one (libgit2 re-reads it if the file changed since).
-pub(super) fn writable_index(
-    repo: &Repository,
-    cache: &IndexCache,
-) -> Result<LoadedIndex, GitError> {
+/// Committing is allowed now: no operation (merge, rebase, ...) in
+/// progress and no `index.lock` of another process. Looks at a few files
+/// in `.git` only, so it is checked before anything is staged.
+pub(super) fn check_writable(repo: &Repository) -> Result<(), GitError> {
     if let Some(state) = busy_state(repo.state()) {
         return Err(GitError::Busy {
             state: state.to_string(),
@@ -48,6 +44,18 @@ pub(super) fn writable_index(
     if lock.exists() {
         return Err(GitError::IndexLocked { path: lock });
     }
+    Ok(())
+}
+
+/// The index, up to date with the file, when committing is allowed now: no
+/// operation in progress, no conflicts, no foreign `index.lock`. Checked
+/// before anything is written. Starts from the index kept after our last
+/// write when there is one (libgit2 re-reads it if the file changed since).
+pub(super) fn writable_index(
+    repo: &Repository,
+    cache: &IndexCache,
+) -> Result<LoadedIndex, GitError> {
+    check_writable(repo)?;
     // Before loading: a rewrite after this is caught by `write_index`, and
     // it is the conservative side for the racy-clean check.
     let stamp = IndexFileStamp::of(repo);

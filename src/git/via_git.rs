@@ -29,9 +29,10 @@ use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Tree};
 use super::error::{git_err, io_err};
 use super::features::GitFeature;
 use super::git_listing::{nul_list, split_unreadable};
+use super::index::check_writable;
 use super::message::render_changes_message;
 use super::write::{head_commit, tree_changes, Batch, MessageSpec, StageSettings};
-use super::{busy_state, GitError, GitManager, Identity};
+use super::{GitError, GitManager, Identity};
 
 /// Files git could not stage, with its message.
 type FailedFiles = Vec<(PathBuf, String)>;
@@ -72,15 +73,7 @@ impl GitManager {
             .check_usable()
             .map_err(|e| with_needed_for(e, &needed_for))?;
         let repo = self.open()?;
-        if let Some(state) = busy_state(repo.state()) {
-            return Err(GitError::Busy {
-                state: state.to_string(),
-            });
-        }
-        let lock = repo.path().join("index.lock");
-        if lock.exists() {
-            return Err(GitError::IndexLocked { path: lock });
-        }
+        check_writable(&repo)?;
         let whole = rels.iter().any(|r| r.as_os_str().is_empty());
         let listed = self.list_files(if whole { &[] } else { rels })?;
         let listed_tracked: BTreeSet<PathBuf> = listed

@@ -130,13 +130,7 @@ impl GitManager {
         paths: Option<&[PathBuf]>,
     ) -> Result<Option<Oid>, GitError> {
         let _hold = self.hold(LockMode::Exclusive)?;
-        let rels = match paths {
-            Some(paths) => paths
-                .iter()
-                .map(|p| self.resolve_path(p))
-                .collect::<Result<Vec<_>, _>>()?,
-            None => vec![PathBuf::new()],
-        };
+        let rels = self.resolve_scope(paths)?;
         let notebook = self.notebook_name();
         let spec = if message.trim().is_empty() {
             MessageSpec::Template {
@@ -168,13 +162,7 @@ impl GitManager {
         opts: &AutoCommitOptions,
     ) -> Result<AutoCommitOutcome, GitError> {
         let _hold = self.hold(LockMode::Exclusive)?;
-        let rels = match paths {
-            Some(paths) => paths
-                .iter()
-                .map(|p| self.resolve_path(p))
-                .collect::<Result<Vec<_>, _>>()?,
-            None => vec![PathBuf::new()],
-        };
+        let rels = self.resolve_scope(paths)?;
         let spec = match message {
             Some(text) if !text.trim().is_empty() => MessageSpec::Literal(text),
             _ => MessageSpec::Template {
@@ -219,6 +207,15 @@ impl GitManager {
             notebook: &opts.notebook,
         };
         self.stage_and_commit(&rels, &settings, &spec)
+    }
+
+    /// The notebook-relative paths of a commit of `paths`; without paths,
+    /// the empty path (the whole tree).
+    fn resolve_scope(&self, paths: Option<&[PathBuf]>) -> Result<Vec<PathBuf>, GitError> {
+        match paths {
+            Some(paths) => paths.iter().map(|p| self.resolve_path(p)).collect(),
+            None => Ok(vec![PathBuf::new()]),
+        }
     }
 
     /// Staging settings from a notebook's options (author falling back to
