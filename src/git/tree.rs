@@ -1,6 +1,9 @@
-//! The tree a commit records: the parent's tree with the index's state of
-//! the batch's paths applied, so that nothing outside the batch (a user's own
-//! staging, an index left behind HEAD by another process) goes in with it.
+//! The tree a commit records: the parent's tree with the batch's paths
+//! applied (from the index, or from the tree `git write-tree` made on the
+//! git route), so that nothing outside the batch (a user's own staging, an
+//! index left behind HEAD by another process) goes in with it. Built by
+//! updating the parent's tree, O(changed paths), rather than writing the
+//! whole index's tree, which walks every folder.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -8,16 +11,35 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use git2::build::TreeUpdateBuilder;
-use git2::{FileMode, Index, Oid, Repository, Tree};
+use git2::{FileMode, Index, IndexEntry, IndexTime, Oid, Repository, Tree};
 
 use super::error::git_err;
 use super::GitError;
+
+/// The tree to commit: the index's state of the `scope` paths (`None`: of
+/// everything) on top of `parent_tree`. Paths outside the scope keep the
+/// parent's version even where the index differs.
+pub(super) fn commit_tree(
+    repo: &Repository,
+    index: &mut Index,
+    parent_tree: Option<&Tree<'_>>,
+    scope: Option<&[PathBuf]>,
+) -> Result<Oid, GitError> {
+    let scoped = match (scope, parent_tree) {
+        (Some(scope), Some(parent_tree)) => scoped_tree(repo, index, parent_tree, scope)?,
+        _ => None,
+    };
+    match scoped {
+        Some(id) => Ok(id),
+        None => whole_tree(repo, index, parent_tree, scope),
+    }
+}
 
 /// The parent's tree with the index's state of the `scope` paths applied:
 /// O(changed paths), where the index's own tree would cost a walk of every
 /// directory. `None` when the update cannot be expressed this way (a file
 /// replaced by a directory or back): the caller falls back to the index tree.
-pub(super) fn scoped_tree(
+fn scoped_tree(
     repo: &Repository,
     index: &Index,
     parent: &Tree<'_>,
@@ -97,7 +119,7 @@ fn entries_at_or_under(index: &Index, rel: &Path) -> Vec<(PathBuf, Oid, u32)> {
 
 /// The index's whole tree; with a `scope`, changes outside it are put back
 /// to the parent's state.
-pub(super) fn whole_tree(
+fn whole_tree(
     repo: &Repository,
     index: &mut Index,
     parent_tree: Option<&Tree<'_>>,
@@ -168,4 +190,79 @@ pub(super) fn file_mode(mode: i32) -> FileMode {
         0o160000 => FileMode::Commit,
         _ => FileMode::Blob,
     }
+}
+
+/// `parent` with the state of the `files` taken from `full` (a file absent
+/// there is removed): the tree `git commit --only <files>` makes. Costs
+/// O(files), not O(repository), unless a file became a directory or back.
+pub(super) fn tree_with_files(
+    repo: &Repository,
+    full: &Tree<'_>,
+    parent: Option<&Tree<'_>>,
+    files: &[PathBuf],
+) -> Result<Oid, GitError> {
+    let blob_in_full = |f: &Path| {
+        full.get_path(f)
+            .ok()
+            .filter(|e| e.kind() != Some(git2::ObjectType::Tree))
+            .map(|e| (e.id(), e.filemode()))
+    };
+    if let Some(parent) = parent {
+        let mut update = TreeUpdateBuilder::new();
+        for f in files {
+            match blob_in_full(f) {
+                Some((id, mode)) => {
+                    update.upsert(f, id, file_mode(mode));
+                }
+                None if parent.get_path(f).is_ok() => {
+                    update.remove(f);
+                }
+                None => {}
+            }
+        }
+        match update.create_updated(repo, parent) {
+            Ok(id) => return Ok(id),
+            // A file replaced by a directory or back: the slow way below.
+            Err(e) if e.class() == git2::ErrorClass::Tree => {}
+            Err(e) => return Err(git_err(repo, "building the commit's tree")(e)),
+        }
+    }
+    let mut index = Index::new().map_err(git_err(repo, "creating an in-memory index"))?;
+    if let Some(parent) = parent {
+        index
+            .read_tree(parent)
+            .map_err(git_err(repo, "reading HEAD's tree"))?;
+    }
+    for f in files {
+        let ctx = || format!("building the commit's tree at {}", f.display());
+        if index.get_path(f, 0).is_some() {
+            index.remove_path(f).map_err(git_err(repo, ctx()))?;
+        }
+        index.remove_dir(f, 0).map_err(git_err(repo, ctx()))?;
+    }
+    for f in files {
+        if let Some((id, mode)) = blob_in_full(f) {
+            let entry = IndexEntry {
+                ctime: IndexTime::new(0, 0),
+                mtime: IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: mode as u32,
+                uid: 0,
+                gid: 0,
+                file_size: 0,
+                id,
+                flags: 0,
+                flags_extended: 0,
+                path: f.as_os_str().as_bytes().to_vec(),
+            };
+            index.add(&entry).map_err(git_err(
+                repo,
+                format!("building the commit's tree at {}", f.display()),
+            ))?;
+        }
+    }
+    index
+        .write_tree_to(repo)
+        .map_err(git_err(repo, "writing the commit's tree"))
 }

@@ -22,7 +22,7 @@ use super::message::{render_changes_message, ChangeKind, FileChange};
 use super::read::{is_fs_race, READ_ATTEMPTS};
 use super::refresh;
 use super::stage::Stager;
-use super::tree::{scoped_tree, whole_tree};
+use super::tree::commit_tree;
 use super::{AutoCommitOptions, AutoCommitOutcome, GitError, GitManager, DEFAULT_MESSAGE_TEMPLATE};
 use crate::filter::PathFilter;
 use crate::lock::{LockMode, OwnerId};
@@ -474,14 +474,7 @@ fn commit_index(
         .map(Commit::tree)
         .transpose()
         .map_err(git_err(repo, "reading HEAD's tree"))?;
-    let scoped = match (scope, parent_tree.as_ref()) {
-        (Some(scope), Some(parent_tree)) => scoped_tree(repo, index, parent_tree, scope)?,
-        _ => None,
-    };
-    let tree_id = match scoped {
-        Some(id) => id,
-        None => whole_tree(repo, index, parent_tree.as_ref(), scope)?,
-    };
+    let tree_id = commit_tree(repo, index, parent_tree.as_ref(), scope)?;
     if parent_tree.as_ref().map(Tree::id) == Some(tree_id) {
         return Ok((None, Vec::new()));
     }
