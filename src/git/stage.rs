@@ -53,6 +53,8 @@ pub(crate) struct Stager<'a> {
     /// The index holds conflict entries: every file goes through
     /// `add_path` (which resolves them like `git add`).
     conflicted: Option<bool>,
+    /// `core.fileMode`: whether a change of the execute bit is a change.
+    exec_bit: bool,
 }
 
 /// Largest file read into memory and stored as it is (larger ones are
@@ -91,17 +93,27 @@ impl Stamp {
         }
     }
 
-    /// True when the index entry was recorded from exactly this file state.
+    /// True when the index entry was recorded from exactly this file state,
+    /// as with `core.fileMode` on (see [`Stamp::matches_in`]).
     pub(super) fn matches(&self, e: &IndexEntry) -> bool {
-        let mode = if self.mode & 0o170000 == 0o120000 {
-            0o120000
-        } else if self.mode & 0o111 != 0 {
-            0o100755
+        self.matches_in(e, true)
+    }
+
+    /// True when the index entry was recorded from exactly this file state.
+    /// The mode is compared the way git does: the kind (symlink or file),
+    /// and, when `exec_bit` (`core.fileMode`) is on, the owner's execute bit
+    /// alone (git records 100755 from it: `chmod g+x` or `o+x` is no change).
+    pub(super) fn matches_in(&self, e: &IndexEntry, exec_bit: bool) -> bool {
+        const KIND: u32 = 0o170000;
+        let kind_matches = if self.mode & KIND == 0o120000 {
+            e.mode == 0o120000
         } else {
-            0o100644
+            self.mode & KIND == 0o100000 && e.mode & KIND == 0o100000
         };
+        let exec_matches = !exec_bit || (e.mode ^ self.mode) & 0o100 == 0;
         // The index keeps 32-bit truncations of these fields.
-        e.mode == mode
+        kind_matches
+            && exec_matches
             && e.file_size == self.len as u32
             && e.ino == self.ino as u32
             && e.mtime.seconds() == self.mtime.0 as i32
@@ -172,6 +184,8 @@ impl<'a> Stager<'a> {
         max_file_size: u64,
         index_mtime: Option<(i64, i64)>,
     ) -> Stager<'a> {
+        let sources = Sources::new(repo, root);
+        let exec_bit = sources.trusts_exec_bit();
         Stager {
             repo,
             root,
@@ -183,8 +197,9 @@ impl<'a> Stager<'a> {
             drivers: features::filter_drivers(repo),
             needs_git: None,
             unreadable: Vec::new(),
-            sources: Sources::new(repo, root),
+            sources,
             conflicted: None,
+            exec_bit,
         }
     }
 
@@ -253,7 +268,7 @@ impl<'a> Stager<'a> {
         let before = Stamp::of(meta);
         if previous
             .as_ref()
-            .is_some_and(|e| before.matches(e) && self.older_than_index(e))
+            .is_some_and(|e| before.matches_in(e, self.exec_bit) && self.older_than_index(e))
         {
             // Unchanged since it was staged (git's own stat check).
             return Ok(());
@@ -600,4 +615,78 @@ fn add_raw(
 /// True when the index records `rel` as a submodule (gitlink).
 fn is_gitlink(index: &Index, rel: &Path) -> bool {
     index.get_path(rel, 0).is_some_and(|e| e.mode == 0o160000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) -> std::process::Output {
+        Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("git runs")
+    }
+
+    /// What git says of `f` by its stat data alone: `git diff-files` lists
+    /// an entry whose recorded stat (mode included) differs from the file.
+    fn git_sees_unchanged(dir: &Path) -> bool {
+        let out = git(dir, &["diff-files", "--name-only", "--", "f"]);
+        assert!(out.status.success(), "git diff-files: {out:?}");
+        out.stdout.is_empty()
+    }
+
+    /// `Stamp::matches_in` against entries git itself wrote, with git's own
+    /// verdict as the expected answer: only the owner's execute bit counts,
+    /// and with `core.fileMode` off the execute bit is never compared.
+    #[test]
+    fn stamp_compares_the_execute_bit_like_git() {
+        // (permissions, core.fileMode when adding, core.fileMode when
+        // comparing, git's verdict we expect to see)
+        let cases = [
+            (0o644, true, true, true),
+            (0o654, true, true, true),   // g+x only: no change for git
+            (0o645, true, true, true),   // o+x only
+            (0o655, true, true, true),   // g+x and o+x
+            (0o744, true, true, true),   // u+x: recorded as 100755
+            (0o755, false, false, true), // recorded 100644, bit not compared
+            (0o755, false, true, false), // the same entry, bit compared
+            (0o654, false, true, true),  // g+x: still no change
+        ];
+        for (perm, add_mode, compare_mode, expected) in cases {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let d = dir.path();
+            assert!(git(d, &["init", "-q"]).status.success());
+            let set = |on: bool| {
+                let v = if on { "true" } else { "false" };
+                assert!(git(d, &["config", "core.fileMode", v]).status.success());
+            };
+            set(add_mode);
+            let f = d.join("f");
+            std::fs::write(&f, "x\n").expect("write");
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(perm)).expect("chmod");
+            assert!(git(d, &["add", "f"]).status.success());
+            set(compare_mode);
+            let verdict = git_sees_unchanged(d);
+            assert_eq!(verdict, expected, "git's verdict for {perm:o}");
+            let repo = Repository::open(d).expect("open");
+            let entry = repo
+                .index()
+                .expect("index")
+                .get_path(Path::new("f"), 0)
+                .expect("entry");
+            let stamp = Stamp::of(&std::fs::symlink_metadata(&f).expect("stat"));
+            assert_eq!(
+                stamp.matches_in(&entry, compare_mode),
+                verdict,
+                "mode {perm:o}, entry {:o}, core.fileMode {add_mode} then {compare_mode}",
+                entry.mode
+            );
+        }
+    }
 }
