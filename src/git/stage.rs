@@ -5,7 +5,8 @@
 //! inside a nested repository; an untracked path git ignores stays out (a
 //! tracked one stays tracked); a file over the size limit keeps its previous
 //! index entry; a file that changes while it is hashed gets its previous
-//! entry back and is reported for a recheck.
+//! entry back and is reported for a recheck, unless the batch is past
+//! `max_delay` ([`Stager::take_as_read`]): then it is staged as it was read.
 
 use std::ffi::OsStr;
 use std::io::ErrorKind;
@@ -55,11 +56,18 @@ pub(crate) struct Stager<'a> {
     conflicted: Option<bool>,
     /// `core.fileMode`: whether a change of the execute bit is a change.
     exec_bit: bool,
+    /// Stage a file that changes while it is read as it was read (see
+    /// [`Stager::take_as_read`]).
+    as_read: bool,
 }
 
 /// Largest file read into memory and stored as it is (larger ones are
 /// streamed by libgit2's `add_path`).
 const RAW_BLOB_MAX: u64 = 4 << 20;
+
+/// Reads of a file that keeps changing, past `max_delay`, before the last
+/// one is taken as it is (see [`Stager::restage_as_read`]).
+const AS_READ_ATTEMPTS: u32 = 10;
 
 /// What identifies one version of a file on disk, cheaply.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -200,7 +208,20 @@ impl<'a> Stager<'a> {
             sources,
             conflicted: None,
             exec_bit,
+            as_read: false,
         }
+    }
+
+    /// Stage a file that changes while it is read (or was written too
+    /// recently to settle) as it was read, instead of putting its entry back
+    /// for a recheck. For a batch past `max_delay`: a file rewritten every
+    /// few milliseconds changes during every read, and rechecking it round
+    /// after round postpones its commit without bound. What was read is a
+    /// state the file had; its later changes make the next commit. The entry
+    /// gets stat data no file has (see [`smudge`]), so git and gitlockd
+    /// compare the content next time instead of trusting the stat.
+    pub fn take_as_read(&mut self, on: bool) {
+        self.as_read = on;
     }
 
     /// Bring the index entry (or entries, for a directory) of `rel` in line
@@ -279,9 +300,13 @@ impl<'a> Stager<'a> {
                 return Ok(());
             }
         }
-        let Some(before) = settle(full, before) else {
-            self.recheck.push(rel.to_path_buf());
-            return Ok(());
+        let (before, settled) = match settle(full, before) {
+            Some(before) => (before, true),
+            None if self.as_read => (before, false),
+            None => {
+                self.recheck.push(rel.to_path_buf());
+                return Ok(());
+            }
         };
         // A directory that became a file: drop the entries below it.
         index
@@ -291,13 +316,7 @@ impl<'a> Stager<'a> {
             && meta.len() <= RAW_BLOB_MAX
             && self.sources.raw_blob(rel, index)
             && !*self.conflicted.get_or_insert_with(|| index.has_conflicts());
-        let added = if raw {
-            add_raw(self.repo, index, rel, full, meta)
-        } else {
-            index
-                .add_path(rel)
-                .map_err(|e| git_err(self.repo, format!("staging {}", rel.display()))(e))
-        };
+        let added = add_file(self.repo, index, rel, full, meta, raw);
         if let Err(e) = added {
             // Checked only on failure: the hot path stays one read.
             if let Some(reason) = unreadable(full, meta) {
@@ -308,17 +327,71 @@ impl<'a> Stager<'a> {
             if Stamp::now(full) != Some(before) {
                 // Changed or deleted while we read it (libgit2 fails when the
                 // size moves under it): look again later.
+                if self.as_read && self.restage_as_read(index, rel, full, raw, false)? {
+                    return Ok(());
+                }
                 self.restore(index, rel, previous)?;
                 self.recheck.push(rel.to_path_buf());
                 return Ok(());
             }
             return Err(e);
         }
-        if Stamp::now(full) != Some(before) {
+        if !settled || Stamp::now(full) != Some(before) {
+            if self.as_read {
+                return self
+                    .restage_as_read(index, rel, full, raw, true)
+                    .map(|_| ());
+            }
             self.restore(index, rel, previous)?;
             self.recheck.push(rel.to_path_buf());
         }
         Ok(())
+    }
+
+    /// Past `max_delay`, a file that changed while it was staged: staged
+    /// again until one read sees it unchanged from start to end (a state it
+    /// really had, not a save caught between its truncation and its write),
+    /// at most [`AS_READ_ATTEMPTS`] times; else the last read stays. Its
+    /// entry is smudged either way: the stat data may not describe what was
+    /// read. False when nothing could be staged (`staged`: a first read is).
+    fn restage_as_read(
+        &mut self,
+        index: &mut Index,
+        rel: &Path,
+        full: &Path,
+        raw: bool,
+        mut staged: bool,
+    ) -> Result<bool, GitError> {
+        for attempt in 0..AS_READ_ATTEMPTS {
+            if attempt > 0 {
+                // A writer's truncate and write are apart by microseconds.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Gone or replaced: what was read stays; its own event follows.
+            let Ok(meta) = std::fs::symlink_metadata(full) else {
+                break;
+            };
+            if !(meta.is_file() || meta.file_type().is_symlink()) || meta.len() > self.max_file_size
+            {
+                break;
+            }
+            let before = Stamp::of(&meta);
+            let raw = raw && meta.is_file() && meta.len() <= RAW_BLOB_MAX;
+            if add_file(self.repo, index, rel, full, &meta, raw).is_err() {
+                continue;
+            }
+            staged = true;
+            let whole = index
+                .get_path(rel, 0)
+                .is_some_and(|e| e.file_size == before.len as u32);
+            if whole && Stamp::now(full) == Some(before) {
+                break;
+            }
+        }
+        if staged {
+            smudge(self.repo, index, rel)?;
+        }
+        Ok(staged)
     }
 
     /// A directory, recursively, touching only what is under it: its files
@@ -409,6 +482,7 @@ impl<'a> Stager<'a> {
         let unreadable_files = &mut self.unreadable;
         let mut unsettled = Vec::new();
         let (repo, drivers) = (self.repo, &self.drivers);
+        let as_read = self.as_read;
         let mut needs_git = None;
         // 0 = stage, 1 = leave as is. Called only for paths that differ.
         let mut decide = |path: &Path, adding: bool| -> i32 {
@@ -439,6 +513,11 @@ impl<'a> Stager<'a> {
                     match settle(&root.join(path), Stamp::of(&m)) {
                         Some(stamp) => {
                             seen.push((path.to_path_buf(), stamp));
+                            0
+                        }
+                        // Staged; its stamp no longer matches: smudged below.
+                        None if as_read => {
+                            seen.push((path.to_path_buf(), Stamp::of(&m)));
                             0
                         }
                         None => {
@@ -487,6 +566,11 @@ impl<'a> Stager<'a> {
             .collect();
         changed.sort();
         changed.dedup();
+        if self.as_read {
+            for p in std::mem::take(&mut changed) {
+                self.restage_as_read(index, &p, &root.join(&p), false, true)?;
+            }
+        }
         if !changed.is_empty() {
             // The entries as they were: the on-disk index is still the old one.
             let on_disk = Index::open(&self.repo.path().join("index"))
@@ -577,6 +661,25 @@ fn unreadable(full: &Path, meta: &std::fs::Metadata) -> Option<String> {
     }
 }
 
+/// Stage one file: from its bytes when `raw` (see [`add_raw`]), else
+/// through libgit2's `add_path` (filters, conflicts, large files).
+fn add_file(
+    repo: &Repository,
+    index: &mut Index,
+    rel: &Path,
+    full: &Path,
+    meta: &std::fs::Metadata,
+    raw: bool,
+) -> Result<(), GitError> {
+    if raw {
+        add_raw(repo, index, rel, full, meta)
+    } else {
+        index
+            .add_path(rel)
+            .map_err(|e| git_err(repo, format!("staging {}", rel.display()))(e))
+    }
+}
+
 /// Stage a regular file whose bytes are its blob (no filter can apply, see
 /// [`Sources::raw_blob`]): one read, no attribute lookups. The entry is what
 /// `add_path` makes: the file's stat data, mode 644 or 755 from the owner's
@@ -610,6 +713,23 @@ fn add_raw(
     index
         .add_frombuffer(&entry, &data)
         .map_err(|e| git_err(repo, format!("staging {}", rel.display()))(e))
+}
+
+/// Give `rel`'s entry a modification time no file has (0), keeping its
+/// content: the file changed after it was read, so the stat data taken
+/// before the read does not describe the content staged. git (and
+/// [`Stamp::matches`]) then compare the content instead of trusting the
+/// stat data, as for git's own "racily clean" entries.
+fn smudge(repo: &Repository, index: &mut Index, rel: &Path) -> Result<(), GitError> {
+    let Some(mut entry) = index.get_path(rel, 0) else {
+        return Ok(());
+    };
+    tracing::debug!(path = %rel.display(), "changed while staged; committed as read");
+    entry.mtime = IndexTime::new(0, 0);
+    index.add(&entry).map_err(git_err(
+        repo,
+        format!("marking the index entry of {} as unverified", rel.display()),
+    ))
 }
 
 /// True when the index records `rel` as a submodule (gitlink).

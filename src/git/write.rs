@@ -91,6 +91,9 @@ pub(super) struct StageSettings<'a> {
     pub(super) author_email: Option<&'a str>,
     /// Run the repository's commit hooks.
     pub(super) hooks: bool,
+    /// The batch is past `max_delay`: a file changing while it is staged is
+    /// committed as read (see [`Stager::take_as_read`]).
+    pub(super) as_read: bool,
 }
 
 impl GitManager {
@@ -146,6 +149,7 @@ impl GitManager {
             author_name: self.author_name.as_deref(),
             author_email: self.author_email.as_deref(),
             hooks: self.hooks,
+            as_read: false,
         };
         Ok(self.stage_and_commit(&rels, &settings, &spec)?.commit)
     }
@@ -177,11 +181,36 @@ impl GitManager {
     /// Commit exactly `paths` (changed, created, deleted or renamed; absolute
     /// or notebook-relative) in one commit, staging nothing else: the cost is
     /// one index read and write plus the changed files. Paths outside the
-    /// notebook or inside `.git` are skipped.
+    /// notebook or inside `.git` are skipped. A file that changes while it
+    /// is staged is left out and reported in `recheck`.
     pub fn auto_commit_on_change(
         &self,
         paths: &[PathBuf],
         opts: &AutoCommitOptions,
+    ) -> Result<AutoCommitOutcome, GitError> {
+        self.auto_commit(paths, opts, false)
+    }
+
+    /// [`GitManager::auto_commit_on_change`] for a batch already past
+    /// `max_delay`: a file that changes while it is staged is committed as
+    /// it was read, not left for a recheck. A file rewritten every few
+    /// milliseconds changes during every read; rechecking it round after
+    /// round would postpone its commit without bound. What was read is a
+    /// state the file had, and its later changes make the next commit.
+    pub fn auto_commit_overdue(
+        &self,
+        paths: &[PathBuf],
+        opts: &AutoCommitOptions,
+    ) -> Result<AutoCommitOutcome, GitError> {
+        self.auto_commit(paths, opts, true)
+    }
+
+    /// The two above: `as_read` as in [`StageSettings::as_read`].
+    fn auto_commit(
+        &self,
+        paths: &[PathBuf],
+        opts: &AutoCommitOptions,
+        as_read: bool,
     ) -> Result<AutoCommitOutcome, GitError> {
         let _hold = self.hold(LockMode::Exclusive)?;
         let mut rels = BTreeSet::new();
@@ -201,7 +230,10 @@ impl GitManager {
             return Ok(AutoCommitOutcome::default());
         }
         let rels: Vec<PathBuf> = rels.into_iter().collect();
-        let settings = self.settings_for(opts);
+        let settings = StageSettings {
+            as_read,
+            ..self.settings_for(opts)
+        };
         let spec = MessageSpec::Template {
             template: &opts.message,
             notebook: &opts.notebook,
@@ -230,6 +262,7 @@ impl GitManager {
                 .as_deref()
                 .or(self.author_email.as_deref()),
             hooks: opts.hooks,
+            as_read: false,
         }
     }
 
@@ -394,6 +427,7 @@ impl GitManager {
                 settings.max_file_size,
                 loaded.stamp.mtime(),
             );
+            stager.take_as_read(settings.as_read);
             for rel in rels {
                 stager.stage(&mut loaded.index, rel)?;
                 if let Some(feature) = stager.needs_git.take() {
