@@ -13,6 +13,7 @@
 //! re-read whenever the file's trailer checksum shows another writer.
 //!
 //! Layout: `paths` (resolve_path), `stage` (what goes into the index),
+//! `stamp` (a file version's stat data, compared as git does),
 //! `write` (add / commit / auto-commit / pending changes), `index` (the
 //! guard around loading and writing the on-disk index), `tree` (the tree a
 //! commit records), `read` (history,
@@ -38,6 +39,7 @@ mod refresh;
 mod restore;
 mod sources;
 mod stage;
+mod stamp;
 mod tracked_ignored;
 mod tree;
 mod via_git;
