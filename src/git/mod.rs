@@ -13,7 +13,10 @@
 //! re-read whenever the file's trailer checksum shows another writer.
 //!
 //! Layout: `paths` (resolve_path), `stage` (what goes into the index),
-//! `write` (add / commit / auto-commit / pending changes), `read` (history,
+//! `stamp` (a file version's stat data, compared as git does),
+//! `write` (add / commit / auto-commit / pending changes), `index` (the
+//! guard around loading and writing the on-disk index), `tree` (the tree a
+//! commit records), `read` (history,
 //! file at a revision, diff), `message` (commit message templates),
 //! `features` (what libgit2 cannot honour), `via_git`, `git_listing` and
 //! `cli` (committing through the user's `git` when it cannot),
@@ -26,6 +29,7 @@ mod error;
 pub mod features;
 mod git_listing;
 pub mod identity;
+mod index;
 mod index_cache;
 mod message;
 mod paths;
@@ -35,7 +39,9 @@ mod refresh;
 mod restore;
 mod sources;
 mod stage;
+mod stamp;
 mod tracked_ignored;
+mod tree;
 mod via_git;
 mod write;
 

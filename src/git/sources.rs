@@ -94,6 +94,12 @@ impl Sources {
         self.attributes_at_or_above(dir, index)
     }
 
+    /// `core.fileMode` is on (the default): a change of a file's execute
+    /// bit is a change to stage.
+    pub(super) fn trusts_exec_bit(&self) -> bool {
+        !self.filemode_off
+    }
+
     /// True when libgit2 would store `rel`'s bytes unchanged with the mode
     /// taken from the file: no attributes, no `core.autocrlf`, and
     /// `core.filemode` on.

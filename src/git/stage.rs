@@ -5,14 +5,15 @@
 //! inside a nested repository; an untracked path git ignores stays out (a
 //! tracked one stays tracked); a file over the size limit keeps its previous
 //! index entry; a file that changes while it is hashed gets its previous
-//! entry back and is reported for a recheck.
+//! entry back and is reported for a recheck, unless the batch is past
+//! `max_delay` ([`Stager::take_as_read`]): then it is staged as it was read.
 
 use std::ffi::OsStr;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use git2::{Index, IndexAddOption, IndexEntry, IndexTime, Oid, Repository};
 
@@ -20,6 +21,9 @@ use super::error::{git_err, io_err};
 use super::features::{self, GitFeature};
 use super::read::{is_fs_race, READ_ATTEMPTS};
 use super::sources::Sources;
+use super::stamp::settle;
+// Re-exported for the refresh, which imports them from here.
+pub(super) use super::stamp::{coarse_now, Stamp};
 use super::GitError;
 use crate::filter::PathFilter;
 
@@ -53,116 +57,20 @@ pub(crate) struct Stager<'a> {
     /// The index holds conflict entries: every file goes through
     /// `add_path` (which resolves them like `git add`).
     conflicted: Option<bool>,
+    /// `core.fileMode`: whether a change of the execute bit is a change.
+    exec_bit: bool,
+    /// Stage a file that changes while it is read as it was read (see
+    /// [`Stager::take_as_read`]).
+    as_read: bool,
 }
 
 /// Largest file read into memory and stored as it is (larger ones are
 /// streamed by libgit2's `add_path`).
 const RAW_BLOB_MAX: u64 = 4 << 20;
 
-/// What identifies one version of a file on disk, cheaply.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) struct Stamp {
-    pub(super) len: u64,
-    pub(super) mtime: (i64, i64),
-    ctime: (i64, i64),
-    ino: u64,
-    mode: u32,
-}
-
-impl Stamp {
-    pub(super) fn of(meta: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            len: meta.len(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-            ino: meta.ino(),
-            mode: meta.mode(),
-        }
-    }
-
-    /// The same from a raw `stat` (the refresh's `fstatat`).
-    pub(super) fn of_stat(st: &libc::stat) -> Stamp {
-        Stamp {
-            len: st.st_size as u64,
-            mtime: (st.st_mtime, st.st_mtime_nsec),
-            ctime: (st.st_ctime, st.st_ctime_nsec),
-            ino: st.st_ino,
-            mode: st.st_mode,
-        }
-    }
-
-    /// True when the index entry was recorded from exactly this file state.
-    pub(super) fn matches(&self, e: &IndexEntry) -> bool {
-        let mode = if self.mode & 0o170000 == 0o120000 {
-            0o120000
-        } else if self.mode & 0o111 != 0 {
-            0o100755
-        } else {
-            0o100644
-        };
-        // The index keeps 32-bit truncations of these fields.
-        e.mode == mode
-            && e.file_size == self.len as u32
-            && e.ino == self.ino as u32
-            && e.mtime.seconds() == self.mtime.0 as i32
-            && e.mtime.nanoseconds() == self.mtime.1 as u32
-            && e.ctime.seconds() == self.ctime.0 as i32
-            && e.ctime.nanoseconds() == self.ctime.1 as u32
-    }
-
-    /// The stamp of `path` now, `None` when it is gone.
-    pub(super) fn now(path: &Path) -> Option<Stamp> {
-        std::fs::symlink_metadata(path).ok().map(|m| Stamp::of(&m))
-    }
-}
-
-/// Wait until a write to the file would be visible in its stat data, i.e.
-/// until the file's mtime is older than the filesystem clock's current tick
-/// (timestamps come from a coarse clock: two writes within one tick share an
-/// mtime). Only a file written in the last few milliseconds waits (a second
-/// on filesystems with whole-second times). `None` when the file changes
-/// meanwhile: it is still being written.
-fn settle(full: &Path, stamp: Stamp) -> Option<Stamp> {
-    let deadline = Instant::now() + SETTLE_MAX;
-    loop {
-        let (now_s, now_ns) = coarse_now();
-        let (s, ns) = stamp.mtime;
-        let settled = if ns == 0 {
-            // Possibly a whole-second filesystem: the second must be over.
-            s < now_s
-        } else {
-            (s, ns) < (now_s, now_ns)
-        };
-        if settled {
-            return Some(stamp);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-        if Stamp::now(full) != Some(stamp) {
-            return None;
-        }
-    }
-}
-
-/// Longest wait in [`settle`].
-const SETTLE_MAX: Duration = Duration::from_millis(1500);
-
-/// The clock file timestamps are taken from (`CLOCK_REALTIME_COARSE`).
-pub(super) fn coarse_now() -> (i64, i64) {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
-    if rc != 0 {
-        // Not on Linux. The epoch makes nothing settle: files are rechecked.
-        return (0, 0);
-    }
-    (ts.tv_sec, ts.tv_nsec)
-}
+/// Reads of a file that keeps changing, past `max_delay`, before the last
+/// one is taken as it is (see [`Stager::restage_as_read`]).
+const AS_READ_ATTEMPTS: u32 = 10;
 
 impl<'a> Stager<'a> {
     pub fn new(
@@ -172,6 +80,8 @@ impl<'a> Stager<'a> {
         max_file_size: u64,
         index_mtime: Option<(i64, i64)>,
     ) -> Stager<'a> {
+        let sources = Sources::new(repo, root);
+        let exec_bit = sources.trusts_exec_bit();
         Stager {
             repo,
             root,
@@ -183,9 +93,23 @@ impl<'a> Stager<'a> {
             drivers: features::filter_drivers(repo),
             needs_git: None,
             unreadable: Vec::new(),
-            sources: Sources::new(repo, root),
+            sources,
             conflicted: None,
+            exec_bit,
+            as_read: false,
         }
+    }
+
+    /// Stage a file that changes while it is read (or was written too
+    /// recently to settle) as it was read, instead of putting its entry back
+    /// for a recheck. For a batch past `max_delay`: a file rewritten every
+    /// few milliseconds changes during every read, and rechecking it round
+    /// after round postpones its commit without bound. What was read is a
+    /// state the file had; its later changes make the next commit. The entry
+    /// gets stat data no file has (see [`smudge`]), so git and gitlockd
+    /// compare the content next time instead of trusting the stat.
+    pub fn take_as_read(&mut self, on: bool) {
+        self.as_read = on;
     }
 
     /// Bring the index entry (or entries, for a directory) of `rel` in line
@@ -253,7 +177,7 @@ impl<'a> Stager<'a> {
         let before = Stamp::of(meta);
         if previous
             .as_ref()
-            .is_some_and(|e| before.matches(e) && self.older_than_index(e))
+            .is_some_and(|e| before.matches_in(e, self.exec_bit) && self.older_than_index(e))
         {
             // Unchanged since it was staged (git's own stat check).
             return Ok(());
@@ -264,9 +188,13 @@ impl<'a> Stager<'a> {
                 return Ok(());
             }
         }
-        let Some(before) = settle(full, before) else {
-            self.recheck.push(rel.to_path_buf());
-            return Ok(());
+        let (before, settled) = match settle(full, before) {
+            Some(before) => (before, true),
+            None if self.as_read => (before, false),
+            None => {
+                self.recheck.push(rel.to_path_buf());
+                return Ok(());
+            }
         };
         // A directory that became a file: drop the entries below it.
         index
@@ -276,13 +204,7 @@ impl<'a> Stager<'a> {
             && meta.len() <= RAW_BLOB_MAX
             && self.sources.raw_blob(rel, index)
             && !*self.conflicted.get_or_insert_with(|| index.has_conflicts());
-        let added = if raw {
-            add_raw(self.repo, index, rel, full, meta)
-        } else {
-            index
-                .add_path(rel)
-                .map_err(|e| git_err(self.repo, format!("staging {}", rel.display()))(e))
-        };
+        let added = add_file(self.repo, index, rel, full, meta, raw);
         if let Err(e) = added {
             // Checked only on failure: the hot path stays one read.
             if let Some(reason) = unreadable(full, meta) {
@@ -293,17 +215,71 @@ impl<'a> Stager<'a> {
             if Stamp::now(full) != Some(before) {
                 // Changed or deleted while we read it (libgit2 fails when the
                 // size moves under it): look again later.
+                if self.as_read && self.restage_as_read(index, rel, full, raw, false)? {
+                    return Ok(());
+                }
                 self.restore(index, rel, previous)?;
                 self.recheck.push(rel.to_path_buf());
                 return Ok(());
             }
             return Err(e);
         }
-        if Stamp::now(full) != Some(before) {
+        if !settled || Stamp::now(full) != Some(before) {
+            if self.as_read {
+                return self
+                    .restage_as_read(index, rel, full, raw, true)
+                    .map(|_| ());
+            }
             self.restore(index, rel, previous)?;
             self.recheck.push(rel.to_path_buf());
         }
         Ok(())
+    }
+
+    /// Past `max_delay`, a file that changed while it was staged: staged
+    /// again until one read sees it unchanged from start to end (a state it
+    /// really had, not a save caught between its truncation and its write),
+    /// at most [`AS_READ_ATTEMPTS`] times; else the last read stays. Its
+    /// entry is smudged either way: the stat data may not describe what was
+    /// read. False when nothing could be staged (`staged`: a first read is).
+    fn restage_as_read(
+        &mut self,
+        index: &mut Index,
+        rel: &Path,
+        full: &Path,
+        raw: bool,
+        mut staged: bool,
+    ) -> Result<bool, GitError> {
+        for attempt in 0..AS_READ_ATTEMPTS {
+            if attempt > 0 {
+                // A writer's truncate and write are apart by microseconds.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Gone or replaced: what was read stays; its own event follows.
+            let Ok(meta) = std::fs::symlink_metadata(full) else {
+                break;
+            };
+            if !(meta.is_file() || meta.file_type().is_symlink()) || meta.len() > self.max_file_size
+            {
+                break;
+            }
+            let before = Stamp::of(&meta);
+            let raw = raw && meta.is_file() && meta.len() <= RAW_BLOB_MAX;
+            if add_file(self.repo, index, rel, full, &meta, raw).is_err() {
+                continue;
+            }
+            staged = true;
+            let whole = index
+                .get_path(rel, 0)
+                .is_some_and(|e| e.file_size == before.len as u32);
+            if whole && Stamp::now(full) == Some(before) {
+                break;
+            }
+        }
+        if staged {
+            smudge(self.repo, index, rel)?;
+        }
+        Ok(staged)
     }
 
     /// A directory, recursively, touching only what is under it: its files
@@ -394,6 +370,7 @@ impl<'a> Stager<'a> {
         let unreadable_files = &mut self.unreadable;
         let mut unsettled = Vec::new();
         let (repo, drivers) = (self.repo, &self.drivers);
+        let as_read = self.as_read;
         let mut needs_git = None;
         // 0 = stage, 1 = leave as is. Called only for paths that differ.
         let mut decide = |path: &Path, adding: bool| -> i32 {
@@ -424,6 +401,11 @@ impl<'a> Stager<'a> {
                     match settle(&root.join(path), Stamp::of(&m)) {
                         Some(stamp) => {
                             seen.push((path.to_path_buf(), stamp));
+                            0
+                        }
+                        // Staged; its stamp no longer matches: smudged below.
+                        None if as_read => {
+                            seen.push((path.to_path_buf(), Stamp::of(&m)));
                             0
                         }
                         None => {
@@ -472,6 +454,11 @@ impl<'a> Stager<'a> {
             .collect();
         changed.sort();
         changed.dedup();
+        if self.as_read {
+            for p in std::mem::take(&mut changed) {
+                self.restage_as_read(index, &p, &root.join(&p), false, true)?;
+            }
+        }
         if !changed.is_empty() {
             // The entries as they were: the on-disk index is still the old one.
             let on_disk = Index::open(&self.repo.path().join("index"))
@@ -562,6 +549,25 @@ fn unreadable(full: &Path, meta: &std::fs::Metadata) -> Option<String> {
     }
 }
 
+/// Stage one file: from its bytes when `raw` (see [`add_raw`]), else
+/// through libgit2's `add_path` (filters, conflicts, large files).
+fn add_file(
+    repo: &Repository,
+    index: &mut Index,
+    rel: &Path,
+    full: &Path,
+    meta: &std::fs::Metadata,
+    raw: bool,
+) -> Result<(), GitError> {
+    if raw {
+        add_raw(repo, index, rel, full, meta)
+    } else {
+        index
+            .add_path(rel)
+            .map_err(|e| git_err(repo, format!("staging {}", rel.display()))(e))
+    }
+}
+
 /// Stage a regular file whose bytes are its blob (no filter can apply, see
 /// [`Sources::raw_blob`]): one read, no attribute lookups. The entry is what
 /// `add_path` makes: the file's stat data, mode 644 or 755 from the owner's
@@ -595,6 +601,23 @@ fn add_raw(
     index
         .add_frombuffer(&entry, &data)
         .map_err(|e| git_err(repo, format!("staging {}", rel.display()))(e))
+}
+
+/// Give `rel`'s entry a modification time no file has (0), keeping its
+/// content: the file changed after it was read, so the stat data taken
+/// before the read does not describe the content staged. git (and
+/// [`Stamp::matches`]) then compare the content instead of trusting the
+/// stat data, as for git's own "racily clean" entries.
+fn smudge(repo: &Repository, index: &mut Index, rel: &Path) -> Result<(), GitError> {
+    let Some(mut entry) = index.get_path(rel, 0) else {
+        return Ok(());
+    };
+    tracing::debug!(path = %rel.display(), "changed while staged; committed as read");
+    entry.mtime = IndexTime::new(0, 0);
+    index.add(&entry).map_err(git_err(
+        repo,
+        format!("marking the index entry of {} as unverified", rel.display()),
+    ))
 }
 
 /// True when the index records `rel` as a submodule (gitlink).

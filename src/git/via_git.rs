@@ -19,19 +19,19 @@
 //! Any failing step leaves HEAD alone; git's stderr is the error.
 
 use std::collections::BTreeSet;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use git2::build::TreeUpdateBuilder;
-use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Tree};
+use git2::{Oid, Repository, Tree};
 
 use super::error::{git_err, io_err};
 use super::features::GitFeature;
 use super::git_listing::{nul_list, split_unreadable};
+use super::index::check_writable;
 use super::message::render_changes_message;
+use super::tree::tree_with_files;
 use super::write::{head_commit, tree_changes, Batch, MessageSpec, StageSettings};
-use super::{busy_state, GitError, GitManager, Identity};
+use super::{GitError, GitManager, Identity};
 
 /// Files git could not stage, with its message.
 type FailedFiles = Vec<(PathBuf, String)>;
@@ -72,15 +72,7 @@ impl GitManager {
             .check_usable()
             .map_err(|e| with_needed_for(e, &needed_for))?;
         let repo = self.open()?;
-        if let Some(state) = busy_state(repo.state()) {
-            return Err(GitError::Busy {
-                state: state.to_string(),
-            });
-        }
-        let lock = repo.path().join("index.lock");
-        if lock.exists() {
-            return Err(GitError::IndexLocked { path: lock });
-        }
+        check_writable(&repo)?;
         let whole = rels.iter().any(|r| r.as_os_str().is_empty());
         let listed = self.list_files(if whole { &[] } else { rels })?;
         let listed_tracked: BTreeSet<PathBuf> = listed
@@ -143,7 +135,7 @@ impl GitManager {
             .map_err(git_err(&repo, "reading the index's tree"))?;
         // Exactly what `commit --only <files>` records: HEAD plus the
         // index's state of those files (not of anything else staged).
-        let tree_id = scoped_tree(&repo, &full, parent_tree.as_ref(), &files)?;
+        let tree_id = tree_with_files(&repo, &full, parent_tree.as_ref(), &files)?;
         let unchanged = parent_tree.as_ref().map(Tree::id) == Some(tree_id);
         let tree = repo
             .find_tree(tree_id)
@@ -350,90 +342,6 @@ fn parse_oid(stdout: &[u8]) -> Result<Oid, GitError> {
         ),
         source,
     })
-}
-
-/// `parent` with the state of the `files` taken from `full` (a file absent
-/// there is removed): the tree `git commit --only <files>` makes. Costs
-/// O(files), not O(repository), unless a file became a directory or back.
-fn scoped_tree(
-    repo: &Repository,
-    full: &Tree<'_>,
-    parent: Option<&Tree<'_>>,
-    files: &[PathBuf],
-) -> Result<Oid, GitError> {
-    let blob_in_full = |f: &Path| {
-        full.get_path(f)
-            .ok()
-            .filter(|e| e.kind() != Some(git2::ObjectType::Tree))
-            .map(|e| (e.id(), e.filemode()))
-    };
-    if let Some(parent) = parent {
-        let mut update = TreeUpdateBuilder::new();
-        for f in files {
-            match blob_in_full(f) {
-                Some((id, mode)) => {
-                    update.upsert(f, id, file_mode(mode));
-                }
-                None if parent.get_path(f).is_ok() => {
-                    update.remove(f);
-                }
-                None => {}
-            }
-        }
-        match update.create_updated(repo, parent) {
-            Ok(id) => return Ok(id),
-            // A file replaced by a directory or back: the slow way below.
-            Err(e) if e.class() == git2::ErrorClass::Tree => {}
-            Err(e) => return Err(git_err(repo, "building the commit's tree")(e)),
-        }
-    }
-    let mut index = Index::new().map_err(git_err(repo, "creating an in-memory index"))?;
-    if let Some(parent) = parent {
-        index
-            .read_tree(parent)
-            .map_err(git_err(repo, "reading HEAD's tree"))?;
-    }
-    for f in files {
-        let ctx = || format!("building the commit's tree at {}", f.display());
-        if index.get_path(f, 0).is_some() {
-            index.remove_path(f).map_err(git_err(repo, ctx()))?;
-        }
-        index.remove_dir(f, 0).map_err(git_err(repo, ctx()))?;
-    }
-    for f in files {
-        if let Some((id, mode)) = blob_in_full(f) {
-            let entry = IndexEntry {
-                ctime: IndexTime::new(0, 0),
-                mtime: IndexTime::new(0, 0),
-                dev: 0,
-                ino: 0,
-                mode: mode as u32,
-                uid: 0,
-                gid: 0,
-                file_size: 0,
-                id,
-                flags: 0,
-                flags_extended: 0,
-                path: f.as_os_str().as_bytes().to_vec(),
-            };
-            index.add(&entry).map_err(git_err(
-                repo,
-                format!("building the commit's tree at {}", f.display()),
-            ))?;
-        }
-    }
-    index
-        .write_tree_to(repo)
-        .map_err(git_err(repo, "writing the commit's tree"))
-}
-
-fn file_mode(mode: i32) -> git2::FileMode {
-    match mode {
-        0o100755 => git2::FileMode::BlobExecutable,
-        0o120000 => git2::FileMode::Link,
-        0o160000 => git2::FileMode::Commit,
-        _ => git2::FileMode::Blob,
-    }
 }
 
 /// The same error, naming the settings that need git.

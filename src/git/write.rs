@@ -4,29 +4,26 @@
 //! clean afterwards, and never touch the work tree or rewrite history.
 
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use git2::build::TreeUpdateBuilder;
 use git2::{
-    Commit, Delta, Diff, DiffFindOptions, DiffOptions, ErrorCode, FileMode, Index, Oid, Repository,
+    Commit, Delta, Diff, DiffFindOptions, DiffOptions, ErrorCode, Index, Oid, Repository,
     Signature, Status, StatusOptions, Tree,
 };
 
 use super::error::git_err;
 use super::features::{self, GitFeature};
-use super::index_cache::{IndexCache, IndexFileStamp};
+use super::index::{
+    has_skip_worktree, is_unreadable_index, keep_index, writable_index, write_index, Attempt,
+};
 use super::message::{render_changes_message, ChangeKind, FileChange};
 use super::read::{is_fs_race, READ_ATTEMPTS};
 use super::refresh;
 use super::stage::Stager;
-use super::{
-    busy_state, AutoCommitOptions, AutoCommitOutcome, GitError, GitManager,
-    DEFAULT_MESSAGE_TEMPLATE,
-};
+use super::tree::commit_tree;
+use super::{AutoCommitOptions, AutoCommitOutcome, GitError, GitManager, DEFAULT_MESSAGE_TEMPLATE};
 use crate::filter::PathFilter;
 use crate::lock::{LockMode, OwnerId};
 
@@ -94,6 +91,9 @@ pub(super) struct StageSettings<'a> {
     pub(super) author_email: Option<&'a str>,
     /// Run the repository's commit hooks.
     pub(super) hooks: bool,
+    /// The batch is past `max_delay`: a file changing while it is staged is
+    /// committed as read (see [`Stager::take_as_read`]).
+    pub(super) as_read: bool,
 }
 
 impl GitManager {
@@ -133,13 +133,7 @@ impl GitManager {
         paths: Option<&[PathBuf]>,
     ) -> Result<Option<Oid>, GitError> {
         let _hold = self.hold(LockMode::Exclusive)?;
-        let rels = match paths {
-            Some(paths) => paths
-                .iter()
-                .map(|p| self.resolve_path(p))
-                .collect::<Result<Vec<_>, _>>()?,
-            None => vec![PathBuf::new()],
-        };
+        let rels = self.resolve_scope(paths)?;
         let notebook = self.notebook_name();
         let spec = if message.trim().is_empty() {
             MessageSpec::Template {
@@ -155,6 +149,7 @@ impl GitManager {
             author_name: self.author_name.as_deref(),
             author_email: self.author_email.as_deref(),
             hooks: self.hooks,
+            as_read: false,
         };
         Ok(self.stage_and_commit(&rels, &settings, &spec)?.commit)
     }
@@ -171,13 +166,7 @@ impl GitManager {
         opts: &AutoCommitOptions,
     ) -> Result<AutoCommitOutcome, GitError> {
         let _hold = self.hold(LockMode::Exclusive)?;
-        let rels = match paths {
-            Some(paths) => paths
-                .iter()
-                .map(|p| self.resolve_path(p))
-                .collect::<Result<Vec<_>, _>>()?,
-            None => vec![PathBuf::new()],
-        };
+        let rels = self.resolve_scope(paths)?;
         let spec = match message {
             Some(text) if !text.trim().is_empty() => MessageSpec::Literal(text),
             _ => MessageSpec::Template {
@@ -192,11 +181,36 @@ impl GitManager {
     /// Commit exactly `paths` (changed, created, deleted or renamed; absolute
     /// or notebook-relative) in one commit, staging nothing else: the cost is
     /// one index read and write plus the changed files. Paths outside the
-    /// notebook or inside `.git` are skipped.
+    /// notebook or inside `.git` are skipped. A file that changes while it
+    /// is staged is left out and reported in `recheck`.
     pub fn auto_commit_on_change(
         &self,
         paths: &[PathBuf],
         opts: &AutoCommitOptions,
+    ) -> Result<AutoCommitOutcome, GitError> {
+        self.auto_commit(paths, opts, false)
+    }
+
+    /// [`GitManager::auto_commit_on_change`] for a batch already past
+    /// `max_delay`: a file that changes while it is staged is committed as
+    /// it was read, not left for a recheck. A file rewritten every few
+    /// milliseconds changes during every read; rechecking it round after
+    /// round would postpone its commit without bound. What was read is a
+    /// state the file had, and its later changes make the next commit.
+    pub fn auto_commit_overdue(
+        &self,
+        paths: &[PathBuf],
+        opts: &AutoCommitOptions,
+    ) -> Result<AutoCommitOutcome, GitError> {
+        self.auto_commit(paths, opts, true)
+    }
+
+    /// The two above: `as_read` as in [`StageSettings::as_read`].
+    fn auto_commit(
+        &self,
+        paths: &[PathBuf],
+        opts: &AutoCommitOptions,
+        as_read: bool,
     ) -> Result<AutoCommitOutcome, GitError> {
         let _hold = self.hold(LockMode::Exclusive)?;
         let mut rels = BTreeSet::new();
@@ -216,12 +230,24 @@ impl GitManager {
             return Ok(AutoCommitOutcome::default());
         }
         let rels: Vec<PathBuf> = rels.into_iter().collect();
-        let settings = self.settings_for(opts);
+        let settings = StageSettings {
+            as_read,
+            ..self.settings_for(opts)
+        };
         let spec = MessageSpec::Template {
             template: &opts.message,
             notebook: &opts.notebook,
         };
         self.stage_and_commit(&rels, &settings, &spec)
+    }
+
+    /// The notebook-relative paths of a commit of `paths`; without paths,
+    /// the empty path (the whole tree).
+    fn resolve_scope(&self, paths: Option<&[PathBuf]>) -> Result<Vec<PathBuf>, GitError> {
+        match paths {
+            Some(paths) => paths.iter().map(|p| self.resolve_path(p)).collect(),
+            None => Ok(vec![PathBuf::new()]),
+        }
     }
 
     /// Staging settings from a notebook's options (author falling back to
@@ -236,6 +262,7 @@ impl GitManager {
                 .as_deref()
                 .or(self.author_email.as_deref()),
             hooks: opts.hooks,
+            as_read: false,
         }
     }
 
@@ -400,6 +427,7 @@ impl GitManager {
                 settings.max_file_size,
                 loaded.stamp.mtime(),
             );
+            stager.take_as_read(settings.as_read);
             for rel in rels {
                 stager.stage(&mut loaded.index, rel)?;
                 if let Some(feature) = stager.needs_git.take() {
@@ -460,81 +488,6 @@ impl GitManager {
     }
 }
 
-/// One pass of a retried operation.
-enum Attempt<T> {
-    /// Finished.
-    Done(T),
-    /// Another process rewrote the index (whose lock file this is) while we
-    /// worked: start again from a fresh read.
-    Again(PathBuf),
-}
-
-/// The index as loaded, and the file's stamp from just before loading it.
-struct LoadedIndex {
-    index: Index,
-    stamp: IndexFileStamp,
-}
-
-/// The index, up to date with the file, when committing is allowed now: no
-/// operation in progress, no conflicts, no foreign `index.lock`. Checked
-/// before anything is written. Starts from the index kept after our last
-/// write when there is one (libgit2 re-reads it if the file changed since).
-fn writable_index(repo: &Repository, cache: &IndexCache) -> Result<LoadedIndex, GitError> {
-    if let Some(state) = busy_state(repo.state()) {
-        return Err(GitError::Busy {
-            state: state.to_string(),
-        });
-    }
-    let lock = repo.path().join("index.lock");
-    if lock.exists() {
-        return Err(GitError::IndexLocked { path: lock });
-    }
-    // Before loading: a rewrite after this is caught by `write_index`, and
-    // it is the conservative side for the racy-clean check.
-    let stamp = IndexFileStamp::of(repo);
-    let index = match cache.take(repo) {
-        Some(index) => index,
-        None => {
-            let mut index = repo.index().map_err(|e| {
-                cache.clear();
-                git_err(repo, "reading the index")(e)
-            })?;
-            // libgit2 caches the index: reload it if someone else wrote it meanwhile.
-            index
-                .read(false)
-                .map_err(git_err(repo, "reading the index"))?;
-            index
-        }
-    };
-    if index.has_conflicts() {
-        return Err(GitError::Busy {
-            state: "conflicts".to_string(),
-        });
-    }
-    Ok(LoadedIndex { index, stamp })
-}
-
-/// Write the index back, unless another process rewrote it since we loaded
-/// it: writing ours would undo their staging (libgit2, unlike git, does not
-/// hold `index.lock` from read to write), so the caller starts again.
-fn write_index(repo: &Repository, loaded: &mut LoadedIndex) -> Result<Attempt<()>, GitError> {
-    if IndexFileStamp::of(repo) != loaded.stamp {
-        return Ok(Attempt::Again(repo.path().join("index.lock")));
-    }
-    loaded
-        .index
-        .write()
-        .map_err(git_err(repo, "writing the index"))?;
-    loaded.stamp = IndexFileStamp::of(repo);
-    Ok(Attempt::Done(()))
-}
-
-/// Keep the index just written for the next operation.
-fn keep_index(cache: &Arc<IndexCache>, loaded: LoadedIndex) {
-    let conflicts = loaded.index.has_conflicts();
-    cache.keep(loaded.index, loaded.stamp, conflicts);
-}
-
 /// Commit on HEAD (expected to be `parent`) the index's state of the paths
 /// in `scope` (`None`: of everything), unless the tree equals the parent's.
 ///
@@ -555,14 +508,7 @@ fn commit_index(
         .map(Commit::tree)
         .transpose()
         .map_err(git_err(repo, "reading HEAD's tree"))?;
-    let scoped = match (scope, parent_tree.as_ref()) {
-        (Some(scope), Some(parent_tree)) => scoped_tree(repo, index, parent_tree, scope)?,
-        _ => None,
-    };
-    let tree_id = match scoped {
-        Some(id) => id,
-        None => whole_tree(repo, index, parent_tree.as_ref(), scope)?,
-    };
+    let tree_id = commit_tree(repo, index, parent_tree.as_ref(), scope)?;
     if parent_tree.as_ref().map(Tree::id) == Some(tree_id) {
         return Ok((None, Vec::new()));
     }
@@ -597,177 +543,6 @@ fn commit_index(
         .commit(Some("HEAD"), &sig, &sig, &text, &tree, &parents)
         .map_err(git_err(repo, "committing"))?;
     Ok((Some(id), changes))
-}
-
-/// The parent's tree with the index's state of the `scope` paths applied:
-/// O(changed paths), where the index's own tree would cost a walk of every
-/// directory. `None` when the update cannot be expressed this way (a file
-/// replaced by a directory or back): the caller falls back to the index tree.
-fn scoped_tree(
-    repo: &Repository,
-    index: &Index,
-    parent: &Tree<'_>,
-    scope: &[PathBuf],
-) -> Result<Option<Oid>, GitError> {
-    let mut roots: Vec<&PathBuf> = scope.iter().collect();
-    roots.sort();
-    roots.dedup();
-    // A path below another scope path is covered by it. Paths sort component
-    // by component, so a path's descendants follow it directly: comparing
-    // with the last kept root is enough (linear, not quadratic).
-    let mut kept: Vec<&PathBuf> = Vec::new();
-    for rel in roots {
-        if !kept.last().is_some_and(|k| rel.starts_with(k)) {
-            kept.push(rel);
-        }
-    }
-    let mut update = TreeUpdateBuilder::new();
-    for rel in kept {
-        let in_index = entries_at_or_under(index, rel);
-        let mut in_parent = BTreeSet::new();
-        if let Ok(entry) = parent.get_path(rel) {
-            if entry.kind() == Some(git2::ObjectType::Tree) {
-                let subtree = entry
-                    .to_object(repo)
-                    .and_then(|o| o.peel_to_tree())
-                    .map_err(git_err(repo, format!("reading {} at HEAD", rel.display())))?;
-                subtree
-                    .walk(git2::TreeWalkMode::PreOrder, |dir, e| {
-                        if e.kind() != Some(git2::ObjectType::Tree) {
-                            let name = OsStr::from_bytes(e.name_bytes());
-                            in_parent.insert(rel.join(dir).join(name));
-                        }
-                        git2::TreeWalkResult::Ok
-                    })
-                    .map_err(git_err(repo, format!("reading {} at HEAD", rel.display())))?;
-            } else {
-                in_parent.insert(rel.clone());
-            }
-        }
-        for (path, id, mode) in &in_index {
-            update.upsert(path, *id, file_mode(*mode as i32));
-            in_parent.remove(path);
-        }
-        for gone in in_parent {
-            update.remove(gone);
-        }
-    }
-    match update.create_updated(repo, parent) {
-        Ok(id) => Ok(Some(id)),
-        // "D/F conflict when updating tree", "cannot replace blob with tree".
-        Err(e) if e.class() == git2::ErrorClass::Tree => Ok(None),
-        Err(e) => Err(git_err(repo, "building the commit's tree")(e)),
-    }
-}
-
-/// The index's stage-0 entries at `rel` or below it: (path, blob, mode).
-fn entries_at_or_under(index: &Index, rel: &Path) -> Vec<(PathBuf, Oid, u32)> {
-    let mut out: Vec<(PathBuf, Oid, u32)> = index
-        .get_path(rel, 0)
-        .map(|e| (rel.to_path_buf(), e.id, e.mode))
-        .into_iter()
-        .collect();
-    let mut prefix = rel.as_os_str().as_bytes().to_vec();
-    prefix.push(b'/');
-    if let Ok(start) = index.find_prefix(prefix.as_slice()) {
-        out.extend(
-            (start..index.len())
-                .map_while(|i| index.get(i))
-                .take_while(|e| e.path.starts_with(&prefix))
-                .filter(|e| e.flags & 0x3000 == 0)
-                .map(|e| (PathBuf::from(OsStr::from_bytes(&e.path)), e.id, e.mode)),
-        );
-    }
-    out
-}
-
-/// The index's whole tree; with a `scope`, changes outside it are put back
-/// to the parent's state.
-fn whole_tree(
-    repo: &Repository,
-    index: &mut Index,
-    parent_tree: Option<&Tree<'_>>,
-    scope: Option<&[PathBuf]>,
-) -> Result<Oid, GitError> {
-    let index_tree = index
-        .write_tree()
-        .map_err(git_err(repo, "writing the tree"))?;
-    let Some(scope) = scope else {
-        return Ok(index_tree);
-    };
-    let tree = repo
-        .find_tree(index_tree)
-        .map_err(git_err(repo, "reading the new tree"))?;
-    let diff = repo
-        .diff_tree_to_tree(parent_tree, Some(&tree), None)
-        .map_err(git_err(repo, "listing the commit's changes"))?;
-    // `p` is in scope when it or one of its ancestors is a scope path: a set
-    // lookup per ancestor, not a scan of the scope per path (quadratic: 2,000
-    // new files took 1.4 s, 82% in Path::starts_with).
-    let in_scope: BTreeSet<&Path> = scope.iter().map(PathBuf::as_path).collect();
-    let foreign: BTreeSet<PathBuf> = diff
-        .deltas()
-        .flat_map(|d| [d.old_file().path(), d.new_file().path()])
-        .flatten()
-        .filter(|p| !p.ancestors().any(|a| in_scope.contains(a)))
-        .map(Path::to_path_buf)
-        .collect();
-    if foreign.is_empty() {
-        return Ok(index_tree);
-    }
-    Ok(keep_parent_version(repo, &tree, parent_tree, &foreign)?.id())
-}
-
-/// `tree` with `paths` put back to their state in `parent` (removed when
-/// the parent has none).
-fn keep_parent_version<'r>(
-    repo: &'r Repository,
-    tree: &Tree<'r>,
-    parent: Option<&Tree<'r>>,
-    paths: &BTreeSet<PathBuf>,
-) -> Result<Tree<'r>, GitError> {
-    tracing::debug!(
-        ?paths,
-        "leaving changes outside the batch out of the commit"
-    );
-    let mut update = TreeUpdateBuilder::new();
-    for p in paths {
-        match parent.and_then(|t| t.get_path(p).ok()) {
-            Some(entry) => update.upsert(p, entry.id(), file_mode(entry.filemode())),
-            None => update.remove(p),
-        };
-    }
-    let id = update.create_updated(repo, tree).map_err(git_err(
-        repo,
-        "leaving other staged changes out of the commit",
-    ))?;
-    repo.find_tree(id)
-        .map_err(git_err(repo, "reading the new tree"))
-}
-
-fn file_mode(mode: i32) -> FileMode {
-    match mode {
-        0o040000 => FileMode::Tree,
-        0o100755 => FileMode::BlobExecutable,
-        0o100664 => FileMode::BlobGroupWritable,
-        0o120000 => FileMode::Link,
-        0o160000 => FileMode::Commit,
-        _ => FileMode::Blob,
-    }
-}
-
-/// libgit2 cannot read this index: a split index (`link`), a sparse index
-/// (`sdir`), or another extension it does not know.
-fn is_unreadable_index(e: &git2::Error) -> bool {
-    e.class() == git2::ErrorClass::Index && e.message().contains("extension")
-}
-
-/// True when an entry is flagged skip-worktree (sparse checkout, or
-/// `git update-index --skip-worktree`). Such flags exist only in index
-/// version 3 and up, so a version 2 index is not walked at all.
-fn has_skip_worktree(index: &Index) -> bool {
-    const SKIP_WORKTREE: u16 = 1 << 14;
-    index.version() >= 3 && index.iter().any(|e| e.flags_extended & SKIP_WORKTREE != 0)
 }
 
 /// The commit HEAD points to; `None` on an unborn branch.

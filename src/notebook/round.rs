@@ -208,7 +208,16 @@ fn commit_batch(shared: &Shared, batch: &Batch) -> Result<AutoCommitOutcome, Git
     if paths.is_empty() {
         return Ok(AutoCommitOutcome::default());
     }
-    git.auto_commit_on_change(&paths, &shared.options)
+    // Past max_delay, a file that keeps changing is committed as read:
+    // putting it back for a recheck would postpone it again and again.
+    let overdue = batch
+        .first_at
+        .is_some_and(|t| t.elapsed() >= shared.config.max_delay);
+    if overdue {
+        git.auto_commit_overdue(&paths, &shared.options)
+    } else {
+        git.auto_commit_on_change(&paths, &shared.options)
+    }
 }
 
 /// Records a round's outcome (and announces a new `last_error` to
