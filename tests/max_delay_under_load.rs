@@ -113,3 +113,67 @@ fn commits_keep_coming_within_max_delay_while_a_file_is_rewritten_every_few_ms()
     nb.assert_fsck_clean();
     assert_eq!(nb.status_porcelain(), "", "git status after the stop");
 }
+
+/// Through the user's git (here: a pre-commit hook), a file caught changing
+/// is committed as git read it; what changed after is a new change with a
+/// clock of its own. Keeping the old clock made every round overdue and
+/// committed the file back to back for as long as it was written.
+#[test]
+fn through_git_a_file_under_constant_writes_is_committed_once_per_max_delay() {
+    let sb = Sandbox::new();
+    let nb = sb.repo("nb");
+    let hook = nb.path.join(".git/hooks/pre-commit");
+    std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    sb.write_config(
+        "",
+        &[("nb", &nb.path, "debounce = \"1h\"\nmax_delay = \"1s\"")],
+    );
+    let mut d = sb.start_serving(&["nb"]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let path = nb.path.join("log.txt");
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                std::fs::write(&path, version(n)).unwrap();
+                n += 1;
+                // The writer's pace, not a sync.
+                std::thread::sleep(Duration::from_millis(1 + n % 2));
+            }
+        })
+    };
+
+    // Five commits past the first, each timed from the one before.
+    let count = |nb: &Repo| {
+        nb.git(&["rev-list", "--count", "--all"])
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let start = count(&nb);
+    wait_for(MAX_DELAY + MARGIN, "the first commit of log.txt", || {
+        (count(&nb) > start).then_some(())
+    });
+    let first = count(&nb);
+    let began = Instant::now();
+    wait_for(
+        5 * (MAX_DELAY + MARGIN),
+        "five more commits of log.txt",
+        || (count(&nb) >= first + 5).then_some(()),
+    );
+    let took = began.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let made = count(&nb) - first;
+    // Back to back, five git commits take well under a second; one per
+    // max_delay, at least about two and a half seconds.
+    assert!(
+        took >= MAX_DELAY * 5 / 2,
+        "{made} commits in {took:?}: committed back to back, not once per max_delay (1 s)"
+    );
+    d.stop();
+    nb.assert_fsck_clean();
+}

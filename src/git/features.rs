@@ -7,7 +7,6 @@
 //! checked while staging instead, for the files being staged only.
 
 use std::fmt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use git2::Repository;
@@ -145,9 +144,17 @@ pub fn hooks_dir(repo: &Repository) -> PathBuf {
     }
 }
 
-/// True when `git commit` would run the file as a hook.
+/// True when `git commit` would run the file as a hook: git asks
+/// `access(X_OK)`, so what counts is whether *we* may execute it, not
+/// whether anyone may.
 fn is_executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call.
+    let may_execute = unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0;
+    may_execute && std::fs::metadata(path).is_ok_and(|m| m.is_file())
 }
 
 /// A `sharedindex.<sha>` file next to the index: the index is split.

@@ -153,12 +153,19 @@ pub(super) async fn commit_round(
                 pending.first_at = min_instant(pending.first_at, batch_first_at);
             }
             if !outcome.recheck.is_empty() {
-                // A file changed while staged: look again, but keep its first
-                // pending time so max_delay still bounds how long it waits.
+                // A file changed while staged: look again. libgit2 left it out,
+                // so it keeps its first pending time and max_delay still bounds
+                // its wait. `git add` committed it as it read it, so what is
+                // left is a newer change with a clock of its own (keeping the
+                // old one would commit a file under constant writes back to
+                // back, as if always overdue).
+                let via_git = !outcome.git_features.is_empty();
+                let now = Instant::now();
                 let mut pending = shared.pending.lock();
                 pending.paths.extend(outcome.recheck.iter().cloned());
-                pending.touch(Instant::now());
-                pending.first_at = min_instant(pending.first_at, batch_first_at);
+                pending.touch(now);
+                let first = if via_git { Some(now) } else { batch_first_at };
+                pending.first_at = min_instant(pending.first_at, first);
             }
             Round::Done(Box::new(outcome))
         }
