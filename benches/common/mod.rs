@@ -328,27 +328,13 @@ impl Sandbox {
 
     /// Writes a config (socket, defaults, lock) with these notebooks (name, path, extra TOML).
     pub fn write_config(&self, defaults: &str, notebooks: &[(&str, &Path, &str)]) {
-        let mut text = format!(
-            "socket = {:?}\n\n[defaults]\n{defaults}\n\n[lock]\ntimeout = \"30s\"\n",
-            self.socket.display().to_string()
-        );
-        for (name, path, extra) in notebooks {
-            text.push_str(&format!(
-                "\n[[notebook]]\nname = {name:?}\npath = {:?}\n{extra}\n",
-                path.display().to_string()
-            ));
-        }
+        let text = sandbox::config_text(&self.socket, defaults, "timeout = \"30s\"", notebooks);
         std::fs::write(&self.config, text).unwrap();
     }
 
     /// Starts the release daemon on the written config; waits until it answers ping.
     pub fn start_daemon(&self) -> Daemon {
         let log = self.root.join(format!("daemon-{}.log", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
         let mut cmd = Command::new(bin());
         cmd.args(["--config", self.config.to_str().unwrap()])
             .env_clear();
@@ -360,12 +346,7 @@ impl Sandbox {
         }
         cmd.env("RUST_LOG", "info");
         let started = Instant::now();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
+        let child = sandbox::spawn_logged(&mut cmd, &log);
         let mut d = Daemon {
             child,
             log,

@@ -11,7 +11,7 @@
 pub mod sandbox;
 
 #[allow(unused_imports)]
-pub use sandbox::{on_path, skip};
+pub use sandbox::{on_path, skip, Rng};
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -75,21 +75,26 @@ impl Sandbox {
         repo
     }
 
+    /// The text of a config with these `[[notebook]]` entries (name, path,
+    /// extra TOML lines): a 100ms debounce and a 5s lock timeout, then
+    /// `defaults` and `lock` lines in those tables.
+    pub fn config_text(
+        &self,
+        defaults: &str,
+        lock: &str,
+        notebooks: &[(&str, &Path, &str)],
+    ) -> String {
+        sandbox::config_text(
+            &self.socket,
+            &format!("debounce = \"100ms\"\n{defaults}"),
+            &format!("timeout = \"5s\"\n{lock}"),
+            notebooks,
+        )
+    }
+
     /// Writes a config with these `[[notebook]]` entries (name, path, extra TOML lines).
     pub fn write_config(&self, defaults: &str, notebooks: &[(&str, &Path, &str)]) {
-        let mut text = format!(
-            "socket = {:?}\n\n[defaults]\ndebounce = \"100ms\"\n{defaults}\n\n[lock]\ntimeout = \"5s\"\n",
-            self.socket.display().to_string()
-        );
-        for (name, path, extra) in notebooks {
-            text.push_str(&format!(
-                "\n[[notebook]]\nname = {name:?}\npath = {:?}\n{extra}\n",
-                path.display().to_string()
-            ));
-        }
-        let tmp = self.config.with_extension("tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(tmp, &self.config).unwrap();
+        self.write_config_lock(defaults, "", notebooks);
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -125,6 +130,36 @@ impl Sandbox {
     /// Like [`Sandbox::spawn`], with the daemon's working directory set to
     /// `cwd` (None: inherit the test's).
     pub fn spawn_in(&self, cwd: Option<&Path>, extra_env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = self.daemon_command();
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        self.spawn_command(cmd)
+    }
+
+    /// Like [`Sandbox::spawn`] without waiting, with these variables removed
+    /// from the daemon's environment (e.g. `XDG_RUNTIME_DIR`).
+    pub fn spawn_without(&self, remove: &[&str]) -> Daemon {
+        let mut cmd = self.daemon_command();
+        for var in remove {
+            cmd.env_remove(var);
+        }
+        self.spawn_command(cmd)
+    }
+
+    /// The daemon on this sandbox's config, logging at debug level for the
+    /// log a failing test prints.
+    fn daemon_command(&self) -> Command {
+        let mut cmd = self.command(&["--config", self.config.to_str().unwrap()]);
+        cmd.env("RUST_LOG", "info,gitlockd=debug");
+        cmd
+    }
+
+    /// Starts `cmd` with its output in a log file of its own.
+    fn spawn_command(&self, mut cmd: Command) -> Daemon {
         let log = self.root.join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -132,21 +167,7 @@ impl Sandbox {
                 .unwrap()
                 .as_nanos()
         ));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = self.command(&["--config", self.config.to_str().unwrap()]);
-        cmd.env("RUST_LOG", "info,gitlockd=debug");
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        if let Some(dir) = cwd {
-            cmd.current_dir(dir);
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
+        let child = sandbox::spawn_logged(&mut cmd, &log);
         Daemon { child, log }
     }
 
@@ -425,19 +446,7 @@ impl Sandbox {
     /// Like [`Sandbox::write_config`], with extra lines in the `[lock]` table
     /// (e.g. `max_hold = "1s"`).
     pub fn write_config_lock(&self, defaults: &str, lock: &str, notebooks: &[(&str, &Path, &str)]) {
-        let mut text = format!(
-            "socket = {:?}\n\n[defaults]\ndebounce = \"100ms\"\n{defaults}\n\n[lock]\ntimeout = \"5s\"\n{lock}\n",
-            self.socket.display().to_string()
-        );
-        for (name, path, extra) in notebooks {
-            text.push_str(&format!(
-                "\n[[notebook]]\nname = {name:?}\npath = {:?}\n{extra}\n",
-                path.display().to_string()
-            ));
-        }
-        let tmp = self.config.with_extension("tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(tmp, &self.config).unwrap();
+        self.write_config_text(&self.config_text(defaults, lock, notebooks));
     }
 
     /// Runs a client subcommand with this working directory.
@@ -865,4 +874,120 @@ impl Client {
             .filter_map(|e| e["name"].as_str().map(str::to_string))
             .collect()
     }
+}
+
+// ---------------------------------------------------------------------------
+// The vocabulary of the daemon tests (one notebook served, a change reaching
+// HEAD, nothing happening), shared so each test file does not redefine it.
+
+/// A change must be on HEAD within this (the machine is shared and loaded).
+pub const COMMIT: Duration = Duration::from_secs(15);
+/// A "nothing happens" observation window (many times the test debounce).
+pub const QUIET: Duration = Duration::from_millis(600);
+
+/// Waits until HEAD holds `rel` with exactly `content`.
+pub fn committed(repo: &Repo, rel: &str, content: &str) {
+    wait_for(COMMIT, &format!("{rel} committed with {content:?}"), || {
+        (repo.blob(rel).as_deref() == Some(content)).then_some(())
+    });
+}
+
+/// A `skip` for [`Repo::wait_all_committed`] that skips nothing.
+pub fn no_skip(_: &str) -> bool {
+    false
+}
+
+/// The `status` entry of notebook `name`, on a new connection.
+pub fn status(sb: &Sandbox, name: &str) -> Value {
+    sb.client().status_of(name)
+}
+
+/// How many changes notebook `name` has pending.
+pub fn pending(sb: &Sandbox, name: &str) -> u64 {
+    let s = status(sb, name);
+    s["pending"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("pending is not a count: {s}"))
+}
+
+impl Sandbox {
+    /// A git repository at books/<name> with one commit "base" of `base.md`
+    /// (HEAD exists, so a test can count the daemon's commits from 1).
+    pub fn repo_with_base(&self, name: &str) -> Repo {
+        let repo = self.repo(name);
+        repo.write("base.md", "base\n");
+        repo.commit_all("base");
+        repo
+    }
+
+    /// Configures the one notebook `name` at `repo` with `extra` TOML lines
+    /// (other settings as [`Sandbox::write_config`] writes them), starts the
+    /// daemon and waits until it serves the notebook.
+    pub fn serve_one(&self, name: &str, repo: &Repo, extra: &str) -> Daemon {
+        self.write_config("", &[(name, &repo.path, extra)]);
+        self.start_serving(&[name])
+    }
+}
+
+/// A sandbox with one empty notebook "nb" at books/nb, configured with
+/// `extra` TOML lines and served. Bind all three (`let (sb, nb, _d)`): the
+/// daemon is then dropped first, so a failure prints its log before the
+/// repository's state.
+pub fn one(extra: &str) -> (Sandbox, Repo, Daemon) {
+    let sb = Sandbox::new();
+    let nb = sb.repo("nb");
+    let d = sb.serve_one("nb", &nb, extra);
+    (sb, nb, d)
+}
+
+/// Like [`one`], with one commit "base" of `base.md` made before the
+/// daemon starts.
+pub fn one_with_base(extra: &str) -> (Sandbox, Repo, Daemon) {
+    let sb = Sandbox::new();
+    let nb = sb.repo_with_base("nb");
+    let d = sb.serve_one("nb", &nb, extra);
+    (sb, nb, d)
+}
+
+// ---------------------------------------------------------------------------
+// The start-up of the socket and CLI tests: several notebooks, each with a
+// first commit, served by one daemon.
+
+/// How long a socket or CLI test waits for the daemon to reach a state.
+pub const LONG: Duration = Duration::from_secs(20);
+
+/// A sandbox with a notebook at books/<name> for each of `names`, each with
+/// one commit "base" of `base.txt`, and a daemon serving them all.
+pub fn setup(names: &[&str]) -> (Sandbox, Vec<Repo>, Daemon) {
+    setup_with(names, "")
+}
+
+/// Like [`setup`], with `lock_extra` lines in the `[lock]` table.
+pub fn setup_with(names: &[&str], lock_extra: &str) -> (Sandbox, Vec<Repo>, Daemon) {
+    let sb = Sandbox::new();
+    let repos: Vec<Repo> = names
+        .iter()
+        .map(|n| {
+            let r = sb.repo(n);
+            r.write("base.txt", "base\n");
+            r.git(&["add", "base.txt"]);
+            r.git(&["commit", "-q", "-m", "base"]);
+            r
+        })
+        .collect();
+    let entries: Vec<(&str, &Path, &str)> = names
+        .iter()
+        .zip(&repos)
+        .map(|(n, r)| (*n, r.path.as_path(), ""))
+        .collect();
+    sb.write_config_lock("", lock_extra, &entries);
+    let d = sb.start_serving(names);
+    (sb, repos, d)
+}
+
+/// Waits until no client holds the lock of notebook `nb`.
+pub fn wait_unheld(c: &mut Client, nb: &str) {
+    wait_for(LONG, &format!("{nb} to be free"), || {
+        (c.status_of(nb)["lock"]["held"] == json!(false)).then_some(())
+    });
 }
