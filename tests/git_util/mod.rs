@@ -11,6 +11,8 @@ pub mod sandbox;
 #[allow(unused_imports)]
 pub use sandbox::{skip, Rng};
 
+pub mod sync_world;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
