@@ -394,19 +394,7 @@ pub struct Daemon {
 impl Daemon {
     fn wait_ready(&self, socket: &Path) {
         let end = Instant::now() + Duration::from_secs(300);
-        loop {
-            if let Ok(c) = UnixStream::connect(socket) {
-                c.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                let mut w = &c;
-                if w.write_all(b"{\"cmd\":\"ping\"}\n").is_ok() {
-                    let mut line = String::new();
-                    if BufReader::new(&c).read_line(&mut line).is_ok()
-                        && line.contains("\"ok\":true")
-                    {
-                        return;
-                    }
-                }
-            }
+        while !sandbox::answers_ping(socket, Duration::from_secs(5)) {
             assert!(
                 Instant::now() < end,
                 "daemon never became ready\n{}",

@@ -9,9 +9,11 @@
 //! (XDG_RUNTIME_DIR), `tmp/` (TMPDIR), `books/` (the notebooks).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// Who commits in a sandbox: the global `user.name` and `user.email`.
 pub struct Identity {
@@ -212,4 +214,18 @@ pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
         .stderr(file)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()))
+}
+
+/// Whether a daemon answers `ping` with ok on a new connection to `socket`,
+/// waiting at most `patience` for the answer: the readiness probe.
+pub fn answers_ping(socket: &Path, patience: Duration) -> bool {
+    let Ok(mut c) = UnixStream::connect(socket) else {
+        return false;
+    };
+    c.set_read_timeout(Some(patience)).ok();
+    if c.write_all(b"{\"cmd\":\"ping\"}\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    BufReader::new(&c).read_line(&mut line).is_ok() && line.contains("\"ok\":true")
 }

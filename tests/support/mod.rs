@@ -206,27 +206,13 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Waits until the daemon answers `ping` on the sandbox's socket.
     pub fn wait_ready(&self, sb: &Sandbox) {
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut c) = UnixStream::connect(&sb.socket) {
-                c.set_read_timeout(Some(Duration::from_secs(2))).ok();
-                if c.write_all(b"{\"cmd\":\"ping\"}\n").is_ok() {
-                    let mut line = String::new();
-                    if BufReader::new(&c).read_line(&mut line).is_ok()
-                        && line.contains("\"ok\":true")
-                    {
-                        return;
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < end,
-                "daemon never became ready\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_daemon(&self.log, Duration::from_secs(20), || {
+            sandbox::answers_ping(&sb.socket, Duration::from_secs(2))
+                .then_some(())
+                .ok_or_else(|| "daemon never became ready".to_string())
+        })
     }
 
     pub fn log_text(&self) -> String {
@@ -241,18 +227,11 @@ impl Daemon {
 
     /// Waits for exit and returns the exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < end,
-                "daemon did not exit\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = &mut self.child;
+        poll_daemon(&self.log, timeout, || match child.try_wait().unwrap() {
+            Some(status) => Ok(status.code()),
+            None => Err("daemon did not exit".to_string()),
+        })
     }
 
     /// Stops the daemon as systemd would (SIGTERM: it commits what is
@@ -605,18 +584,16 @@ impl Sandbox {
 impl Daemon {
     /// Waits until the log contains `needle`; returns the whole log.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
-        let end = Instant::now() + timeout;
-        loop {
+        poll_daemon(&self.log, timeout, || {
             let text = self.log_text();
             if text.contains(needle) {
-                return text;
+                Ok(text)
+            } else {
+                Err(format!(
+                    "timed out after {timeout:?} waiting for {needle:?} in the daemon log"
+                ))
             }
-            assert!(
-                Instant::now() < end,
-                "timed out after {timeout:?} waiting for {needle:?} in the daemon log\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -847,19 +824,37 @@ impl Sandbox {
 impl Daemon {
     /// Waits until `status` lists every one of `names`.
     pub fn wait_serving(&self, sb: &Sandbox, names: &[&str]) {
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
+        poll_daemon(&self.log, Duration::from_secs(20), || {
             let listed = sb.client().status_names();
             if names.iter().all(|n| listed.iter().any(|l| l == n)) {
-                return;
+                Ok(())
+            } else {
+                Err(format!(
+                    "status never listed {names:?} (it lists {listed:?})"
+                ))
             }
-            assert!(
+        })
+    }
+}
+
+/// Polls `ready` every 20ms until it is Ok; after `timeout`, panics with
+/// its last Err (what is still missing) and the daemon's `log`.
+fn poll_daemon<T>(
+    log: &Path,
+    timeout: Duration,
+    mut ready: impl FnMut() -> Result<T, String>,
+) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        match ready() {
+            Ok(v) => return v,
+            Err(missing) => assert!(
                 Instant::now() < end,
-                "status never listed {names:?} (it lists {listed:?})\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+                "{missing}\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ),
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -983,6 +978,44 @@ pub fn setup_with(names: &[&str], lock_extra: &str) -> (Sandbox, Vec<Repo>, Daem
     sb.write_config_lock("", lock_extra, &entries);
     let d = sb.start_serving(names);
     (sb, repos, d)
+}
+
+impl Sandbox {
+    /// Starts the daemon on a config or a socket path it must refuse:
+    /// checks that it exits with `code` within [`LONG`]; its log.
+    pub fn start_refused(&self, code: i32) -> String {
+        let mut d = self.spawn(&[]);
+        assert_eq!(d.wait_exit(LONG), Some(code), "exit code\n{}", d.log_text());
+        d.log_text()
+    }
+
+    /// `gitlockd check-config` on this sandbox's config.
+    pub fn check_config(&self) -> CheckConfig {
+        let out = self
+            .command(&["check-config", "--config", self.config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        CheckConfig {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// What `gitlockd check-config` did.
+pub struct CheckConfig {
+    /// Its exit code.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CheckConfig {
+    /// Its stdout, then its stderr.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
 }
 
 /// Waits until no client holds the lock of notebook `nb`.
