@@ -36,14 +36,10 @@ fn check_config_prints_every_notebook_and_exits_0() {
             ("beta", &b.path, "debounce = \"750ms\""),
         ],
     );
-    let out = sb
-        .command(&["check-config", "--config", sb.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let check = sb.check_config();
+    let text = check.text();
     assert_eq!(
-        out.status.code(),
+        check.code,
         Some(0),
         "check-config on a valid config:\n{text}"
     );
@@ -114,14 +110,10 @@ fn assert_every_error_named(text: &str) {
 fn check_config_reports_every_error_at_once_and_exits_2() {
     let sb = Sandbox::new();
     sb.write_config_text(&broken_config(&sb));
-    let out = sb
-        .command(&["check-config", "--config", sb.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let check = sb.check_config();
+    let text = check.text();
     assert_eq!(
-        out.status.code(),
+        check.code,
         Some(2),
         "check-config on a broken config:\n{text}"
     );

@@ -157,11 +157,7 @@ fn a_repository_needing_git_is_refused_without_git() {
     assert_eq!(d.wait_exit(Duration::from_secs(20)), Some(0));
 
     // With git in PATH, check-config passes and says which path commits.
-    let out = sb
-        .command(&["check-config", "--config", sb.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(sb.check_config().code, Some(0));
 }
 
 #[test]

@@ -58,9 +58,7 @@ fn a_socket_path_that_is_not_a_socket_is_refused_and_left_alone() {
 
     // A regular file: kept, and the start fails naming it.
     std::fs::write(&sb.socket, "precious\n").unwrap();
-    let mut d = sb.spawn(&[]);
-    assert_eq!(d.wait_exit(LONG), Some(1), "{}", d.log_text());
-    let log = d.log_text();
+    let log = sb.start_refused(1);
     assert!(
         log.contains(&sb.socket.display().to_string()) && log.contains("regular file"),
         "{log}"
@@ -72,9 +70,7 @@ fn a_socket_path_that_is_not_a_socket_is_refused_and_left_alone() {
     let target = sb.root.join("victim.txt");
     std::fs::write(&target, "target\n").unwrap();
     symlink(&target, &sb.socket).unwrap();
-    let mut d = sb.spawn(&[]);
-    assert_eq!(d.wait_exit(LONG), Some(1), "{}", d.log_text());
-    let log = d.log_text();
+    let log = sb.start_refused(1);
     assert!(
         log.contains(&format!("{} is a symbolic link", sb.socket.display())),
         "{log}"
@@ -88,15 +84,13 @@ fn a_socket_path_that_is_not_a_socket_is_refused_and_left_alone() {
     // A dangling symlink is refused the same way (nothing is created at its target).
     std::fs::remove_file(&sb.socket).unwrap();
     symlink(sb.root.join("nowhere"), &sb.socket).unwrap();
-    let mut d = sb.spawn(&[]);
-    assert_eq!(d.wait_exit(LONG), Some(1), "{}", d.log_text());
+    sb.start_refused(1);
     assert!(!sb.root.join("nowhere").exists());
     std::fs::remove_file(&sb.socket).unwrap();
     std::fs::create_dir(&sb.socket).unwrap();
     // (A directory is already an invalid `socket` for the config check.)
-    let mut d = sb.spawn(&[]);
-    assert_eq!(d.wait_exit(LONG), Some(2), "{}", d.log_text());
-    assert!(d.log_text().contains("directory"), "{}", d.log_text());
+    let log = sb.start_refused(2);
+    assert!(log.contains("directory"), "{log}");
     assert!(sb.socket.is_dir());
 
     // With the path free, the daemon starts, and a stale socket of ours is
@@ -122,9 +116,7 @@ fn a_lock_file_that_is_a_symlink_is_refused() {
     let mut lock = sb.socket.clone().into_os_string();
     lock.push(".lock");
     symlink(&victim, PathBuf::from(&lock)).unwrap();
-    let mut d = sb.spawn(&[]);
-    assert_eq!(d.wait_exit(LONG), Some(1), "{}", d.log_text());
-    let log = d.log_text();
+    let log = sb.start_refused(1);
     assert!(
         log.contains(".lock") && log.contains("symbolic link"),
         "{log}"
