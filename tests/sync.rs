@@ -30,6 +30,11 @@ fn sync(dir: &Path) -> Result<SyncOutcome, SyncError> {
     sync_once_with(dir, &cfg(), true, &cli())
 }
 
+/// The world of these tests: `readme.md` and `notes.md` on the remote's main.
+fn world() -> World {
+    World::new(&[("notes.md", "notes\n")], &[])
+}
+
 /// `git fsck` is clean and no reachable blob holds a conflict marker, in the
 /// remote and both clones.
 fn check(w: &World) {
@@ -110,7 +115,7 @@ fn parents(dir: &Path, r: &str) -> Vec<String> {
 
 #[test]
 fn edit_on_a_is_pushed_and_fast_forwarded_into_b() {
-    let w = World::new(&[("notes.md", "notes\n")], &[]);
+    let w = world();
     write(&w.a, "new.md", "from A\n");
     let c = commit_all(&w.a, "A: new");
 
@@ -157,7 +162,7 @@ fn edit_on_a_is_pushed_and_fast_forwarded_into_b() {
 
 #[test]
 fn different_files_end_up_on_both_sides() {
-    let w = World::new(&[("notes.md", "notes\n")], &[]);
+    let w = world();
     write(&w.a, "a.md", "A\n");
     let ca = commit_all(&w.a, "A");
     write(&w.b, "b.md", "B\n");
@@ -194,7 +199,7 @@ fn different_files_end_up_on_both_sides() {
 
 #[test]
 fn conflicting_edits_diverge_without_touching_anything_then_resume_after_manual_resolution() {
-    let w = World::new(&[("notes.md", "notes\n")], &[]);
+    let w = world();
     write(&w.a, "readme.md", "line 1\nline 2 by A\nline 3\n");
     let ca = commit_all(&w.a, "A edits line 2");
     write(&w.b, "readme.md", "line 1\nline 2 by B\nline 3\n");
@@ -276,7 +281,7 @@ fn conflicting_edits_diverge_without_touching_anything_then_resume_after_manual_
 
 #[test]
 fn unreachable_remote_then_back_pushes_what_was_committed_meanwhile() {
-    let w = World::new(&[("notes.md", "notes\n")], &[]);
+    let w = world();
     let moved = w.root.join("remote.moved");
     std::fs::rename(&w.remote, &moved).expect("rename away");
 
@@ -321,7 +326,7 @@ fn unreachable_remote_then_back_pushes_what_was_committed_meanwhile() {
 
 #[test]
 fn rejected_push_is_reported_and_the_next_sync_merges_and_pushes() {
-    let w = World::new(&[("notes.md", "notes\n")], &[]);
+    let w = world();
     write(&w.a, "a.md", "A\n");
     let ca = commit_all(&w.a, "A");
     let p = push_only_with(&w.a, &cfg(), &cli()).expect("push A");
@@ -357,7 +362,7 @@ fn rejected_push_is_reported_and_the_next_sync_merges_and_pushes() {
 
 #[test]
 fn files_in_the_way_block_the_update_and_nothing_changes() {
-    let w = World::new(&[("notes.md", "notes\n")], &[]);
+    let w = world();
     write(&w.a, "new.md", "tracked by A\n");
     write(&w.a, "secret.txt", "A's secret\n");
     write(&w.a, "readme.md", "line 1\nline 2 by A\nline 3\n");
@@ -413,7 +418,7 @@ fn files_in_the_way_block_the_update_and_nothing_changes() {
 
 #[test]
 fn merge_blocked_by_an_uncommitted_change_moves_nothing() {
-    let w = World::new(&[("notes.md", "notes\n")], &[]);
+    let w = world();
     write(&w.a, "readme.md", "line 1\nline 2 by A\nline 3\n");
     commit_all(&w.a, "A");
     assert!(sync_ok(&w.a).pushed);
@@ -437,7 +442,7 @@ fn merge_blocked_by_an_uncommitted_change_moves_nothing() {
 
 #[test]
 fn an_uncommitted_deletion_is_not_undone_by_an_update() {
-    let w = World::new(&[("notes.md", "notes\n")], &[]);
+    let w = world();
     write(&w.a, "notes.md", "notes, edited by A\n");
     commit_all(&w.a, "A");
     assert!(sync_ok(&w.a).pushed);
@@ -492,7 +497,7 @@ fn empty_remote_gets_its_branch_and_an_unborn_clone_fast_forwards() {
 
 #[test]
 fn unrelated_histories_diverge_instead_of_merging() {
-    let w = World::new(&[("notes.md", "notes\n")], &[]);
+    let w = world();
     let c = w.root.join("c");
     git(&w.root, &["init", "--quiet", "-b", "main", "c"]);
     write(&c, "mine.md", "mine\n");
@@ -511,7 +516,7 @@ fn unrelated_histories_diverge_instead_of_merging() {
 
 #[test]
 fn no_push_when_asked_not_to_and_other_refusals() {
-    let w = World::new(&[("notes.md", "notes\n")], &[]);
+    let w = world();
     write(&w.a, "x.md", "x\n");
     commit_all(&w.a, "x");
     let o = sync_once_with(&w.a, &cfg(), false, &cli()).expect("sync");
@@ -562,7 +567,7 @@ fn no_push_when_asked_not_to_and_other_refusals() {
 
 #[test]
 fn a_hung_git_is_killed_with_its_children() {
-    let w = World::new(&[("notes.md", "notes\n")], &[]);
+    let w = world();
     let bin = w.root.join("fakegit");
     let pidfile = w.root.join("child.pid");
     std::fs::write(

@@ -379,17 +379,11 @@ impl Client {
         serde_json::from_str(&line).unwrap()
     }
 
+    /// Sends a request and returns its answer, which must echo its id.
     pub fn request(&mut self, cmd: &str, args: Value) -> Value {
-        self.seq += 1;
-        let mut obj = json!({"id": self.seq, "cmd": cmd});
-        if let Value::Object(extra) = args {
-            obj.as_object_mut().unwrap().extend(extra);
-        }
-        let mut line = serde_json::to_vec(&obj).unwrap();
-        line.push(b'\n');
-        self.send_raw(&line);
+        let id = self.send(cmd, args);
         let resp = self.recv();
-        assert_eq!(resp["id"], json!(self.seq), "id echo: {resp}");
+        assert_eq!(resp["id"], json!(id), "id echo: {resp}");
         resp
     }
 
