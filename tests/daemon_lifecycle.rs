@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::{
-    committed, holds_for, no_skip, one_with_base, pending, status, wait_for, Daemon, Repo, Rng,
-    Sandbox, COMMIT, QUIET,
+    committed, holds_for, monotonic_usec, no_skip, one_with_base, pending, status, wait_for,
+    Daemon, Repo, Rng, Sandbox, COMMIT, QUIET,
 };
 
 fn toml_str(p: &Path) -> String {
@@ -187,15 +187,6 @@ impl NotifyListener {
     fn env(&self) -> (&'static str, &str) {
         ("NOTIFY_SOCKET", self.path.to_str().unwrap())
     }
-}
-
-fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
 /// The socket is bound before the notebooks open (and catch up); a client

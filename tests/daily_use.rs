@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use support::{wait_for, Daemon, Repo, Sandbox};
+use support::{wait_for, Repo, Sandbox};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -29,19 +29,6 @@ fn ok(out: Output) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
-}
-
-/// A notebook `nb` whose history is made by git before the daemon starts;
-/// `extra` is added to its config entry.
-fn serve(sb: &Sandbox, r: &Repo, extra: &str) -> Daemon {
-    sb.write_config("", &[("nb", r.path.as_path(), extra)]);
-    let d = sb.start();
-    let mut c = sb.client();
-    wait_for(LONG, "the notebook to be open", || {
-        let s = c.ok("status", json!({}));
-        (s["notebooks"].as_array().unwrap().len() == 1).then_some(())
-    });
-    d
 }
 
 /// Commits everything with git, at `secs_ago` seconds in the past.
@@ -78,10 +65,6 @@ fn commit_at(r: &Repo, message: &str, secs_ago: u64) -> String {
     r.head().unwrap()
 }
 
-fn read(r: &Repo, rel: &str) -> Option<String> {
-    std::fs::read_to_string(r.path.join(rel)).ok()
-}
-
 fn is_ancestor(r: &Repo, old: &str, new: &str) -> bool {
     r.git_output(&["merge-base", "--is-ancestor", old, new])
         .status
@@ -96,7 +79,7 @@ fn restore_writes_an_old_version_as_a_new_commit_and_keeps_the_current_one() {
     let first = commit_at(&r, "one", 0);
     r.write("a.md", "two\n");
     commit_at(&r, "two", 0);
-    let _d = serve(&sb, &r, "");
+    let _d = sb.serve_one("nb", &r, "");
     // An edit the daemon has not committed yet must survive the restore.
     ok(sb.gl(&["pause", "nb"]));
     r.write("a.md", "three, not committed\n");
@@ -105,7 +88,7 @@ fn restore_writes_an_old_version_as_a_new_commit_and_keeps_the_current_one() {
     let out = ok(sb.gl(&["restore", "nb", "a.md", "--rev", &first]));
     let new = r.head().unwrap();
     assert_eq!(out.trim(), new, "prints the new commit");
-    assert_eq!(read(&r, "a.md").as_deref(), Some("one\n"));
+    assert_eq!(r.read("a.md").as_deref(), Some("one\n"));
     assert_eq!(r.blob("a.md").as_deref(), Some("one\n"));
     assert!(is_ancestor(&r, &before, &new), "history was only added to");
     assert_eq!(r.git(&["show", "HEAD~1:a.md"]), "three, not committed");
@@ -141,10 +124,10 @@ fn restore_at_takes_the_state_of_that_time() {
     commit_at(&r, "newer", 3600);
     r.write("a.md", "now\n");
     commit_at(&r, "now", 0);
-    let _d = serve(&sb, &r, "");
+    let _d = sb.serve_one("nb", &r, "");
 
     ok(sb.gl(&["restore", "nb", "a.md", "--at", "2h"]));
-    assert_eq!(read(&r, "a.md").as_deref(), Some("three hours ago\n"));
+    assert_eq!(r.read("a.md").as_deref(), Some("three hours ago\n"));
     assert_eq!(r.blob("a.md").as_deref(), Some("three hours ago\n"));
     ok(sb.gl(&["restore", "nb", "a.md", "--at", "30m"]));
     assert_eq!(r.blob("a.md").as_deref(), Some("one hour ago\n"));
@@ -173,10 +156,10 @@ fn restore_goes_through_gits_smudge_filter() {
     r.write("f.txt", "other words\n");
     commit_at(&r, "second", 0);
     assert_eq!(r.blob("f.txt").as_deref(), Some("OTHER WORDS\n"));
-    let _d = serve(&sb, &r, "");
+    let _d = sb.serve_one("nb", &r, "");
 
     ok(sb.gl(&["restore", "nb", "f.txt", "--rev", &first]));
-    assert_eq!(read(&r, "f.txt").as_deref(), Some("quiet words\n"));
+    assert_eq!(r.read("f.txt").as_deref(), Some("quiet words\n"));
     assert_eq!(r.blob("f.txt").as_deref(), Some("QUIET WORDS\n"));
     assert_eq!(r.status_porcelain(), "");
 }
@@ -193,13 +176,13 @@ fn undo_reverts_a_commit_as_a_new_commit() {
     let target = commit_at(&r, "change a, add b", 0);
     r.write("keep.md", "keep, later\n");
     let later = commit_at(&r, "later, other file", 0);
-    let _d = serve(&sb, &r, "");
+    let _d = sb.serve_one("nb", &r, "");
 
     let out = ok(sb.gl(&["undo", "nb", &target]));
     let new = r.head().unwrap();
     assert_eq!(out.trim(), new);
     assert!(is_ancestor(&r, &later, &new));
-    assert_eq!(read(&r, "a.md").as_deref(), Some("a1\n"));
+    assert_eq!(r.read("a.md").as_deref(), Some("a1\n"));
     assert!(!r.path.join("b.md").exists());
     assert_eq!(r.blob("b.md"), None);
     assert_eq!(r.blob("keep.md").as_deref(), Some("keep, later\n"));
@@ -209,8 +192,8 @@ fn undo_reverts_a_commit_as_a_new_commit() {
 
     // Default: HEAD (the undo itself) is undone, bringing the change back.
     ok(sb.gl(&["undo", "nb"]));
-    assert_eq!(read(&r, "a.md").as_deref(), Some("a2\n"));
-    assert_eq!(read(&r, "b.md").as_deref(), Some("added\n"));
+    assert_eq!(r.read("a.md").as_deref(), Some("a2\n"));
+    assert_eq!(r.read("b.md").as_deref(), Some("added\n"));
     r.assert_fsck_clean();
 }
 
@@ -224,7 +207,7 @@ fn undo_refuses_when_a_file_changed_since_and_writes_nothing() {
     let target = commit_at(&r, "a2", 0);
     r.write("a.md", "a3\n");
     commit_at(&r, "a3", 0);
-    let _d = serve(&sb, &r, "");
+    let _d = sb.serve_one("nb", &r, "");
     let head = r.head().unwrap();
 
     let out = sb.gl(&["undo", "nb", &target]);
@@ -235,7 +218,7 @@ fn undo_refuses_when_a_file_changed_since_and_writes_nothing() {
         "{err}"
     );
     assert_eq!(r.head().unwrap(), head);
-    assert_eq!(read(&r, "a.md").as_deref(), Some("a3\n"));
+    assert_eq!(r.read("a.md").as_deref(), Some("a3\n"));
 
     // Not committed yet (paused): refused too, the edit untouched.
     ok(sb.gl(&["pause", "nb"]));
@@ -247,7 +230,7 @@ fn undo_refuses_when_a_file_changed_since_and_writes_nothing() {
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(read(&r, "a.md").as_deref(), Some("a4, not committed\n"));
+    assert_eq!(r.read("a.md").as_deref(), Some("a4, not committed\n"));
     assert_eq!(r.head().unwrap(), head);
     // No conflict markers, nothing half-done.
     assert!(!r.path.join(".git/MERGE_HEAD").exists());
@@ -259,7 +242,7 @@ fn a_pause_survives_a_restart_and_resume_commits_what_collected() {
     let r = sb.repo("nb");
     r.write("a.md", "a\n");
     commit_at(&r, "base", 0);
-    let mut d = serve(&sb, &r, "");
+    let mut d = sb.serve_one("nb", &r, "");
     ok(sb.gl(&["pause", "nb"]));
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(LONG), Some(0));
@@ -291,7 +274,7 @@ fn pause_for_ends_by_itself_and_commits() {
     let r = sb.repo("nb");
     r.write("a.md", "a\n");
     commit_at(&r, "base", 0);
-    let _d = serve(&sb, &r, "");
+    let _d = sb.serve_one("nb", &r, "");
     let out = ok(sb.gl(&["pause", "nb", "--for", "2s"]));
     assert!(out.contains("paused until"), "{out}");
     let status = sb.client().status_of("nb");
@@ -311,7 +294,7 @@ fn status_pending_and_diff_follow_the_committers_rules() {
     let r = sb.repo("nb");
     r.write("a.md", "a\n");
     commit_at(&r, "base", 0);
-    let _d = serve(&sb, &r, "ignore = [\"*.tmp\"]");
+    let _d = sb.serve_one("nb", &r, "ignore = [\"*.tmp\"]");
     ok(sb.gl(&["pause", "nb"]));
     r.write("a.md", "changed\n");
     r.write("new.md", "new\n");
@@ -365,8 +348,8 @@ fn events_stream_commits_errors_and_sync_failures() {
     r.write("a.md", "a\n");
     commit_at(&r, "base", 0);
     r.git(&["remote", "add", "origin", "/nonexistent/remote.git"]);
-    let _d = serve(
-        &sb,
+    let _d = sb.serve_one(
+        "nb",
         &r,
         "[notebook.sync]\nremote = \"origin\"\nbranch = \"main\"\npull_interval = \"0s\"\n",
     );
@@ -445,7 +428,7 @@ fn human_times_are_local() {
     let r = sb.repo("nb");
     r.write("a.md", "a\n");
     commit_at(&r, "base", 0);
-    let _d = serve(&sb, &r, "");
+    let _d = sb.serve_one("nb", &r, "");
     let secs = r.git(&["log", "-1", "--format=%at"]);
     // POSIX TZ: nine hours east of UTC, no tz database needed.
     let tz = "XYZ-9";
@@ -521,8 +504,8 @@ fn readme_divergence_recipe_resolves_many_files_and_refuses_markers() {
         commit_at(r, &format!("{side}'s edit"), 0);
     }
     a.git(&["push", "-q", "origin", "main"]);
-    let _d = serve(
-        &sb,
+    let _d = sb.serve_one(
+        "nb",
         &b,
         "[notebook.sync]\nremote = \"origin\"\npull_interval = \"0s\"\n",
     );

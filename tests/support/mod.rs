@@ -11,7 +11,7 @@
 pub mod sandbox;
 
 #[allow(unused_imports)]
-pub use sandbox::{on_path, skip, Rng};
+pub use sandbox::{answers_ping, on_path, skip, Rng};
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -326,6 +326,11 @@ impl Repo {
         wait_for(Duration::from_secs(10), &format!("{rel} committed"), || {
             (self.blob(rel).as_deref() == Some(content)).then_some(())
         });
+    }
+
+    /// The work-tree file `rel`, if it exists.
+    pub fn read(&self, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.path.join(rel)).ok()
     }
 
     pub fn status_porcelain(&self) -> String {
@@ -1017,4 +1022,16 @@ pub fn wait_unheld(c: &mut Client, nb: &str) {
     wait_for(LONG, &format!("{nb} to be free"), || {
         (c.status_of(nb)["lock"]["held"] == json!(false)).then_some(())
     });
+}
+
+/// CLOCK_MONOTONIC in microseconds: the clock of sd_notify's
+/// `MONOTONIC_USEC`.
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000
 }
