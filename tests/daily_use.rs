@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use support::{wait_for, Repo, Sandbox};
+use support::{wait_for, Daemon, Repo, Sandbox};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -29,6 +29,18 @@ fn ok(out: Output) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
+}
+
+/// A notebook `nb` whose first commit "base" (made by git) holds `a.md`
+/// ("a\n"), served with `extra` in its config entry. Bind all three: the
+/// daemon is dropped first, so a failure prints its log, then the repository.
+fn nb_with_a(extra: &str) -> (Sandbox, Repo, Daemon) {
+    let sb = Sandbox::new();
+    let r = sb.repo("nb");
+    r.write("a.md", "a\n");
+    commit_at(&r, "base", 0);
+    let d = sb.serve_one("nb", &r, extra);
+    (sb, r, d)
 }
 
 /// Commits everything with git, at `secs_ago` seconds in the past.
@@ -238,11 +250,7 @@ fn undo_refuses_when_a_file_changed_since_and_writes_nothing() {
 
 #[test]
 fn a_pause_survives_a_restart_and_resume_commits_what_collected() {
-    let sb = Sandbox::new();
-    let r = sb.repo("nb");
-    r.write("a.md", "a\n");
-    commit_at(&r, "base", 0);
-    let mut d = sb.serve_one("nb", &r, "");
+    let (sb, r, mut d) = nb_with_a("");
     ok(sb.gl(&["pause", "nb"]));
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(LONG), Some(0));
@@ -270,11 +278,7 @@ fn a_pause_survives_a_restart_and_resume_commits_what_collected() {
 
 #[test]
 fn pause_for_ends_by_itself_and_commits() {
-    let sb = Sandbox::new();
-    let r = sb.repo("nb");
-    r.write("a.md", "a\n");
-    commit_at(&r, "base", 0);
-    let _d = sb.serve_one("nb", &r, "");
+    let (sb, r, _d) = nb_with_a("");
     let out = ok(sb.gl(&["pause", "nb", "--for", "2s"]));
     assert!(out.contains("paused until"), "{out}");
     let status = sb.client().status_of("nb");
@@ -290,11 +294,7 @@ fn pause_for_ends_by_itself_and_commits() {
 
 #[test]
 fn status_pending_and_diff_follow_the_committers_rules() {
-    let sb = Sandbox::new();
-    let r = sb.repo("nb");
-    r.write("a.md", "a\n");
-    commit_at(&r, "base", 0);
-    let _d = sb.serve_one("nb", &r, "ignore = [\"*.tmp\"]");
+    let (sb, r, _d) = nb_with_a("ignore = [\"*.tmp\"]");
     ok(sb.gl(&["pause", "nb"]));
     r.write("a.md", "changed\n");
     r.write("new.md", "new\n");
@@ -424,11 +424,7 @@ fn events_stream_commits_errors_and_sync_failures() {
 
 #[test]
 fn human_times_are_local() {
-    let sb = Sandbox::new();
-    let r = sb.repo("nb");
-    r.write("a.md", "a\n");
-    commit_at(&r, "base", 0);
-    let _d = sb.serve_one("nb", &r, "");
+    let (sb, r, _d) = nb_with_a("");
     let secs = r.git(&["log", "-1", "--format=%at"]);
     // POSIX TZ: nine hours east of UTC, no tz database needed.
     let tz = "XYZ-9";
