@@ -5,6 +5,7 @@
 //! a second user (uid nobody) plays the attacker when the tests run as root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod as_user;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -15,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use as_user::{can_act_as_nobody, NOBODY};
 use serde_json::{json, Value};
 use support::{holds_for, setup_with, wait_for, wait_unheld, Client, Daemon, Sandbox, LONG};
 
 const WINDOW: Duration = Duration::from_millis(800);
-const NOBODY: u32 = 65534;
 /// Set in the environment of the fake daemon this binary re-executes.
 const FAKE_DAEMON_VAR: &str = "GITLOCKD_TEST_FAKE_DAEMON";
 
@@ -32,11 +33,6 @@ fn unique() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
-}
-
-fn is_root() -> bool {
-    // SAFETY: getuid cannot fail.
-    unsafe { libc::getuid() == 0 }
 }
 
 fn chown(path: &Path, uid: u32) {
@@ -213,10 +209,7 @@ fn lock_touch(sb: &Sandbox, global: &[&str], remove: &[&str]) -> (Option<i32>, S
 
 #[test]
 fn a_fallback_socket_folder_made_by_another_user_is_refused() {
-    if !is_root() {
-        support::skip(&format!(
-            "needs root to act as a second user (uid {NOBODY})"
-        ));
+    if !can_act_as_nobody() {
         return;
     }
     let sb = Sandbox::new();
@@ -236,9 +229,7 @@ fn a_fallback_socket_folder_made_by_another_user_is_refused() {
     chmod(&dir, 0o777);
 
     // The daemon refuses to bind there.
-    let mut d = sb.spawn_without(&["XDG_RUNTIME_DIR"]);
-    assert_eq!(d.wait_exit(LONG), Some(1), "{}", d.log_text());
-    let log = d.log_text();
+    let log = sb.start_refused_without(1, &["XDG_RUNTIME_DIR"]);
     assert!(
         log.contains(&dir.display().to_string()) && log.contains(&format!("uid {NOBODY}")),
         "{log}"
@@ -265,10 +256,7 @@ fn a_fallback_socket_folder_made_by_another_user_is_refused() {
 
 #[test]
 fn a_server_running_as_another_user_is_not_believed() {
-    if !is_root() {
-        support::skip(&format!(
-            "needs root to act as a second user (uid {NOBODY})"
-        ));
+    if !can_act_as_nobody() {
         return;
     }
     let sb = Sandbox::new();

@@ -152,14 +152,15 @@ impl Sandbox {
 
     /// The daemon on this sandbox's config, logging at debug level for the
     /// log a failing test prints.
-    fn daemon_command(&self) -> Command {
+    pub fn daemon_command(&self) -> Command {
         let mut cmd = self.command(&["--config", self.config.to_str().unwrap()]);
         cmd.env("RUST_LOG", "info,gitlockd=debug");
         cmd
     }
 
-    /// Starts `cmd` with its output in a log file of its own.
-    fn spawn_command(&self, mut cmd: Command) -> Daemon {
+    /// Starts `cmd` (a [`Sandbox::daemon_command`]) with its output in a log
+    /// file of its own.
+    pub fn spawn_command(&self, mut cmd: Command) -> Daemon {
         let log = self.root.join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -983,7 +984,13 @@ impl Sandbox {
     /// Starts the daemon on a config or a socket path it must refuse:
     /// checks that it exits with `code` within [`LONG`]; its log.
     pub fn start_refused(&self, code: i32) -> String {
-        let mut d = self.spawn(&[]);
+        self.start_refused_without(code, &[])
+    }
+
+    /// [`Sandbox::start_refused`] with these variables removed from the
+    /// daemon's environment.
+    pub fn start_refused_without(&self, code: i32, remove: &[&str]) -> String {
+        let mut d = self.spawn_without(remove);
         assert_eq!(d.wait_exit(LONG), Some(code), "exit code\n{}", d.log_text());
         d.log_text()
     }
