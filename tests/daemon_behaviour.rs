@@ -907,19 +907,12 @@ fn a_foreign_index_lock_defers_the_commit_until_it_is_removed() {
     let lock = nb.path.join(".git/index.lock");
     std::fs::write(&lock, "").unwrap();
     nb.write("a.md", "a\n");
-    wait_for(COMMIT, "status last_error naming index.lock", || {
-        status(&sb, "nb")["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("index.lock"))
-            .then_some(())
-    });
+    sb.client().wait_last_error("nb", &["index.lock"]);
     head_stays(&nb, "while another process holds index.lock");
     assert_eq!(nb.count(), 1);
     std::fs::remove_file(&lock).unwrap();
     committed(&nb, "a.md", "a\n");
-    wait_for(COMMIT, "last_error cleared", || {
-        status(&sb, "nb")["last_error"].is_null().then_some(())
-    });
+    sb.client().wait_error_cleared("nb");
     assert_eq!(nb.status_porcelain(), "");
     assert_sound(&nb);
 }
@@ -931,12 +924,7 @@ fn a_foreign_ref_lock_defers_the_commit_until_it_is_removed() {
     let lock = nb.path.join(".git/refs/heads/main.lock");
     std::fs::write(&lock, "").unwrap();
     nb.write("a.md", "a\n");
-    wait_for(COMMIT, "status last_error naming the ref lock", || {
-        status(&sb, "nb")["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("main.lock"))
-            .then_some(())
-    });
+    sb.client().wait_last_error("nb", &["main.lock"]);
     head_stays(&nb, "while another process holds refs/heads/main.lock");
     std::fs::remove_file(&lock).unwrap();
     committed(&nb, "a.md", "a\n");

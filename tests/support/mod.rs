@@ -1024,6 +1024,31 @@ impl CheckConfig {
     }
 }
 
+impl Client {
+    /// Waits until notebook `name`'s `last_error` names every one of
+    /// `needles`; its status entry then.
+    pub fn wait_last_error(&mut self, name: &str, needles: &[&str]) -> Value {
+        wait_for(
+            COMMIT,
+            &format!("{name}'s last_error to name {needles:?}"),
+            || {
+                let st = self.status_of(name);
+                st["last_error"]
+                    .as_str()
+                    .is_some_and(|e| needles.iter().all(|n| e.contains(n)))
+                    .then_some(st)
+            },
+        )
+    }
+
+    /// Waits until notebook `name` has no `last_error`.
+    pub fn wait_error_cleared(&mut self, name: &str) {
+        wait_for(COMMIT, &format!("{name}'s last_error cleared"), || {
+            self.status_of(name)["last_error"].is_null().then_some(())
+        });
+    }
+}
+
 /// Waits until no client holds the lock of notebook `nb`.
 pub fn wait_unheld(c: &mut Client, nb: &str) {
     wait_for(LONG, &format!("{nb} to be free"), || {
