@@ -11,22 +11,6 @@ use std::path::{Path, PathBuf};
 use git_util::*;
 use gitlockd::git::{AutoCommitOptions, AutoCommitOutcome, GitError, GitManager, GitProgram};
 
-/// The git gitlockd runs, with the same isolated config as the oracle.
-fn program() -> GitProgram {
-    let home = home();
-    GitProgram {
-        env: vec![
-            ("HOME".into(), home.as_os_str().to_owned()),
-            (
-                "GIT_CONFIG_GLOBAL".into(),
-                home.join(".gitconfig").into_os_string(),
-            ),
-            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
-        ],
-        ..GitProgram::default()
-    }
-}
-
 /// A repository made by `git init` with one commit of `files`.
 fn repo_with(files: &[(&str, &str)]) -> (tempfile::TempDir, GitManager) {
     let dir = tempdir();

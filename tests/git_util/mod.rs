@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use gitlockd::git::{AutoCommitOptions, AutoCommitOutcome, GitError, GitManager};
+use gitlockd::git::{AutoCommitOptions, AutoCommitOutcome, GitError, GitManager, GitProgram};
 use tempfile::TempDir;
 
 /// The sandbox shared by every test of this binary: its folders and the
@@ -174,4 +174,22 @@ pub fn try_auto(gm: &GitManager, paths: &[&str]) -> Result<AutoCommitOutcome, Gi
 /// succeed.
 pub fn auto(gm: &GitManager, paths: &[&str]) -> AutoCommitOutcome {
     try_auto(gm, paths).expect("auto-commit")
+}
+
+/// The git that gitlockd runs in these tests, isolated like the oracle: the
+/// sandbox's HOME and global config, no system config (passed in `env`:
+/// `std::env::set_var` is not thread-safe).
+pub fn program() -> GitProgram {
+    let home = home();
+    GitProgram {
+        env: vec![
+            ("HOME".into(), home.as_os_str().to_owned()),
+            (
+                "GIT_CONFIG_GLOBAL".into(),
+                home.join(".gitconfig").into_os_string(),
+            ),
+            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
+        ],
+        ..GitProgram::default()
+    }
 }

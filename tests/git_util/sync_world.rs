@@ -9,28 +9,18 @@ use gitlockd::config::SyncConfig;
 use gitlockd::sync::{sync_once_with, GitCli, SyncOutcome};
 use tempfile::TempDir;
 
-use super::{assert_fsck_clean, git, home, tempdir, write};
+use super::{assert_fsck_clean, git, home, program, tempdir, write};
 
-/// The git subprocesses of the sync engine, with the oracle's isolated
-/// config (passed in `env`: `std::env::set_var` is not thread-safe).
+/// The git subprocesses of the sync engine: [`program`], with no XDG config
+/// either and a one-minute timeout.
 pub fn cli() -> GitCli {
-    let home = home();
-    GitCli {
-        env: vec![
-            ("HOME".into(), home.as_os_str().to_owned()),
-            (
-                "GIT_CONFIG_GLOBAL".into(),
-                home.join(".gitconfig").into_os_string(),
-            ),
-            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
-            (
-                "XDG_CONFIG_HOME".into(),
-                home.join("empty").into_os_string(),
-            ),
-        ],
-        timeout: Duration::from_secs(60),
-        ..GitCli::default()
-    }
+    let mut git = program();
+    git.env.push((
+        "XDG_CONFIG_HOME".into(),
+        home().join("empty").into_os_string(),
+    ));
+    git.timeout = Duration::from_secs(60);
+    git
 }
 
 /// One sync of `dir` with the default settings (push on), which must succeed.
