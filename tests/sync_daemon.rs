@@ -113,8 +113,7 @@ fn conflicting_edits_diverge_without_touching_files_then_resume() {
     a.git(&["push", "-q", "origin", "main"]);
     b.write("README.md", "version b\n");
     b.git(&["commit", "-q", "-am", "b's edit"]);
-    sb.write_config("", &[("b", &b.path, SYNC)]);
-    let _d = sb.start();
+    let _d = sb.serve_one("b", &b, SYNC);
     let mut c = sb.client();
     let resp = c.ok("sync", json!({"notebook": "b"}));
     assert_eq!(resp["integrated"], json!("diverged"), "{resp}");
@@ -176,8 +175,7 @@ fn conflicting_edits_diverge_without_touching_files_then_resume() {
 fn unreachable_remote_loses_nothing() {
     let sb = Sandbox::new();
     let (remote, a, _b) = two_clones(&sb);
-    sb.write_config("", &[("a", &a.path, SYNC)]);
-    let _d = sb.start();
+    let _d = sb.serve_one("a", &a, SYNC);
     let away = remote.path.with_extension("away");
     std::fs::rename(&remote.path, &away).unwrap();
     a.write("offline.md", "written offline\n");
@@ -199,8 +197,7 @@ fn unreachable_remote_loses_nothing() {
 fn sync_off_is_reported_and_refused() {
     let sb = Sandbox::new();
     let nb = sb.repo("plain");
-    sb.write_config("", &[("plain", &nb.path, "")]);
-    let _d = sb.start();
+    let _d = sb.serve_one("plain", &nb, "");
     let mut c = sb.client();
     assert!(c.status_of("plain")["sync"].is_null());
     c.err("sync", json!({"notebook": "plain"}), "bad_request");
@@ -210,8 +207,7 @@ fn sync_off_is_reported_and_refused() {
 fn no_sync_runs_while_a_client_holds_the_lock() {
     let sb = Sandbox::new();
     let (_remote, a, b) = two_clones(&sb);
-    sb.write_config("", &[("b", &b.path, SYNC)]);
-    let _d = sb.start();
+    let _d = sb.serve_one("b", &b, SYNC);
     let mut holder = sb.client();
     holder.ok("lock", json!({"notebook": "b"}));
     let tracking = b.git(&["rev-parse", "refs/remotes/origin/main"]);
