@@ -129,6 +129,18 @@ fn client(socket: &Path, cwd: &Path, args: &[&str]) -> Outcome {
     }
 }
 
+/// `gitlockd lock LOCK_ARGS -- touch MARK` against `socket`, in a new
+/// short temp dir: the outcome, and whether CMD ran (MARK exists).
+fn lock_touch(socket: &Path, lock_args: &[&str]) -> (Outcome, bool) {
+    let dir = short_tempdir();
+    let mark = dir.path().join("ran");
+    let mut args = vec!["lock"];
+    args.extend_from_slice(lock_args);
+    args.extend(["--", "touch", mark.to_str().unwrap()]);
+    let out = client(socket, dir.path(), &args);
+    (out, mark.exists())
+}
+
 /// A fake that grants every lock and unlock and answers nothing else.
 fn locking_fake() -> Fake {
     Fake::start(|req| match req["cmd"].as_str().unwrap() {
@@ -175,15 +187,9 @@ fn unreachable_socket_exits_69_and_names_the_path() {
 #[test]
 fn lock_unreachable_does_not_run_cmd() {
     let dir = short_tempdir();
-    let mark = dir.path().join("ran");
-    let socket = dir.path().join("missing.sock");
-    let out = client(
-        &socket,
-        dir.path(),
-        &["lock", "nb", "--", "touch", mark.to_str().unwrap()],
-    );
+    let (out, ran) = lock_touch(&dir.path().join("missing.sock"), &["nb"]);
     assert_eq!(out.code, 69, "{}", out.stderr);
-    assert!(!mark.exists());
+    assert!(!ran);
 }
 
 #[test]
@@ -261,23 +267,9 @@ fn lock_keeps_the_connection_while_cmd_runs() {
 #[test]
 fn lock_timeout_exits_75_without_running_cmd() {
     let fake = Fake::start(|_| Reply::Err("timeout", "waited 1s for the lock on notes".into()));
-    let dir = short_tempdir();
-    let mark = dir.path().join("ran");
-    let out = client(
-        &fake.socket,
-        dir.path(),
-        &[
-            "lock",
-            "notes",
-            "--timeout",
-            "1s",
-            "--",
-            "touch",
-            mark.to_str().unwrap(),
-        ],
-    );
+    let (out, ran) = lock_touch(&fake.socket, &["notes", "--timeout", "1s"]);
     assert_eq!(out.code, 75, "{}", out.stderr);
-    assert!(!mark.exists(), "CMD ran after a timeout");
+    assert!(!ran, "CMD ran after a timeout");
     assert!(out.stderr.contains("waited 1s"), "{}", out.stderr);
     assert!(out.stderr.contains("(timeout)"), "{}", out.stderr);
 }
@@ -285,15 +277,9 @@ fn lock_timeout_exits_75_without_running_cmd() {
 #[test]
 fn lock_daemon_closing_before_answer_does_not_run_cmd() {
     let fake = Fake::start(|_| Reply::Close);
-    let dir = short_tempdir();
-    let mark = dir.path().join("ran");
-    let out = client(
-        &fake.socket,
-        dir.path(),
-        &["lock", "nb", "--", "touch", mark.to_str().unwrap()],
-    );
+    let (out, ran) = lock_touch(&fake.socket, &["nb"]);
     assert_eq!(out.code, 69, "{}", out.stderr);
-    assert!(!mark.exists());
+    assert!(!ran);
 }
 
 #[test]

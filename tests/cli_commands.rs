@@ -4,43 +4,13 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{wait_for, Daemon, Repo, Sandbox};
+use support::{setup, Sandbox};
 
-const LONG: Duration = Duration::from_secs(20);
 const WINDOW: Duration = Duration::from_millis(600);
-
-fn setup(names: &[&str]) -> (Sandbox, Vec<Repo>, Daemon) {
-    let sb = Sandbox::new();
-    let repos: Vec<Repo> = names
-        .iter()
-        .map(|n| {
-            let r = sb.repo(n);
-            r.write("base.txt", "base\n");
-            r.git(&["add", "base.txt"]);
-            r.git(&["commit", "-q", "-m", "base"]);
-            r
-        })
-        .collect();
-    let entries: Vec<(&str, &Path, &str)> = names
-        .iter()
-        .zip(&repos)
-        .map(|(n, r)| (*n, r.path.as_path(), ""))
-        .collect();
-    sb.write_config("", &entries);
-    let d = sb.start();
-    // The daemon answers ping before its notebooks are open.
-    let mut c = sb.client();
-    wait_for(LONG, "the notebooks to be open", || {
-        let s = c.ok("status", json!({}));
-        (s["notebooks"].as_array().unwrap().len() == names.len()).then_some(())
-    });
-    (sb, repos, d)
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()

@@ -12,19 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use support::{holds_for, wait_for, Daemon, Repo, Sandbox};
-
-/// A change must be on HEAD within this (the machine is shared and loaded).
-const COMMIT: Duration = Duration::from_secs(15);
-/// "Nothing happens" observation window (many times the test debounce).
-const QUIET: Duration = Duration::from_millis(600);
-
-fn committed(repo: &Repo, rel: &str, content: &str) {
-    wait_for(COMMIT, &format!("{rel} committed with {content:?}"), || {
-        (repo.blob(rel).as_deref() == Some(content)).then_some(())
-    });
-}
+use serde_json::json;
+use support::{
+    committed, holds_for, no_skip, one, one_with_base, pending, status, wait_for, Repo, Sandbox,
+    COMMIT, QUIET,
+};
 
 fn absent(repo: &Repo, rel: &str) {
     wait_for(COMMIT, &format!("deletion of {rel} committed"), || {
@@ -44,10 +36,6 @@ fn count_stays(repo: &Repo, n: usize, why: &str) {
     assert_eq!(repo.count(), n, "{why}");
 }
 
-fn no_skip(_: &str) -> bool {
-    false
-}
-
 /// Every check that must hold after a test that writes.
 fn assert_sound(repo: &Repo) {
     repo.assert_fsck_clean();
@@ -56,26 +44,6 @@ fn assert_sound(repo: &Repo) {
         !repo.path.join(".git/index.lock").exists(),
         "index.lock left behind"
     );
-}
-
-fn status(sb: &Sandbox, name: &str) -> Value {
-    sb.client().status_of(name)
-}
-
-fn pending(sb: &Sandbox, name: &str) -> u64 {
-    let s = status(sb, name);
-    s["pending"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("pending is not a count: {s}"))
-}
-
-/// One notebook "nb" at books/nb with `extra` TOML lines; daemon started.
-fn one(extra: &str) -> (Sandbox, Repo, Daemon) {
-    let sb = Sandbox::new();
-    let nb = sb.repo("nb");
-    sb.write_config("", &[("nb", &nb.path, extra)]);
-    let d = sb.start_serving(&["nb"]);
-    (sb, nb, d)
 }
 
 // ---------------------------------------------------------------------------
@@ -240,8 +208,7 @@ fn a_path_unignored_by_a_gitignore_edit_is_committed() {
     nb.write("build/out/artifact.txt", "artifact\n");
     nb.write("keep.log", "log\n");
     nb.commit_all("base");
-    sb.write_config("", &[("nb", &nb.path, "")]);
-    let _d = sb.start_serving(&["nb"]);
+    let _d = sb.serve_one("nb", &nb, "");
     nb.write("build/out/more.txt", "more\n");
     head_stays(&nb, "for ignored files");
 
@@ -378,8 +345,7 @@ fn a_real_vim_save_makes_one_clean_commit() {
     }
     let sb = Sandbox::new();
     let nb = editor_notebook(&sb);
-    sb.write_config("", &[("nb", &nb.path, "debounce = \"300ms\"")]);
-    let _d = sb.start_serving(&["nb"]);
+    let _d = sb.serve_one("nb", &nb, "debounce = \"300ms\"");
     nb.write("note.md", "hello\n");
     committed(&nb, "note.md", "hello\n");
     let before = nb.count();
@@ -424,8 +390,7 @@ fn a_real_vim_save_makes_one_clean_commit() {
 fn a_simulated_vim_save_makes_one_clean_commit() {
     let sb = Sandbox::new();
     let nb = editor_notebook(&sb);
-    sb.write_config("", &[("nb", &nb.path, "debounce = \"300ms\"")]);
-    let _d = sb.start_serving(&["nb"]);
+    let _d = sb.serve_one("nb", &nb, "debounce = \"300ms\"");
     nb.write("x.md", "v1\n");
     committed(&nb, "x.md", "v1\n");
 
@@ -454,8 +419,7 @@ fn a_simulated_vim_save_makes_one_clean_commit() {
 fn an_atomic_rename_over_save_makes_one_clean_commit() {
     let sb = Sandbox::new();
     let nb = editor_notebook(&sb);
-    sb.write_config("", &[("nb", &nb.path, "debounce = \"300ms\"")]);
-    let _d = sb.start_serving(&["nb"]);
+    let _d = sb.serve_one("nb", &nb, "debounce = \"300ms\"");
     nb.write("note.md", "v1\n");
     committed(&nb, "note.md", "v1\n");
     let before = nb.count();
@@ -484,8 +448,7 @@ fn ignored_files_are_never_committed_and_ignored_directories_get_no_watch() {
         std::fs::create_dir_all(nb.path.join(d)).unwrap();
     }
     nb.commit_all("base");
-    sb.write_config("", &[("nb", &nb.path, "ignore = [\"*.tmp\", \"cache/\"]")]);
-    let _d = sb.start_serving(&["nb"]);
+    let _d = sb.serve_one("nb", &nb, "ignore = [\"*.tmp\", \"cache/\"]");
 
     // root, src, src/deep: nothing under node_modules/, build/ or cache/, not .git.
     let watches = status(&sb, "nb")["watches"].clone();
@@ -891,8 +854,7 @@ fn start_conflicted_merge(sb: &Sandbox, nb: &Repo) -> String {
 fn no_commit_mid_merge_until_it_is_aborted() {
     let sb = Sandbox::new();
     let nb = conflicting_branches(&sb);
-    sb.write_config("", &[("nb", &nb.path, "")]);
-    let _d = sb.start_serving(&["nb"]);
+    let _d = sb.serve_one("nb", &nb, "");
     let main = start_conflicted_merge(&sb, &nb);
 
     nb.git(&["merge", "--abort"]);
@@ -916,8 +878,7 @@ fn no_commit_mid_merge_until_it_is_aborted() {
 fn no_commit_mid_merge_until_it_is_resolved_and_committed() {
     let sb = Sandbox::new();
     let nb = conflicting_branches(&sb);
-    sb.write_config("", &[("nb", &nb.path, "")]);
-    let _d = sb.start_serving(&["nb"]);
+    let _d = sb.serve_one("nb", &nb, "");
     let main = start_conflicted_merge(&sb, &nb);
 
     // Resolve: the conflicted file is edited and staged; still mid-merge.
@@ -941,51 +902,29 @@ fn no_commit_mid_merge_until_it_is_resolved_and_committed() {
 
 #[test]
 fn a_foreign_index_lock_defers_the_commit_until_it_is_removed() {
-    let sb = Sandbox::new();
-    let nb = sb.repo("nb");
-    nb.write("base.md", "base\n");
-    nb.commit_all("base");
-    sb.write_config("", &[("nb", &nb.path, "")]);
-    let _d = sb.start_serving(&["nb"]);
+    let (sb, nb, _d) = one_with_base("");
 
     let lock = nb.path.join(".git/index.lock");
     std::fs::write(&lock, "").unwrap();
     nb.write("a.md", "a\n");
-    wait_for(COMMIT, "status last_error naming index.lock", || {
-        status(&sb, "nb")["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("index.lock"))
-            .then_some(())
-    });
+    sb.client().wait_last_error("nb", &["index.lock"]);
     head_stays(&nb, "while another process holds index.lock");
     assert_eq!(nb.count(), 1);
     std::fs::remove_file(&lock).unwrap();
     committed(&nb, "a.md", "a\n");
-    wait_for(COMMIT, "last_error cleared", || {
-        status(&sb, "nb")["last_error"].is_null().then_some(())
-    });
+    sb.client().wait_error_cleared("nb");
     assert_eq!(nb.status_porcelain(), "");
     assert_sound(&nb);
 }
 
 #[test]
 fn a_foreign_ref_lock_defers_the_commit_until_it_is_removed() {
-    let sb = Sandbox::new();
-    let nb = sb.repo("nb");
-    nb.write("base.md", "base\n");
-    nb.commit_all("base");
-    sb.write_config("", &[("nb", &nb.path, "")]);
-    let _d = sb.start_serving(&["nb"]);
+    let (sb, nb, _d) = one_with_base("");
 
     let lock = nb.path.join(".git/refs/heads/main.lock");
     std::fs::write(&lock, "").unwrap();
     nb.write("a.md", "a\n");
-    wait_for(COMMIT, "status last_error naming the ref lock", || {
-        status(&sb, "nb")["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("main.lock"))
-            .then_some(())
-    });
+    sb.client().wait_last_error("nb", &["main.lock"]);
     head_stays(&nb, "while another process holds refs/heads/main.lock");
     std::fs::remove_file(&lock).unwrap();
     committed(&nb, "a.md", "a\n");
@@ -1005,9 +944,7 @@ fn a_foreign_ref_lock_defers_the_commit_until_it_is_removed() {
 #[test]
 fn a_stale_index_lock_left_by_our_own_crash_does_not_wedge_auto_commits() {
     let sb = Sandbox::new();
-    let nb = sb.repo("nb");
-    nb.write("base.md", "base\n");
-    nb.commit_all("base");
+    let nb = sb.repo_with_base("nb");
     sb.write_config("", &[("nb", &nb.path, "")]);
     let mut d = sb.start();
     let dead_pid = d.child.id();
@@ -1094,8 +1031,7 @@ fn a_linked_worktree_notebook_auto_commits_on_its_branch() {
     let wt = sb.open_repo(&wt_path);
     let main_head = main.head().unwrap();
 
-    sb.write_config("", &[("wt", &wt.path, "")]);
-    let _d = sb.start_serving(&["wt"]);
+    let _d = sb.serve_one("wt", &wt, "");
     wt.write("w.md", "in the worktree\n");
     committed(&wt, "w.md", "in the worktree\n");
     assert_eq!(wt.git(&["rev-parse", "--abbrev-ref", "HEAD"]), "wtbranch");
@@ -1119,17 +1055,14 @@ fn a_linked_worktree_notebook_auto_commits_on_its_branch() {
 #[test]
 fn a_repository_whose_git_dir_is_a_symlink_auto_commits() {
     let sb = Sandbox::new();
-    let nb = sb.repo("nb");
-    nb.write("base.md", "base\n");
-    nb.commit_all("base");
+    let nb = sb.repo_with_base("nb");
     let store = sb.root.join("store");
     std::fs::create_dir_all(&store).unwrap();
     std::fs::rename(nb.path.join(".git"), store.join("nb.git")).unwrap();
     symlink(store.join("nb.git"), nb.path.join(".git")).unwrap();
     assert_eq!(nb.git(&["rev-list", "--count", "HEAD"]), "1");
 
-    sb.write_config("", &[("nb", &nb.path, "")]);
-    let _d = sb.start_serving(&["nb"]);
+    let _d = sb.serve_one("nb", &nb, "");
     nb.write("new.md", "new\n");
     committed(&nb, "new.md", "new\n");
     nb.write("base.md", "base 2\n");

@@ -30,8 +30,7 @@ fn the_start_up_scan_refreshes_stale_stat_data_and_commits_nothing() {
     let stale = nb.git(&["diff-files", "--name-only"]);
     assert_eq!(stale.lines().count(), names.len(), "set-up: {stale}");
 
-    sb.write_config("", &[("nb", &nb.path, "")]);
-    let d = sb.start_serving(&["nb"]);
+    let d = sb.serve_one("nb", &nb, "");
     wait_for(
         Duration::from_secs(20),
         "the start-up scan to write refreshed stat data",

@@ -11,29 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use support::{holds_for, wait_for, Daemon, Repo, Sandbox};
-
-const COMMIT: Duration = Duration::from_secs(15);
-const QUIET: Duration = Duration::from_millis(600);
-
-fn committed(repo: &Repo, rel: &str, content: &str) {
-    wait_for(COMMIT, &format!("{rel} committed with {content:?}"), || {
-        (repo.blob(rel).as_deref() == Some(content)).then_some(())
-    });
-}
-
-fn no_skip(_: &str) -> bool {
-    false
-}
-
-fn status(sb: &Sandbox, name: &str) -> Value {
-    sb.client().status_of(name)
-}
-
-fn pending(sb: &Sandbox, name: &str) -> u64 {
-    status(sb, name)["pending"].as_u64().unwrap()
-}
+use serde_json::json;
+use support::{
+    committed, holds_for, monotonic_usec, no_skip, one_with_base, pending, status, wait_for,
+    Daemon, Repo, Rng, Sandbox, COMMIT, QUIET,
+};
 
 fn toml_str(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
@@ -54,14 +36,10 @@ fn check_config_prints_every_notebook_and_exits_0() {
             ("beta", &b.path, "debounce = \"750ms\""),
         ],
     );
-    let out = sb
-        .command(&["check-config", "--config", sb.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let check = sb.check_config();
+    let text = check.text();
     assert_eq!(
-        out.status.code(),
+        check.code,
         Some(0),
         "check-config on a valid config:\n{text}"
     );
@@ -132,14 +110,10 @@ fn assert_every_error_named(text: &str) {
 fn check_config_reports_every_error_at_once_and_exits_2() {
     let sb = Sandbox::new();
     sb.write_config_text(&broken_config(&sb));
-    let out = sb
-        .command(&["check-config", "--config", sb.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let check = sb.check_config();
+    let text = check.text();
     assert_eq!(
-        out.status.code(),
+        check.code,
         Some(2),
         "check-config on a broken config:\n{text}"
     );
@@ -215,15 +189,6 @@ impl NotifyListener {
     }
 }
 
-fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
-}
-
 /// The socket is bound before the notebooks open (and catch up); a client
 /// that connects meanwhile must not be told a configured notebook does not
 /// exist.
@@ -289,15 +254,7 @@ fn readiness_reload_and_stopping_are_reported_to_notify_socket() {
 }
 
 fn signal_commits_pending_and_exits_0(sig: i32) {
-    let sb = Sandbox::new();
-    let nb = sb.repo("nb");
-    nb.write("base.md", "base\n");
-    nb.commit_all("base");
-    sb.write_config_text(&config_text(
-        &sb,
-        &[("nb", &nb.path, "debounce = \"30s\"\nmax_delay = \"10m\"")],
-    ));
-    let mut d = sb.start_serving(&["nb"]);
+    let (sb, nb, mut d) = one_with_base("debounce = \"30s\"\nmax_delay = \"10m\"");
     nb.write("pending.md", "pending\n");
     wait_for(COMMIT, "the change to be pending", || {
         (pending(&sb, "nb") > 0).then_some(())
@@ -334,15 +291,7 @@ fn sigint_commits_pending_changes_and_exits_0() {
 /// on its way through inotify and the watcher's batching window.
 #[test]
 fn sigterm_right_after_a_write_still_commits_it() {
-    let sb = Sandbox::new();
-    let nb = sb.repo("nb");
-    nb.write("base.md", "base\n");
-    nb.commit_all("base");
-    sb.write_config_text(&config_text(
-        &sb,
-        &[("nb", &nb.path, "debounce = \"30s\"\nmax_delay = \"10m\"")],
-    ));
-    let mut d = sb.start_serving(&["nb"]);
+    let (_sb, nb, mut d) = one_with_base("debounce = \"30s\"\nmax_delay = \"10m\"");
     nb.write("last-second.md", "saved just before shutdown\n");
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(COMMIT), Some(0));
@@ -359,12 +308,9 @@ fn sigterm_right_after_a_write_still_commits_it() {
 #[test]
 fn sigterm_with_nothing_pending_does_not_wait_for_a_clients_lock() {
     let sb = Sandbox::new();
-    let nb = sb.repo("nb");
-    nb.write("base.md", "base\n");
-    nb.commit_all("base");
+    let nb = sb.repo_with_base("nb");
     // lock.timeout 5s (the sandbox's): well above the bound checked here.
-    sb.write_config("", &[("nb", &nb.path, "")]);
-    let mut d = sb.start_serving(&["nb"]);
+    let mut d = sb.serve_one("nb", &nb, "");
     let mut holder = sb.client();
     holder.ok("lock", json!({"notebook": "nb"}));
     let began = Instant::now();
@@ -387,15 +333,7 @@ fn sigterm_with_nothing_pending_does_not_wait_for_a_clients_lock() {
 /// lock.timeout, warns, and the change is committed at the next start.
 #[test]
 fn sigterm_with_pending_changes_waits_at_most_lock_timeout_for_a_clients_lock() {
-    let sb = Sandbox::new();
-    let nb = sb.repo("nb");
-    nb.write("base.md", "base\n");
-    nb.commit_all("base");
-    sb.write_config_text(&config_text(
-        &sb,
-        &[("nb", &nb.path, "debounce = \"30s\"\nmax_delay = \"10m\"")],
-    ));
-    let mut d = sb.start_serving(&["nb"]);
+    let (sb, nb, mut d) = one_with_base("debounce = \"30s\"\nmax_delay = \"10m\"");
     let mut holder = sb.client();
     holder.ok("lock", json!({"notebook": "nb"}));
     nb.write("pending.md", "pending\n");
@@ -406,7 +344,7 @@ fn sigterm_with_pending_changes_waits_at_most_lock_timeout_for_a_clients_lock() 
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(COMMIT), Some(0));
     let took = began.elapsed();
-    // lock.timeout is 5 s in config_text.
+    // lock.timeout is 5 s in the config write_config writes.
     assert!(
         took >= Duration::from_millis(4500),
         "the flush waited for the lock ({took:?})"
@@ -436,15 +374,7 @@ fn sigterm_with_pending_changes_waits_at_most_lock_timeout_for_a_clients_lock() 
 /// daemon's task tracker drains at once.
 #[test]
 fn sigterm_commits_then_closes_connections_and_drains_every_task() {
-    let sb = Sandbox::new();
-    let nb = sb.repo("nb");
-    nb.write("base.md", "base\n");
-    nb.commit_all("base");
-    sb.write_config_text(&config_text(
-        &sb,
-        &[("nb", &nb.path, "debounce = \"30s\"\nmax_delay = \"10m\"")],
-    ));
-    let mut d = sb.start_serving(&["nb"]);
+    let (sb, nb, mut d) = one_with_base("debounce = \"30s\"\nmax_delay = \"10m\"");
     let mut subscriber = sb.client();
     subscriber.ok("subscribe", json!({"notebook": "nb"}));
     let mut idle = sb.client();
@@ -480,32 +410,14 @@ fn sigterm_commits_then_closes_connections_and_drains_every_task() {
 // ---------------------------------------------------------------------------
 // SIGHUP reload
 
-fn config_text(sb: &Sandbox, notebooks: &[(&str, &Path, &str)]) -> String {
-    let mut text = format!(
-        "socket = {}\n\n[defaults]\ndebounce = \"100ms\"\n\n[lock]\ntimeout = \"5s\"\n",
-        toml_str(&sb.socket)
-    );
-    for (name, path, extra) in notebooks {
-        text.push_str(&format!(
-            "\n[[notebook]]\nname = {name:?}\npath = {}\n{extra}\n",
-            toml_str(path)
-        ));
-    }
-    text
-}
-
 #[test]
 fn sighup_starts_an_added_notebook() {
     let sb = Sandbox::new();
     let one = sb.repo("one");
     let two = sb.repo("two");
     two.write("before.md", "made before the reload\n");
-    sb.write_config_text(&config_text(&sb, &[("one", &one.path, "")]));
-    let d = sb.start_serving(&["one"]);
-    sb.write_config_text(&config_text(
-        &sb,
-        &[("one", &one.path, ""), ("two", &two.path, "")],
-    ));
+    let d = sb.serve_one("one", &one, "");
+    sb.write_config("", &[("one", &one.path, ""), ("two", &two.path, "")]);
     d.signal(libc::SIGHUP);
     d.wait_serving(&sb, &["one", "two"]);
     committed(&two, "before.md", "made before the reload\n");
@@ -520,23 +432,21 @@ fn sighup_starts_an_added_notebook() {
 fn sighup_commits_a_removed_notebooks_pending_changes_then_drops_it() {
     let sb = Sandbox::new();
     let one = sb.repo("one");
-    let two = sb.repo("two");
-    two.write("base.md", "base\n");
-    two.commit_all("base");
-    sb.write_config_text(&config_text(
-        &sb,
+    let two = sb.repo_with_base("two");
+    sb.write_config(
+        "",
         &[
             ("one", &one.path, ""),
             ("two", &two.path, "debounce = \"30s\"\nmax_delay = \"10m\""),
         ],
-    ));
+    );
     let d = sb.start_serving(&["one", "two"]);
     two.write("pending.md", "pending at reload\n");
     wait_for(COMMIT, "two's change to be pending", || {
         (pending(&sb, "two") > 0).then_some(())
     });
 
-    sb.write_config_text(&config_text(&sb, &[("one", &one.path, "")]));
+    sb.write_config("", &[("one", &one.path, "")]);
     d.signal(libc::SIGHUP);
     committed(&two, "pending.md", "pending at reload\n");
     wait_for(COMMIT, "two gone from status", || {
@@ -561,8 +471,7 @@ fn sighup_keeps_an_unchanged_notebooks_lock_and_pending_changes() {
     let two = sb.repo("two");
     one.write("base.md", "base\n");
     one.commit_all("base");
-    sb.write_config_text(&config_text(&sb, &[("one", &one.path, "")]));
-    let d = sb.start_serving(&["one"]);
+    let d = sb.serve_one("one", &one, "");
 
     let mut holder = sb.client();
     assert_eq!(
@@ -574,10 +483,7 @@ fn sighup_keeps_an_unchanged_notebooks_lock_and_pending_changes() {
         (pending(&sb, "one") > 0).then_some(())
     });
 
-    sb.write_config_text(&config_text(
-        &sb,
-        &[("one", &one.path, ""), ("two", &two.path, "")],
-    ));
+    sb.write_config("", &[("one", &one.path, ""), ("two", &two.path, "")]);
     d.signal(libc::SIGHUP);
     d.wait_serving(&sb, &["one", "two"]);
 
@@ -617,18 +523,12 @@ fn sighup_keeps_an_unchanged_notebooks_lock_and_pending_changes() {
 #[test]
 fn sighup_changing_a_notebook_held_by_a_client_keeps_it_served() {
     let sb = Sandbox::new();
-    let one = sb.repo("one");
-    one.write("base.md", "base\n");
-    one.commit_all("base");
-    sb.write_config_text(&config_text(&sb, &[("one", &one.path, "")]));
-    let d = sb.start_serving(&["one"]);
+    let one = sb.repo_with_base("one");
+    let d = sb.serve_one("one", &one, "");
     let mut holder = sb.client();
     holder.ok("lock", json!({"notebook": "one"}));
 
-    sb.write_config_text(&config_text(
-        &sb,
-        &[("one", &one.path, "max_delay = \"1m\"")],
-    ));
+    sb.write_config("", &[("one", &one.path, "max_delay = \"1m\"")]);
     d.signal(libc::SIGHUP);
     d.wait_log("reload", COMMIT);
     wait_for(
@@ -667,9 +567,10 @@ fn sighup_changing_a_notebook_held_by_a_client_keeps_it_served() {
 fn an_invalid_config_on_reload_is_logged_and_the_old_one_stays() {
     let sb = Sandbox::new();
     let one = sb.repo("one");
-    sb.write_config_text(&config_text(&sb, &[("one", &one.path, "")]));
-    let d = sb.start_serving(&["one"]);
-    sb.write_config_text(&(config_text(&sb, &[("one", &one.path, "")]) + "\nno_such_key = 3\n"));
+    let d = sb.serve_one("one", &one, "");
+    sb.write_config_text(
+        &(sb.config_text("", "", &[("one", &one.path, "")]) + "\nno_such_key = 3\n"),
+    );
     d.signal(libc::SIGHUP);
     let log = d.wait_log("no_such_key", COMMIT);
     assert!(
@@ -691,22 +592,6 @@ fn an_invalid_config_on_reload_is_logged_and_the_old_one_stays() {
 
 // ---------------------------------------------------------------------------
 // Crash safety
-
-/// xorshift64*: deterministic per seed, printed so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// What a stale `.git/index.lock` from our own kill -9 does today.
 fn stale_lock_note(nb: &Repo) -> &'static str {
@@ -781,7 +666,7 @@ fn crash_loop(remove_stale_locks: bool) {
                 }
                 written.fetch_add(1, Ordering::SeqCst);
                 // The writer's pace (not a synchronisation).
-                std::thread::sleep(Duration::from_millis(rng.below(15)));
+                std::thread::sleep(Duration::from_millis(rng.below(15) as u64));
             }
         })
     };
@@ -811,7 +696,7 @@ fn crash_loop(remove_stale_locks: bool) {
             _ => {}
         }
         // Not a synchronisation: this picks the random instant of the kill.
-        std::thread::sleep(Duration::from_millis(rng.below(400)));
+        std::thread::sleep(Duration::from_millis(rng.below(400) as u64));
         d.kill9();
         let lock = nb.path.join(".git/index.lock");
         if lock.exists() {

@@ -31,17 +31,16 @@ fn ok(out: Output) -> String {
     text(&out.stdout)
 }
 
-/// A notebook `nb` whose history is made by git before the daemon starts;
-/// `extra` is added to its config entry.
-fn serve(sb: &Sandbox, r: &Repo, extra: &str) -> Daemon {
-    sb.write_config("", &[("nb", r.path.as_path(), extra)]);
-    let d = sb.start();
-    let mut c = sb.client();
-    wait_for(LONG, "the notebook to be open", || {
-        let s = c.ok("status", json!({}));
-        (s["notebooks"].as_array().unwrap().len() == 1).then_some(())
-    });
-    d
+/// A notebook `nb` whose first commit "base" (made by git) holds `a.md`
+/// ("a\n"), served with `extra` in its config entry. Bind all three: the
+/// daemon is dropped first, so a failure prints its log, then the repository.
+fn nb_with_a(extra: &str) -> (Sandbox, Repo, Daemon) {
+    let sb = Sandbox::new();
+    let r = sb.repo("nb");
+    r.write("a.md", "a\n");
+    commit_at(&r, "base", 0);
+    let d = sb.serve_one("nb", &r, extra);
+    (sb, r, d)
 }
 
 /// Commits everything with git, at `secs_ago` seconds in the past.
@@ -78,10 +77,6 @@ fn commit_at(r: &Repo, message: &str, secs_ago: u64) -> String {
     r.head().unwrap()
 }
 
-fn read(r: &Repo, rel: &str) -> Option<String> {
-    std::fs::read_to_string(r.path.join(rel)).ok()
-}
-
 fn is_ancestor(r: &Repo, old: &str, new: &str) -> bool {
     r.git_output(&["merge-base", "--is-ancestor", old, new])
         .status
@@ -96,7 +91,7 @@ fn restore_writes_an_old_version_as_a_new_commit_and_keeps_the_current_one() {
     let first = commit_at(&r, "one", 0);
     r.write("a.md", "two\n");
     commit_at(&r, "two", 0);
-    let _d = serve(&sb, &r, "");
+    let _d = sb.serve_one("nb", &r, "");
     // An edit the daemon has not committed yet must survive the restore.
     ok(sb.gl(&["pause", "nb"]));
     r.write("a.md", "three, not committed\n");
@@ -105,7 +100,7 @@ fn restore_writes_an_old_version_as_a_new_commit_and_keeps_the_current_one() {
     let out = ok(sb.gl(&["restore", "nb", "a.md", "--rev", &first]));
     let new = r.head().unwrap();
     assert_eq!(out.trim(), new, "prints the new commit");
-    assert_eq!(read(&r, "a.md").as_deref(), Some("one\n"));
+    assert_eq!(r.read("a.md").as_deref(), Some("one\n"));
     assert_eq!(r.blob("a.md").as_deref(), Some("one\n"));
     assert!(is_ancestor(&r, &before, &new), "history was only added to");
     assert_eq!(r.git(&["show", "HEAD~1:a.md"]), "three, not committed");
@@ -141,10 +136,10 @@ fn restore_at_takes_the_state_of_that_time() {
     commit_at(&r, "newer", 3600);
     r.write("a.md", "now\n");
     commit_at(&r, "now", 0);
-    let _d = serve(&sb, &r, "");
+    let _d = sb.serve_one("nb", &r, "");
 
     ok(sb.gl(&["restore", "nb", "a.md", "--at", "2h"]));
-    assert_eq!(read(&r, "a.md").as_deref(), Some("three hours ago\n"));
+    assert_eq!(r.read("a.md").as_deref(), Some("three hours ago\n"));
     assert_eq!(r.blob("a.md").as_deref(), Some("three hours ago\n"));
     ok(sb.gl(&["restore", "nb", "a.md", "--at", "30m"]));
     assert_eq!(r.blob("a.md").as_deref(), Some("one hour ago\n"));
@@ -173,10 +168,10 @@ fn restore_goes_through_gits_smudge_filter() {
     r.write("f.txt", "other words\n");
     commit_at(&r, "second", 0);
     assert_eq!(r.blob("f.txt").as_deref(), Some("OTHER WORDS\n"));
-    let _d = serve(&sb, &r, "");
+    let _d = sb.serve_one("nb", &r, "");
 
     ok(sb.gl(&["restore", "nb", "f.txt", "--rev", &first]));
-    assert_eq!(read(&r, "f.txt").as_deref(), Some("quiet words\n"));
+    assert_eq!(r.read("f.txt").as_deref(), Some("quiet words\n"));
     assert_eq!(r.blob("f.txt").as_deref(), Some("QUIET WORDS\n"));
     assert_eq!(r.status_porcelain(), "");
 }
@@ -193,13 +188,13 @@ fn undo_reverts_a_commit_as_a_new_commit() {
     let target = commit_at(&r, "change a, add b", 0);
     r.write("keep.md", "keep, later\n");
     let later = commit_at(&r, "later, other file", 0);
-    let _d = serve(&sb, &r, "");
+    let _d = sb.serve_one("nb", &r, "");
 
     let out = ok(sb.gl(&["undo", "nb", &target]));
     let new = r.head().unwrap();
     assert_eq!(out.trim(), new);
     assert!(is_ancestor(&r, &later, &new));
-    assert_eq!(read(&r, "a.md").as_deref(), Some("a1\n"));
+    assert_eq!(r.read("a.md").as_deref(), Some("a1\n"));
     assert!(!r.path.join("b.md").exists());
     assert_eq!(r.blob("b.md"), None);
     assert_eq!(r.blob("keep.md").as_deref(), Some("keep, later\n"));
@@ -209,8 +204,8 @@ fn undo_reverts_a_commit_as_a_new_commit() {
 
     // Default: HEAD (the undo itself) is undone, bringing the change back.
     ok(sb.gl(&["undo", "nb"]));
-    assert_eq!(read(&r, "a.md").as_deref(), Some("a2\n"));
-    assert_eq!(read(&r, "b.md").as_deref(), Some("added\n"));
+    assert_eq!(r.read("a.md").as_deref(), Some("a2\n"));
+    assert_eq!(r.read("b.md").as_deref(), Some("added\n"));
     r.assert_fsck_clean();
 }
 
@@ -224,7 +219,7 @@ fn undo_refuses_when_a_file_changed_since_and_writes_nothing() {
     let target = commit_at(&r, "a2", 0);
     r.write("a.md", "a3\n");
     commit_at(&r, "a3", 0);
-    let _d = serve(&sb, &r, "");
+    let _d = sb.serve_one("nb", &r, "");
     let head = r.head().unwrap();
 
     let out = sb.gl(&["undo", "nb", &target]);
@@ -235,7 +230,7 @@ fn undo_refuses_when_a_file_changed_since_and_writes_nothing() {
         "{err}"
     );
     assert_eq!(r.head().unwrap(), head);
-    assert_eq!(read(&r, "a.md").as_deref(), Some("a3\n"));
+    assert_eq!(r.read("a.md").as_deref(), Some("a3\n"));
 
     // Not committed yet (paused): refused too, the edit untouched.
     ok(sb.gl(&["pause", "nb"]));
@@ -247,7 +242,7 @@ fn undo_refuses_when_a_file_changed_since_and_writes_nothing() {
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(read(&r, "a.md").as_deref(), Some("a4, not committed\n"));
+    assert_eq!(r.read("a.md").as_deref(), Some("a4, not committed\n"));
     assert_eq!(r.head().unwrap(), head);
     // No conflict markers, nothing half-done.
     assert!(!r.path.join(".git/MERGE_HEAD").exists());
@@ -255,11 +250,7 @@ fn undo_refuses_when_a_file_changed_since_and_writes_nothing() {
 
 #[test]
 fn a_pause_survives_a_restart_and_resume_commits_what_collected() {
-    let sb = Sandbox::new();
-    let r = sb.repo("nb");
-    r.write("a.md", "a\n");
-    commit_at(&r, "base", 0);
-    let mut d = serve(&sb, &r, "");
+    let (sb, r, mut d) = nb_with_a("");
     ok(sb.gl(&["pause", "nb"]));
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit(LONG), Some(0));
@@ -287,11 +278,7 @@ fn a_pause_survives_a_restart_and_resume_commits_what_collected() {
 
 #[test]
 fn pause_for_ends_by_itself_and_commits() {
-    let sb = Sandbox::new();
-    let r = sb.repo("nb");
-    r.write("a.md", "a\n");
-    commit_at(&r, "base", 0);
-    let _d = serve(&sb, &r, "");
+    let (sb, r, _d) = nb_with_a("");
     let out = ok(sb.gl(&["pause", "nb", "--for", "2s"]));
     assert!(out.contains("paused until"), "{out}");
     let status = sb.client().status_of("nb");
@@ -307,11 +294,7 @@ fn pause_for_ends_by_itself_and_commits() {
 
 #[test]
 fn status_pending_and_diff_follow_the_committers_rules() {
-    let sb = Sandbox::new();
-    let r = sb.repo("nb");
-    r.write("a.md", "a\n");
-    commit_at(&r, "base", 0);
-    let _d = serve(&sb, &r, "ignore = [\"*.tmp\"]");
+    let (sb, r, _d) = nb_with_a("ignore = [\"*.tmp\"]");
     ok(sb.gl(&["pause", "nb"]));
     r.write("a.md", "changed\n");
     r.write("new.md", "new\n");
@@ -365,8 +348,8 @@ fn events_stream_commits_errors_and_sync_failures() {
     r.write("a.md", "a\n");
     commit_at(&r, "base", 0);
     r.git(&["remote", "add", "origin", "/nonexistent/remote.git"]);
-    let _d = serve(
-        &sb,
+    let _d = sb.serve_one(
+        "nb",
         &r,
         "[notebook.sync]\nremote = \"origin\"\nbranch = \"main\"\npull_interval = \"0s\"\n",
     );
@@ -441,11 +424,7 @@ fn events_stream_commits_errors_and_sync_failures() {
 
 #[test]
 fn human_times_are_local() {
-    let sb = Sandbox::new();
-    let r = sb.repo("nb");
-    r.write("a.md", "a\n");
-    commit_at(&r, "base", 0);
-    let _d = serve(&sb, &r, "");
+    let (sb, r, _d) = nb_with_a("");
     let secs = r.git(&["log", "-1", "--format=%at"]);
     // POSIX TZ: nine hours east of UTC, no tz database needed.
     let tz = "XYZ-9";
@@ -521,8 +500,8 @@ fn readme_divergence_recipe_resolves_many_files_and_refuses_markers() {
         commit_at(r, &format!("{side}'s edit"), 0);
     }
     a.git(&["push", "-q", "origin", "main"]);
-    let _d = serve(
-        &sb,
+    let _d = sb.serve_one(
+        "nb",
         &b,
         "[notebook.sync]\nremote = \"origin\"\npull_interval = \"0s\"\n",
     );

@@ -30,15 +30,8 @@ fn path_with_gitlockd() -> String {
 /// A daemon with a long debounce, so only the editor's command can commit.
 fn setup() -> (Sandbox, Repo, support::Daemon) {
     let sb = Sandbox::new();
-    let nb = sb.repo("nb");
-    nb.write("base.md", "base\n");
-    nb.git(&["add", "-A"]);
-    nb.git(&["commit", "-q", "-m", "base"]);
-    sb.write_config(
-        "",
-        &[("nb", &nb.path, "debounce = \"1h\"\nmax_delay = \"1h\"")],
-    );
-    let d = sb.start();
+    let nb = sb.repo_with_base("nb");
+    let d = sb.serve_one("nb", &nb, "debounce = \"1h\"\nmax_delay = \"1h\"");
     nb.write("note.md", "edited in an editor\n");
     (sb, nb, d)
 }
@@ -78,62 +71,52 @@ fn run_editor(sb: &Sandbox, mut cmd: Command) {
     );
 }
 
-#[test]
-fn vim_recipe_commits_the_current_file_with_a_message() {
-    if !on_path("vim") {
-        support::skip("vim is not installed");
+/// Vim and Neovim take the recipe and the sequence the same way: `load`
+/// (the ex command that reads the recipe) before the file, then each step of
+/// the sequence as a `-c` command.
+fn run_vim_like(program: &str, flags: &[&str], load: String, message: &str) {
+    if !on_path(program) {
+        support::skip(&format!("{program} is not installed"));
         return;
     }
     let (sb, nb, _d) = setup();
-    let file = nb.path.join("note.md");
-    let mut cmd = Command::new("vim");
-    cmd.args(["-Es", "-u", "NONE", "-i", "NONE", "-N"])
+    let mut cmd = Command::new(program);
+    cmd.args(flags)
         .arg("-c")
-        .arg(format!("source {}", recipe("gitlockd.vim").display()))
-        .arg(&file)
-        .args([
-            "-c",
-            "GitlockdCommit written from vim",
-            "-c",
-            "GitlockdLog",
-            "-c",
-            "GitlockdUndo",
-            "-c",
-            "GitlockdRestore HEAD~1",
-            "-c",
-            "qa!",
-        ]);
+        .arg(load)
+        .arg(nb.path.join("note.md"));
+    let commit = format!("GitlockdCommit {message}");
+    for step in [
+        commit.as_str(),
+        "GitlockdLog",
+        "GitlockdUndo",
+        "GitlockdRestore HEAD~1",
+        "qa!",
+    ] {
+        cmd.arg("-c").arg(step);
+    }
     run_editor(&sb, cmd);
-    assert_sequence(&nb, "written from vim");
+    assert_sequence(&nb, message);
+}
+
+#[test]
+fn vim_recipe_commits_the_current_file_with_a_message() {
+    run_vim_like(
+        "vim",
+        &["-Es", "-u", "NONE", "-i", "NONE", "-N"],
+        format!("source {}", recipe("gitlockd.vim").display()),
+        "written from vim",
+    );
 }
 
 #[test]
 fn neovim_recipe_commits_the_current_file_with_a_message() {
-    if !on_path("nvim") {
-        support::skip("nvim is not installed");
-        return;
-    }
-    let (sb, nb, _d) = setup();
-    let file = nb.path.join("note.md");
-    let mut cmd = Command::new("nvim");
-    cmd.args(["--headless", "-u", "NONE", "-i", "NONE"])
-        .arg("-c")
-        .arg(format!("luafile {}", recipe("gitlockd.lua").display()))
-        .arg(&file)
-        .args([
-            "-c",
-            "GitlockdCommit written from neovim",
-            "-c",
-            "GitlockdLog",
-            "-c",
-            "GitlockdUndo",
-            "-c",
-            "GitlockdRestore HEAD~1",
-            "-c",
-            "qa!",
-        ]);
-    run_editor(&sb, cmd);
-    assert_sequence(&nb, "written from neovim");
+    run_vim_like(
+        "nvim",
+        &["--headless", "-u", "NONE", "-i", "NONE"],
+        format!("luafile {}", recipe("gitlockd.lua").display()),
+        "written from neovim",
+    );
 }
 
 #[test]

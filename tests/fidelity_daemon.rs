@@ -74,24 +74,12 @@ fn a_rejecting_hook_keeps_the_change_pending_until_the_next_save_fixes_it() {
 
     let head = repo.head();
     repo.write("a.md", "SECRET\n");
-    let st = wait_for(
-        Duration::from_secs(10),
-        "the hook's refusal in last_error",
-        || {
-            let st = c.status_of("nb");
-            st["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains("pre-commit: SECRET found"))
-                .then_some(st)
-        },
-    );
+    let st = c.wait_last_error("nb", &["pre-commit: SECRET found"]);
     assert_eq!(repo.head(), head, "nothing committed");
     assert!(st["pending"].as_u64().unwrap() >= 1, "{st}");
     repo.write("a.md", "clean\n");
     repo.wait_committed("a.md", "clean\n");
-    wait_for(Duration::from_secs(5), "last_error cleared", || {
-        c.status_of("nb")["last_error"].is_null().then_some(())
-    });
+    c.wait_error_cleared("nb");
     assert!(!repo.git(&["log", "--format=%B"]).contains("SECRET"));
 }
 
@@ -157,11 +145,7 @@ fn a_repository_needing_git_is_refused_without_git() {
     assert_eq!(d.wait_exit(Duration::from_secs(20)), Some(0));
 
     // With git in PATH, check-config passes and says which path commits.
-    let out = sb
-        .command(&["check-config", "--config", sb.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(sb.check_config().code, Some(0));
 }
 
 #[test]
@@ -190,26 +174,14 @@ fn a_failing_filter_holds_back_only_its_file_and_commits_it_once_it_works() {
     repo.write("k.sec", "secret\n");
     repo.write("a.md", "plain change\n");
     repo.wait_committed("a.md", "plain change\n");
-    let st = wait_for(
-        Duration::from_secs(10),
-        "the filter's error in last_error",
-        || {
-            let st = c.status_of("nb");
-            st["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains("k.sec") && e.contains("repository is locked"))
-                .then_some(st)
-        },
-    );
+    let st = c.wait_last_error("nb", &["k.sec", "repository is locked"]);
     assert!(st["pending"].as_u64().unwrap() >= 1, "{st}");
     assert_eq!(repo.blob("k.sec"), None);
     // Unlocked: the next change (or the backoff) commits it, encrypted.
     std::fs::remove_file(&flag).unwrap();
     repo.write("k.sec", "secret2\n");
     repo.wait_committed("k.sec", "frperg2\n");
-    wait_for(Duration::from_secs(5), "last_error cleared", || {
-        c.status_of("nb")["last_error"].is_null().then_some(())
-    });
+    c.wait_error_cleared("nb");
     repo.assert_fsck_clean();
     // The plaintext never entered the object database.
     for text in ["secret\n", "secret2\n"] {

@@ -9,15 +9,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use git_util::*;
-use gitlockd::git::{AutoCommitOptions, GitError, GitManager};
+use gitlockd::git::{GitError, GitManager};
 use gitlockd::lock::{with_owner, LockMode, OwnerId};
-
-fn opts() -> AutoCommitOptions {
-    AutoCommitOptions {
-        notebook: "nb".into(),
-        ..AutoCommitOptions::default()
-    }
-}
 
 /// Retry `f` while it fails with a retryable error, for up to a minute.
 fn retrying<T>(what: &str, mut f: impl FnMut() -> Result<T, GitError>) -> T {

@@ -11,29 +11,6 @@ use std::path::{Path, PathBuf};
 use git_util::*;
 use gitlockd::git::{AutoCommitOptions, AutoCommitOutcome, GitError, GitManager, GitProgram};
 
-fn opts() -> AutoCommitOptions {
-    AutoCommitOptions {
-        notebook: "nb".into(),
-        ..AutoCommitOptions::default()
-    }
-}
-
-/// The git gitlockd runs, with the same isolated config as the oracle.
-fn program() -> GitProgram {
-    let home = home();
-    GitProgram {
-        env: vec![
-            ("HOME".into(), home.as_os_str().to_owned()),
-            (
-                "GIT_CONFIG_GLOBAL".into(),
-                home.join(".gitconfig").into_os_string(),
-            ),
-            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
-        ],
-        ..GitProgram::default()
-    }
-}
-
 /// A repository made by `git init` with one commit of `files`.
 fn repo_with(files: &[(&str, &str)]) -> (tempfile::TempDir, GitManager) {
     let dir = tempdir();
@@ -102,15 +79,10 @@ fn head_tree(dir: &Path) -> String {
     git(dir, &["rev-parse", "HEAD^{tree}"]).trim().to_string()
 }
 
-fn auto(gm: &GitManager, paths: &[&str]) -> Result<AutoCommitOutcome, GitError> {
-    let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
-    gm.auto_commit_on_change(&paths, &opts())
-}
-
 /// Auto-commit `paths` and check the result against the oracle.
 fn auto_checked(dir: &Path, gm: &GitManager, paths: &[&str]) -> AutoCommitOutcome {
     let want = oracle_tree(dir, paths);
-    let outcome = auto(gm, paths).expect("auto-commit");
+    let outcome = try_auto(gm, paths).expect("auto-commit");
     assert_eq!(
         head_tree(dir),
         want,
@@ -235,7 +207,7 @@ fn a_failing_required_filter_commits_nothing_shows_its_stderr_then_recovers() {
     let before = git(d, &["rev-parse", "HEAD"]);
     std::fs::write(git_dir.join("broken"), "").expect("write");
     write(d, "x.up", "plain text\n");
-    let err = auto(&gm, &["x.up"]).expect_err("the filter fails");
+    let err = try_auto(&gm, &["x.up"]).expect_err("the filter fails");
     assert!(matches!(err, GitError::Command { .. }), "{err:?}");
     assert!(
         err.describe().contains("key not unlocked"),
@@ -251,7 +223,7 @@ fn a_failing_required_filter_commits_nothing_shows_its_stderr_then_recovers() {
     // the filtered ones are reported (with the filter's stderr) and left out.
     write(d, "y.up", "more plain\n");
     write(d, "notes.md", "unfiltered\n");
-    let partial = auto(&gm, &["x.up", "y.up", "notes.md"]).expect("partial commit");
+    let partial = try_auto(&gm, &["x.up", "y.up", "notes.md"]).expect("partial commit");
     assert!(partial.commit.is_some());
     assert_eq!(blob_at(d, "notes.md"), "unfiltered\n");
     let failed: Vec<&PathBuf> = partial.failed.iter().map(|(p, _)| p).collect();
@@ -336,7 +308,7 @@ fn skip_worktree_entries_without_sparse_checkout_are_left_alone() {
     git(d, &["update-index", "--skip-worktree", "local.cfg"]);
     write(d, "local.cfg", "my machine only\n");
     write(d, "a.md", "a2\n");
-    let outcome = auto(&gm, &["a.md", "local.cfg"]).expect("auto");
+    let outcome = try_auto(&gm, &["a.md", "local.cfg"]).expect("auto");
     assert!(outcome.commit.is_some());
     assert_eq!(blob_at(d, "local.cfg"), "shared\n");
     assert_eq!(blob_at(d, "a.md"), "a2\n");
@@ -494,7 +466,7 @@ fn ssh_signing_is_honoured_for_auto_commits_and_commit_now() {
     git(d, &["config", "user.signingkey", "/nonexistent/key"]);
     let head = git(d, &["rev-parse", "HEAD"]);
     write(d, "a.md", "unsigned?\n");
-    let err = auto(&gm, &["a.md"]).expect_err("signing fails");
+    let err = try_auto(&gm, &["a.md"]).expect_err("signing fails");
     assert!(
         err.describe().contains("git commit failed"),
         "{}",
@@ -543,7 +515,7 @@ fn openpgp_signing_with_gpg() {
     git(d, &["config", "commit.gpgsign", "true"]);
     git(d, &["config", "user.signingkey", "test@example.com"]);
     write(d, "a.md", "gpg\n");
-    let outcome = auto(&gm, &["a.md"]).expect("auto");
+    let outcome = try_auto(&gm, &["a.md"]).expect("auto");
     assert!(outcome.commit.is_some());
     let verified = git_cmd(d)
         .env("GNUPGHOME", gnupg.path())
@@ -621,7 +593,7 @@ fn a_rejecting_pre_commit_hook_commits_nothing_and_says_why() {
     );
     let head = git(d, &["rev-parse", "HEAD"]);
     write(d, "a.md", "key AKIA1234\n");
-    let err = auto(&gm, &["a.md"]).expect_err("the hook rejects");
+    let err = try_auto(&gm, &["a.md"]).expect_err("the hook rejects");
     assert!(
         err.describe().contains("secret found in staged changes"),
         "{}",
@@ -663,7 +635,7 @@ fn git_path_commits_only_the_batch_and_keeps_other_staged_changes_staged() {
     git(d, &["add", "b.md"]);
     write(d, "a.md", "a2\n");
     std::fs::rename(d.join("old.md"), d.join("new.md")).expect("rename");
-    let outcome = auto(&gm, &["a.md", "old.md", "new.md", "gone.md"]).expect("auto");
+    let outcome = try_auto(&gm, &["a.md", "old.md", "new.md", "gone.md"]).expect("auto");
     assert!(outcome.commit.is_some());
     assert_eq!(
         lines(&git(
@@ -681,7 +653,7 @@ fn git_path_commits_only_the_batch_and_keeps_other_staged_changes_staged() {
     );
     assert_eq!(git(d, &["diff", "--cached", "--name-only"]).trim(), "b.md");
     // Nothing changed: no commit, never an empty one.
-    let again = auto(&gm, &["a.md"]).expect("auto");
+    let again = try_auto(&gm, &["a.md"]).expect("auto");
     assert_eq!(again.commit, None);
 }
 
@@ -716,33 +688,12 @@ fn a_missing_git_is_an_error_naming_the_settings_and_the_fix() {
     );
     write(d, "a.md", "x\n");
     assert!(matches!(
-        auto(&gm, &["a.md"]),
+        try_auto(&gm, &["a.md"]),
         Err(GitError::GitMissing { .. })
     ));
     // Plain repositories do not need it.
     git(d, &["config", "commit.gpgsign", "false"]);
     assert!(gm.check_git_usable(true).is_ok());
-}
-
-/// A small deterministic generator (xorshift64*), so a failing session can
-/// be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
 }
 
 const DIRS: &[&str] = &["", "d1", "d1/sub", "naïve dir", "日本", "build"];
@@ -890,7 +841,7 @@ fn random_session(seed: u64, mode: Mode) {
         }
         let batch: Vec<&str> = touched.iter().map(String::as_str).collect();
         let want = oracle_tree(d, &batch);
-        let outcome = auto(&gm, &batch)
+        let outcome = try_auto(&gm, &batch)
             .unwrap_or_else(|e| panic!("seed {seed} step {step} {batch:?}: {}", e.describe()));
         assert_eq!(
             head_tree(d),
@@ -953,7 +904,7 @@ fn a_sparse_index_keeps_working() {
     write(d, "d1/a.md", "a2\n");
     let want = oracle_tree(d, &["d1/a.md"]);
     // A path inside the collapsed directory too (git's own add refuses it).
-    auto(&gm, &["d1/a.md", "d2/b.md", "d2"]).expect("auto");
+    try_auto(&gm, &["d1/a.md", "d2/b.md", "d2"]).expect("auto");
     assert_eq!(head_tree(d), want);
     assert_status_clean(d);
     let files = lines(&git(d, &["ls-tree", "-r", "--name-only", "HEAD"]));
@@ -993,7 +944,7 @@ fn a_hook_that_never_finishes_is_killed_and_leaves_no_lock_behind() {
     let head = git(d, &["rev-parse", "HEAD"]);
     write(d, "a.md", "b\n");
     let started = std::time::Instant::now();
-    let err = auto(&gm, &["a.md"]).expect_err("killed");
+    let err = try_auto(&gm, &["a.md"]).expect_err("killed");
     assert!(matches!(err, GitError::Timeout { .. }), "{err:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert!(err.to_string().contains("hooks = false"), "{err}");
@@ -1049,7 +1000,7 @@ fn names_git_would_read_as_pathspec_magic_are_taken_literally() {
     // `[x].md` as a glob would also match `x.md`; as magic, `:(top)c.md` is `c.md`.
     write(d, "x.md", "must stay out\n");
     write(d, "c.md", "must stay out\n");
-    let outcome = auto(&gm, &names).expect("auto");
+    let outcome = try_auto(&gm, &names).expect("auto");
     assert!(outcome.commit.is_some());
     let files = git(d, &["ls-tree", "-r", "-z", "--name-only", "HEAD"]);
     let mut files: Vec<&str> = files.split('\0').filter(|f| !f.is_empty()).collect();

@@ -6,20 +6,7 @@ mod git_util;
 use std::path::{Path, PathBuf};
 
 use git_util::*;
-use gitlockd::git::{AutoCommitOptions, GitManager, RepoState};
-
-fn opts() -> AutoCommitOptions {
-    AutoCommitOptions {
-        notebook: "nb".into(),
-        ..AutoCommitOptions::default()
-    }
-}
-
-fn auto(gm: &GitManager, paths: &[&str]) -> gitlockd::git::AutoCommitOutcome {
-    let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
-    gm.auto_commit_on_change(&paths, &opts())
-        .expect("auto-commit")
-}
+use gitlockd::git::{GitManager, RepoState};
 
 /// Give `rel` a new mtime (an old one, `secs` after a fixed base) without
 /// touching its content: its index stat data no longer matches.

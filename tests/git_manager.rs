@@ -9,19 +9,6 @@ use git_util::*;
 use gitlockd::filter::PathFilter;
 use gitlockd::git::{AutoCommitOptions, GitError, GitManager, RepoState};
 
-fn opts() -> AutoCommitOptions {
-    AutoCommitOptions {
-        notebook: "nb".into(),
-        ..AutoCommitOptions::default()
-    }
-}
-
-fn auto(gm: &GitManager, paths: &[&str]) -> gitlockd::git::AutoCommitOutcome {
-    let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
-    gm.auto_commit_on_change(&paths, &opts())
-        .expect("auto-commit")
-}
-
 fn ls_files(dir: &Path) -> Vec<String> {
     lines(&git(dir, &["ls-files"]))
 }

@@ -9,14 +9,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use git_util::*;
-use gitlockd::git::AutoCommitOptions;
-
-fn opts() -> AutoCommitOptions {
-    AutoCommitOptions {
-        notebook: "nb".into(),
-        ..AutoCommitOptions::default()
-    }
-}
 
 /// A copy of the notebook (work tree and .git) made with `cp -a`.
 fn copy_of(dir: &Path) -> tempfile::TempDir {

@@ -139,25 +139,15 @@ fn check_config_and_start_refuse_what_the_daemon_cannot_serve() {
         "",
         &[("a", &a.path, ""), ("b", &b, ""), ("plain", &plain, "")],
     );
-    let out = sb
-        .command(&["check-config", "--config", sb.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    let check = sb.check_config();
+    let text = check.text();
+    assert_eq!(check.code, Some(2), "{text}");
     assert!(text.contains("notebook \"b\".path"), "{text}");
     assert!(text.contains("of notebook \"a\""), "{text}");
     assert!(text.contains("notebook \"plain\".path"), "{text}");
     assert!(text.contains("git init"), "{text}");
 
-    let mut d = sb.spawn(&[]);
-    assert_eq!(
-        d.wait_exit(Duration::from_secs(20)),
-        Some(2),
-        "{}",
-        d.log_text()
-    );
+    sb.start_refused(2);
     assert_eq!(a.count(), 1, "nothing was committed into a's history");
 }
 
@@ -311,22 +301,13 @@ fn a_huge_duration_is_a_config_error_not_a_panic() {
     let sb = Sandbox::new();
     let repo = sb.repo("nb");
     sb.write_config("", &[("nb", &repo.path, "debounce = \"99999999999999h\"")]);
-    let out = sb
-        .command(&["check-config", "--config", sb.config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    let check = sb.check_config();
+    let text = &check.stderr;
+    assert_eq!(check.code, Some(2), "{text}");
     assert!(text.contains("notebook \"nb\".debounce"), "{text}");
     assert!(text.contains("too large: at most \"8760h\""), "{text}");
-    let mut d = sb.spawn(&[]);
-    assert_eq!(
-        d.wait_exit(Duration::from_secs(20)),
-        Some(2),
-        "{}",
-        d.log_text()
-    );
-    assert!(!d.log_text().contains("panicked"), "{}", d.log_text());
+    let log = sb.start_refused(2);
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! a second user (uid nobody) plays the attacker when the tests run as root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod as_user;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -15,63 +16,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use as_user::{can_act_as_nobody, NOBODY};
 use serde_json::{json, Value};
-use support::{holds_for, wait_for, Client, Daemon, Repo, Sandbox};
+use support::{holds_for, setup_with, wait_for, wait_unheld, Client, Daemon, Sandbox, LONG};
 
-const LONG: Duration = Duration::from_secs(20);
 const WINDOW: Duration = Duration::from_millis(800);
-const NOBODY: u32 = 65534;
 /// Set in the environment of the fake daemon this binary re-executes.
 const FAKE_DAEMON_VAR: &str = "GITLOCKD_TEST_FAKE_DAEMON";
 
-fn setup_with(names: &[&str], lock_extra: &str) -> (Sandbox, Vec<Repo>, Daemon) {
-    let sb = Sandbox::new();
-    let repos: Vec<Repo> = names
-        .iter()
-        .map(|n| {
-            let r = sb.repo(n);
-            r.write("base.txt", "base\n");
-            r.git(&["add", "base.txt"]);
-            r.git(&["commit", "-q", "-m", "base"]);
-            r
-        })
-        .collect();
-    let entries: Vec<(&str, &Path, &str)> = names
-        .iter()
-        .zip(&repos)
-        .map(|(n, r)| (*n, r.path.as_path(), ""))
-        .collect();
-    sb.write_config_lock("", lock_extra, &entries);
-    let d = sb.start_serving(names);
-    (sb, repos, d)
-}
-
 fn held(c: &mut Client, nb: &str) -> bool {
     c.status_of(nb)["lock"]["held"] == json!(true)
-}
-
-fn wait_unheld(c: &mut Client, nb: &str) {
-    wait_for(LONG, &format!("{nb} to be free"), || {
-        (!held(c, nb)).then_some(())
-    });
-}
-
-/// Starts the daemon on the sandbox's config (plus `env_remove`d variables)
-/// without waiting for it, for start-ups that must fail.
-fn spawn_daemon(sb: &Sandbox, remove: &[&str]) -> Daemon {
-    let log = sb.root.join(format!("daemon-{}.log", unique()));
-    let file = std::fs::File::create(&log).unwrap();
-    let mut cmd = sb.command(&["--config", sb.config.to_str().unwrap()]);
-    for var in remove {
-        cmd.env_remove(var);
-    }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    Daemon { child, log }
 }
 
 fn unique() -> u128 {
@@ -79,11 +33,6 @@ fn unique() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
-}
-
-fn is_root() -> bool {
-    // SAFETY: getuid cannot fail.
-    unsafe { libc::getuid() == 0 }
 }
 
 fn chown(path: &Path, uid: u32) {
@@ -105,9 +54,7 @@ fn a_socket_path_that_is_not_a_socket_is_refused_and_left_alone() {
 
     // A regular file: kept, and the start fails naming it.
     std::fs::write(&sb.socket, "precious\n").unwrap();
-    let mut d = spawn_daemon(&sb, &[]);
-    assert_eq!(d.wait_exit(LONG), Some(1), "{}", d.log_text());
-    let log = d.log_text();
+    let log = sb.start_refused(1);
     assert!(
         log.contains(&sb.socket.display().to_string()) && log.contains("regular file"),
         "{log}"
@@ -119,9 +66,7 @@ fn a_socket_path_that_is_not_a_socket_is_refused_and_left_alone() {
     let target = sb.root.join("victim.txt");
     std::fs::write(&target, "target\n").unwrap();
     symlink(&target, &sb.socket).unwrap();
-    let mut d = spawn_daemon(&sb, &[]);
-    assert_eq!(d.wait_exit(LONG), Some(1), "{}", d.log_text());
-    let log = d.log_text();
+    let log = sb.start_refused(1);
     assert!(
         log.contains(&format!("{} is a symbolic link", sb.socket.display())),
         "{log}"
@@ -135,15 +80,13 @@ fn a_socket_path_that_is_not_a_socket_is_refused_and_left_alone() {
     // A dangling symlink is refused the same way (nothing is created at its target).
     std::fs::remove_file(&sb.socket).unwrap();
     symlink(sb.root.join("nowhere"), &sb.socket).unwrap();
-    let mut d = spawn_daemon(&sb, &[]);
-    assert_eq!(d.wait_exit(LONG), Some(1), "{}", d.log_text());
+    sb.start_refused(1);
     assert!(!sb.root.join("nowhere").exists());
     std::fs::remove_file(&sb.socket).unwrap();
     std::fs::create_dir(&sb.socket).unwrap();
     // (A directory is already an invalid `socket` for the config check.)
-    let mut d = spawn_daemon(&sb, &[]);
-    assert_eq!(d.wait_exit(LONG), Some(2), "{}", d.log_text());
-    assert!(d.log_text().contains("directory"), "{}", d.log_text());
+    let log = sb.start_refused(2);
+    assert!(log.contains("directory"), "{log}");
     assert!(sb.socket.is_dir());
 
     // With the path free, the daemon starts, and a stale socket of ours is
@@ -169,9 +112,7 @@ fn a_lock_file_that_is_a_symlink_is_refused() {
     let mut lock = sb.socket.clone().into_os_string();
     lock.push(".lock");
     symlink(&victim, PathBuf::from(&lock)).unwrap();
-    let mut d = spawn_daemon(&sb, &[]);
-    assert_eq!(d.wait_exit(LONG), Some(1), "{}", d.log_text());
-    let log = d.log_text();
+    let log = sb.start_refused(1);
     assert!(
         log.contains(".lock") && log.contains("symbolic link"),
         "{log}"
@@ -268,10 +209,7 @@ fn lock_touch(sb: &Sandbox, global: &[&str], remove: &[&str]) -> (Option<i32>, S
 
 #[test]
 fn a_fallback_socket_folder_made_by_another_user_is_refused() {
-    if !is_root() {
-        support::skip(&format!(
-            "needs root to act as a second user (uid {NOBODY})"
-        ));
+    if !can_act_as_nobody() {
         return;
     }
     let sb = Sandbox::new();
@@ -291,9 +229,7 @@ fn a_fallback_socket_folder_made_by_another_user_is_refused() {
     chmod(&dir, 0o777);
 
     // The daemon refuses to bind there.
-    let mut d = spawn_daemon(&sb, &["XDG_RUNTIME_DIR"]);
-    assert_eq!(d.wait_exit(LONG), Some(1), "{}", d.log_text());
-    let log = d.log_text();
+    let log = sb.start_refused_without(1, &["XDG_RUNTIME_DIR"]);
     assert!(
         log.contains(&dir.display().to_string()) && log.contains(&format!("uid {NOBODY}")),
         "{log}"
@@ -320,10 +256,7 @@ fn a_fallback_socket_folder_made_by_another_user_is_refused() {
 
 #[test]
 fn a_server_running_as_another_user_is_not_believed() {
-    if !is_root() {
-        support::skip(&format!(
-            "needs root to act as a second user (uid {NOBODY})"
-        ));
+    if !can_act_as_nobody() {
         return;
     }
     let sb = Sandbox::new();

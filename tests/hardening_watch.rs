@@ -12,12 +12,29 @@ use std::time::Duration;
 
 use as_user::{give_to, start_as, status_as};
 use serde_json::{json, Value};
-use support::{wait_for, Sandbox};
+use support::{wait_for, Daemon, Sandbox};
 
 /// The `watches` and `watch_problem` of notebook `name`.
 fn watch_state(sb: &Sandbox, name: &str) -> (u64, Value) {
     let st = sb.client().status_of(name);
     (st["watches"].as_u64().unwrap(), st["watch_problem"].clone())
+}
+
+/// Starts the daemon with at most `limit` inotify watches for notebook
+/// "nb" (more folders than that): status must report `limit` watches and a
+/// watch problem that names the limit.
+fn start_with_watch_limit(sb: &Sandbox, limit: u64) -> Daemon {
+    let d = sb.spawn(&[("GITLOCKD_WATCH_LIMIT", &limit.to_string())]);
+    d.wait_ready(sb);
+    let (watches, problem) = watch_state(sb, "nb");
+    assert_eq!(watches, limit);
+    assert!(
+        problem
+            .as_str()
+            .is_some_and(|p| p.contains(&format!("GITLOCKD_WATCH_LIMIT={limit}"))),
+        "{problem}"
+    );
+    d
 }
 
 #[test]
@@ -31,16 +48,7 @@ fn refused_watches_mean_rescans_on_a_timer_until_the_watches_come_back() {
     // max_delay is the rescan period while folders are unwatched.
     sb.write_config("max_delay = \"1s\"", &[("nb", &repo.path, "")]);
     // Root + one folder: two of a, b, c get no watch.
-    let d = sb.spawn(&[("GITLOCKD_WATCH_LIMIT", "2")]);
-    d.wait_ready(&sb);
-    let (watches, problem) = watch_state(&sb, "nb");
-    assert_eq!(watches, 2);
-    assert!(
-        problem
-            .as_str()
-            .is_some_and(|p| p.contains("GITLOCKD_WATCH_LIMIT=2")),
-        "{problem}"
-    );
+    let d = start_with_watch_limit(&sb, 2);
 
     // Every folder's change is committed, the unwatched ones by the timer.
     for dir in ["a", "b", "c"] {
@@ -82,16 +90,7 @@ fn a_notebook_without_any_watch_still_commits_on_the_timer() {
     repo.commit_all("first");
     sb.write_config("max_delay = \"1s\"", &[("nb", &repo.path, "")]);
     // Not even the root gets a watch: no watcher at all.
-    let d = sb.spawn(&[("GITLOCKD_WATCH_LIMIT", "0")]);
-    d.wait_ready(&sb);
-    let (watches, problem) = watch_state(&sb, "nb");
-    assert_eq!(watches, 0);
-    assert!(
-        problem
-            .as_str()
-            .is_some_and(|p| p.contains("GITLOCKD_WATCH_LIMIT=0")),
-        "{problem}"
-    );
+    let _d = start_with_watch_limit(&sb, 0);
     for round in 1..=2 {
         repo.write("seed.txt", &format!("{round}\n"));
         repo.wait_committed("seed.txt", &format!("{round}\n"));

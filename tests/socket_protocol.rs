@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 
 use gitlockd::control::protocol::{parse_line, ErrorCode, COMMANDS, MAX_LINE};
 use serde_json::{json, Value};
-use support::{wait_for, Client, Daemon, Repo, Sandbox};
+use support::{setup, setup_with, wait_for, wait_unheld, Client, Daemon, Rng, Sandbox, LONG};
 
-const LONG: Duration = Duration::from_secs(20);
 const WINDOW: Duration = Duration::from_millis(600);
 
 /// Every error code of the contract.
@@ -35,34 +34,6 @@ const CODES: &[&str] = &[
     "git",
     "internal",
 ];
-
-/// A sandbox with notebooks (each with a first commit) and a running daemon.
-fn setup(names: &[&str]) -> (Sandbox, Vec<Repo>, Daemon) {
-    setup_with(names, "")
-}
-
-fn setup_with(names: &[&str], lock_extra: &str) -> (Sandbox, Vec<Repo>, Daemon) {
-    let sb = Sandbox::new();
-    let repos: Vec<Repo> = names
-        .iter()
-        .map(|n| {
-            let r = sb.repo(n);
-            r.write("base.txt", "base\n");
-            r.git(&["add", "base.txt"]);
-            r.git(&["commit", "-q", "-m", "base"]);
-            r
-        })
-        .collect();
-    let entries: Vec<(&str, &Path, &str)> = names
-        .iter()
-        .zip(&repos)
-        .map(|(n, r)| (*n, r.path.as_path(), ""))
-        .collect();
-    sb.write_config_lock("", lock_extra, &entries);
-    let d = sb.start();
-    wait_notebooks(&sb, names);
-    (sb, repos, d)
-}
 
 /// The daemon answers `ping` before its notebooks are open (the registry is
 /// filled after start-up): wait until `status` lists them all.
@@ -82,12 +53,6 @@ fn status_lock(c: &mut Client, nb: &str) -> Value {
 fn wait_waiters(c: &mut Client, nb: &str, n: u64) {
     wait_for(LONG, &format!("{nb} to have {n} waiter(s)"), || {
         (status_lock(c, nb)["waiters"] == json!(n)).then_some(())
-    });
-}
-
-fn wait_unheld(c: &mut Client, nb: &str) {
-    wait_for(LONG, &format!("{nb} to be free"), || {
-        (status_lock(c, nb)["held"] == json!(false)).then_some(())
     });
 }
 
@@ -1472,7 +1437,7 @@ fn bad_input_never_hurts_a_working_client() {
     for seed in 1..=4u64 {
         let socket = socket.clone();
         threads.push(std::thread::spawn(move || {
-            let mut rng = XorShift(seed * 7919);
+            let mut rng = Rng(seed * 7919);
             for _ in 0..10 {
                 let mut s = UnixStream::connect(&socket).unwrap();
                 s.set_read_timeout(Some(LONG)).unwrap();
@@ -1600,26 +1565,6 @@ fn bad_input_never_hurts_a_working_client() {
 // ---------------------------------------------------------------------------
 // Fuzz of the request parser (deterministic, no extra dependency)
 
-/// xorshift64*: small, seeded, deterministic.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0.max(1);
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
-    }
-}
-
 /// The tiny seed corpus: valid requests of every command.
 const CORPUS: &[&str] = &[
     r#"{"id":1,"cmd":"ping"}"#,
@@ -1636,7 +1581,7 @@ const CORPUS: &[&str] = &[
     r#"{"cmd":"subscribe","notebook":"nb"}"#,
 ];
 
-fn random_value(rng: &mut XorShift, depth: u32) -> Value {
+fn random_value(rng: &mut Rng, depth: u32) -> Value {
     match rng.below(if depth > 3 { 7 } else { 9 }) {
         0 => Value::Null,
         1 => json!(rng.below(2) == 0),
@@ -1690,7 +1635,7 @@ const FIELDS: &[&str] = &[
 ];
 
 /// One random or mutated request line.
-fn random_line(rng: &mut XorShift) -> Vec<u8> {
+fn random_line(rng: &mut Rng) -> Vec<u8> {
     match rng.below(6) {
         // Random bytes.
         0 => (0..rng.below(120)).map(|_| rng.next() as u8).collect(),
@@ -1767,7 +1712,7 @@ fn random_line(rng: &mut XorShift) -> Vec<u8> {
 
 #[test]
 fn parser_fuzz_never_panics_and_uses_contract_codes() {
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut ok, mut failed) = (0usize, 0usize);
     for i in 0..20_000 {
         let line = random_line(&mut rng);
@@ -1822,7 +1767,7 @@ fn parser_fuzz_never_panics_and_uses_contract_codes() {
 fn daemon_answers_fuzzed_lines_like_the_parser() {
     let (sb, _repos, mut d) = setup(&["nb"]);
     let mut c = sb.client();
-    let mut rng = XorShift(42);
+    let mut rng = Rng(42);
     let mut sent = 0;
     while sent < 1500 {
         let mut line = random_line(&mut rng);

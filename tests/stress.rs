@@ -11,29 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{wait_for, Sandbox};
+use support::{setup, wait_for};
 
 const CLIENTS: usize = 4;
 const ROUNDS: usize = 15;
 
 #[test]
 fn clients_exclude_each_other_and_auto_commits() {
-    let sb = Sandbox::new();
-    let repo = sb.repo("nb");
-    repo.write("base.txt", "base\n");
-    repo.git(&["add", "-A"]);
-    repo.git(&["commit", "-q", "-m", "base"]);
-    sb.write_config("", &[("nb", &repo.path, "")]);
-    let _d = sb.start();
-    let mut c = sb.client();
-    wait_for(Duration::from_secs(20), "the notebook to be open", || {
-        (c.ok("status", json!({}))["notebooks"]
-            .as_array()
-            .unwrap()
-            .len()
-            == 1)
-            .then_some(())
-    });
+    let (sb, repos, _d) = setup(&["nb"]);
+    let repo = &repos[0];
 
     let work = sb.root.join("tmp");
     let marker = work.join("inside"); // outside the notebook: never committed

@@ -12,35 +12,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use git_util::{assert_fsck_clean, assert_status_clean, git, git_try, home, tempdir, write};
+use git_util::sync_world::{cli, commit_all, read, rev, sync_ok, World};
+use git_util::{assert_fsck_clean, assert_status_clean, git, git_try, tempdir, write};
 use gitlockd::config::SyncConfig;
 use gitlockd::sync::{
     ahead_behind, local_state, push_only_with, sync_once_with, GitCli, Integration, SyncError,
     SyncOutcome,
 };
-use tempfile::TempDir;
 
 const DIVERGED: &str = "refs/gitlockd/diverged/origin/main";
-
-fn cli() -> GitCli {
-    let home = home();
-    GitCli {
-        env: vec![
-            ("HOME".into(), home.as_os_str().to_owned()),
-            (
-                "GIT_CONFIG_GLOBAL".into(),
-                home.join(".gitconfig").into_os_string(),
-            ),
-            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
-            (
-                "XDG_CONFIG_HOME".into(),
-                home.join("empty").into_os_string(),
-            ),
-        ],
-        timeout: Duration::from_secs(60),
-        ..GitCli::default()
-    }
-}
 
 fn cfg() -> SyncConfig {
     SyncConfig::default()
@@ -50,68 +30,22 @@ fn sync(dir: &Path) -> Result<SyncOutcome, SyncError> {
     sync_once_with(dir, &cfg(), true, &cli())
 }
 
-fn sync_ok(dir: &Path) -> SyncOutcome {
-    match sync(dir) {
-        Ok(o) => o,
-        Err(e) => panic!("sync of {} failed: {e}", dir.display()),
-    }
+/// The world of these tests: `readme.md` and `notes.md` on the remote's main.
+fn world() -> World {
+    World::new(&[("notes.md", "notes\n")], &[])
 }
 
-/// A bare remote with one commit on main (readme.md, notes.md) and clones a and b.
-struct World {
-    _dir: TempDir,
-    root: PathBuf,
-    remote: PathBuf,
-    a: PathBuf,
-    b: PathBuf,
-}
-
-impl World {
-    fn new() -> World {
-        let dir = tempdir();
-        let root = dir.path().canonicalize().expect("canonical");
-        git(
-            &root,
-            &["init", "--quiet", "--bare", "-b", "main", "remote.git"],
-        );
-        git(&root, &["clone", "--quiet", "remote.git", "a"]);
-        let a = root.join("a");
-        write(&a, "readme.md", "line 1\nline 2\nline 3\n");
-        write(&a, "notes.md", "notes\n");
-        commit_all(&a, "base");
-        git(&a, &["push", "--quiet", "origin", "main"]);
-        git(&root, &["clone", "--quiet", "remote.git", "b"]);
-        World {
-            remote: root.join("remote.git"),
-            a,
-            b: root.join("b"),
-            root,
-            _dir: dir,
-        }
+/// `git fsck` is clean and no reachable blob holds a conflict marker, in the
+/// remote and both clones.
+fn check(w: &World) {
+    w.check();
+    for r in w.repos() {
+        assert_no_markers(r);
     }
-
-    /// fsck clean and no conflict marker in any reachable blob, everywhere.
-    fn check(&self) {
-        for r in [&self.remote, &self.a, &self.b] {
-            assert_fsck_clean(r);
-            assert_no_markers(r);
-        }
-    }
-}
-
-/// What the caller (the daemon's auto-commit) does before a sync.
-fn commit_all(dir: &Path, msg: &str) -> String {
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "--quiet", "-m", msg]);
-    head(dir)
 }
 
 fn head(dir: &Path) -> String {
     rev(dir, "HEAD")
-}
-
-fn rev(dir: &Path, r: &str) -> String {
-    git(dir, &["rev-parse", "--verify", r]).trim().to_string()
 }
 
 fn rev_opt(dir: &Path, r: &str) -> Option<String> {
@@ -119,10 +53,6 @@ fn rev_opt(dir: &Path, r: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn read(dir: &Path, rel: &str) -> String {
-    std::fs::read_to_string(dir.join(rel)).expect("read")
 }
 
 /// Every blob reachable from any ref (diverged refs included) is free of
@@ -185,7 +115,7 @@ fn parents(dir: &Path, r: &str) -> Vec<String> {
 
 #[test]
 fn edit_on_a_is_pushed_and_fast_forwarded_into_b() {
-    let w = World::new();
+    let w = world();
     write(&w.a, "new.md", "from A\n");
     let c = commit_all(&w.a, "A: new");
 
@@ -227,12 +157,12 @@ fn edit_on_a_is_pushed_and_fast_forwarded_into_b() {
         assert_eq!(o.integrated, Integration::UpToDate);
         assert!(!o.pushed && !o.fetched);
     }
-    w.check();
+    check(&w);
 }
 
 #[test]
 fn different_files_end_up_on_both_sides() {
-    let w = World::new();
+    let w = world();
     write(&w.a, "a.md", "A\n");
     let ca = commit_all(&w.a, "A");
     write(&w.b, "b.md", "B\n");
@@ -264,12 +194,12 @@ fn different_files_end_up_on_both_sides() {
         );
         assert_status_clean(d);
     }
-    w.check();
+    check(&w);
 }
 
 #[test]
 fn conflicting_edits_diverge_without_touching_anything_then_resume_after_manual_resolution() {
-    let w = World::new();
+    let w = world();
     write(&w.a, "readme.md", "line 1\nline 2 by A\nline 3\n");
     let ca = commit_all(&w.a, "A edits line 2");
     write(&w.b, "readme.md", "line 1\nline 2 by B\nline 3\n");
@@ -291,7 +221,7 @@ fn conflicting_edits_diverge_without_touching_anything_then_resume_after_manual_
     // Both versions reachable; the remote untouched by B.
     assert_eq!(rev(&w.b, DIVERGED), ca);
     assert_eq!(rev(&w.remote, "main"), ca);
-    w.check();
+    check(&w);
 
     // Local commits go on; the divergence persists and is visible without network.
     write(&w.b, "later.md", "later\n");
@@ -311,7 +241,7 @@ fn conflicting_edits_diverge_without_touching_anything_then_resume_after_manual_
     let p = push_only_with(&w.b, &cfg(), &cli()).expect("push_only");
     assert!(!p.pushed);
     assert_eq!((p.ahead, p.behind), (2, 1));
-    w.check();
+    check(&w);
 
     // The user resolves by hand (under `gitlockd lock` in real life).
     let out = git_try(&w.b, &["merge", "--no-edit", DIVERGED]);
@@ -346,12 +276,12 @@ fn conflicting_edits_diverge_without_touching_anything_then_resume_after_manual_
     );
     assert_eq!(read(&w.a, "later.md"), "later\n");
     assert_status_clean(&w.a);
-    w.check();
+    check(&w);
 }
 
 #[test]
 fn unreachable_remote_then_back_pushes_what_was_committed_meanwhile() {
-    let w = World::new();
+    let w = world();
     let moved = w.root.join("remote.moved");
     std::fs::rename(&w.remote, &moved).expect("rename away");
 
@@ -391,12 +321,12 @@ fn unreachable_remote_then_back_pushes_what_was_committed_meanwhile() {
     assert_eq!(o.integrated, Integration::FastForward);
     assert_eq!(read(&w.b, "one.md"), "1\n");
     assert_eq!(read(&w.b, "two.md"), "2\n");
-    w.check();
+    check(&w);
 }
 
 #[test]
 fn rejected_push_is_reported_and_the_next_sync_merges_and_pushes() {
-    let w = World::new();
+    let w = world();
     write(&w.a, "a.md", "A\n");
     let ca = commit_all(&w.a, "A");
     let p = push_only_with(&w.a, &cfg(), &cli()).expect("push A");
@@ -427,12 +357,12 @@ fn rejected_push_is_reported_and_the_next_sync_merges_and_pushes() {
         assert_eq!(read(d, "a.md"), "A\n");
         assert_eq!(read(d, "b.md"), "B\n");
     }
-    w.check();
+    check(&w);
 }
 
 #[test]
 fn files_in_the_way_block_the_update_and_nothing_changes() {
-    let w = World::new();
+    let w = world();
     write(&w.a, "new.md", "tracked by A\n");
     write(&w.a, "secret.txt", "A's secret\n");
     write(&w.a, "readme.md", "line 1\nline 2 by A\nline 3\n");
@@ -483,12 +413,12 @@ fn files_in_the_way_block_the_update_and_nothing_changes() {
     assert_eq!(head(&w.b), ca);
     assert_eq!(read(&w.b, "notes.md"), "uncommitted notes by B\n");
     assert_eq!(read(&w.b, "new.md"), "tracked by A\n");
-    w.check();
+    check(&w);
 }
 
 #[test]
 fn merge_blocked_by_an_uncommitted_change_moves_nothing() {
-    let w = World::new();
+    let w = world();
     write(&w.a, "readme.md", "line 1\nline 2 by A\nline 3\n");
     commit_all(&w.a, "A");
     assert!(sync_ok(&w.a).pushed);
@@ -507,12 +437,12 @@ fn merge_blocked_by_an_uncommitted_change_moves_nothing() {
     let before = snapshot(&w.b);
     assert_eq!(sync_ok(&w.b).integrated, Integration::Diverged);
     assert_eq!(snapshot(&w.b), before);
-    w.check();
+    check(&w);
 }
 
 #[test]
 fn an_uncommitted_deletion_is_not_undone_by_an_update() {
-    let w = World::new();
+    let w = world();
     write(&w.a, "notes.md", "notes, edited by A\n");
     commit_all(&w.a, "A");
     assert!(sync_ok(&w.a).pushed);
@@ -524,7 +454,7 @@ fn an_uncommitted_deletion_is_not_undone_by_an_update() {
     }
     assert!(!w.b.join("notes.md").exists(), "deletion kept");
     assert_eq!(head(&w.b), b_head);
-    w.check();
+    check(&w);
 }
 
 #[test]
@@ -567,7 +497,7 @@ fn empty_remote_gets_its_branch_and_an_unborn_clone_fast_forwards() {
 
 #[test]
 fn unrelated_histories_diverge_instead_of_merging() {
-    let w = World::new();
+    let w = world();
     let c = w.root.join("c");
     git(&w.root, &["init", "--quiet", "-b", "main", "c"]);
     write(&c, "mine.md", "mine\n");
@@ -581,12 +511,12 @@ fn unrelated_histories_diverge_instead_of_merging() {
     assert_eq!(snapshot(&c), before);
     assert_eq!(rev(&c, DIVERGED), rev(&w.remote, "main"));
     assert_fsck_clean(&c);
-    w.check();
+    check(&w);
 }
 
 #[test]
 fn no_push_when_asked_not_to_and_other_refusals() {
-    let w = World::new();
+    let w = world();
     write(&w.a, "x.md", "x\n");
     commit_all(&w.a, "x");
     let o = sync_once_with(&w.a, &cfg(), false, &cli()).expect("sync");
@@ -632,12 +562,12 @@ fn no_push_when_asked_not_to_and_other_refusals() {
     assert_eq!(o.remote_branch, "elsewhere");
     assert_eq!(o.branch, "main");
     assert_eq!(rev(&w.remote, "elsewhere"), head(&w.a));
-    w.check();
+    check(&w);
 }
 
 #[test]
 fn a_hung_git_is_killed_with_its_children() {
-    let w = World::new();
+    let w = world();
     let bin = w.root.join("fakegit");
     let pidfile = w.root.join("child.pid");
     std::fs::write(
@@ -685,5 +615,5 @@ fn a_hung_git_is_killed_with_its_children() {
         assert!(Instant::now() < deadline, "sleep {pid} still alive: {stat}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    w.check();
+    check(&w);
 }

@@ -55,10 +55,6 @@ fn config(sb: &Sandbox, a: &Path, b: &Path) {
     sb.write_config("", &[("a", a, SYNC), ("b", b, SYNC)]);
 }
 
-fn read(repo: &Repo, rel: &str) -> Option<String> {
-    std::fs::read_to_string(repo.path.join(rel)).ok()
-}
-
 fn all_blobs_free_of_conflict_markers(repo: &Repo) {
     let objects = repo.git(&["rev-list", "--all", "--objects"]);
     for line in objects.lines() {
@@ -81,15 +77,15 @@ fn edits_travel_both_ways_and_different_files_merge() {
     let _d = sb.start();
     a.write("from-a.md", "written on a\n");
     wait_for(Duration::from_secs(20), "a's edit in b's work tree", || {
-        (read(&b, "from-a.md").as_deref() == Some("written on a\n")).then_some(())
+        (b.read("from-a.md").as_deref() == Some("written on a\n")).then_some(())
     });
     // Concurrent edits of different files on both sides.
     a.write("only-a.md", "a\n");
     b.write("only-b.md", "b\n");
     wait_for(Duration::from_secs(30), "both files on both sides", || {
         let ok = [&a, &b].iter().all(|r| {
-            read(r, "only-a.md").as_deref() == Some("a\n")
-                && read(r, "only-b.md").as_deref() == Some("b\n")
+            r.read("only-a.md").as_deref() == Some("a\n")
+                && r.read("only-b.md").as_deref() == Some("b\n")
         });
         ok.then_some(())
     });
@@ -117,13 +113,12 @@ fn conflicting_edits_diverge_without_touching_files_then_resume() {
     a.git(&["push", "-q", "origin", "main"]);
     b.write("README.md", "version b\n");
     b.git(&["commit", "-q", "-am", "b's edit"]);
-    sb.write_config("", &[("b", &b.path, SYNC)]);
-    let _d = sb.start();
+    let _d = sb.serve_one("b", &b, SYNC);
     let mut c = sb.client();
     let resp = c.ok("sync", json!({"notebook": "b"}));
     assert_eq!(resp["integrated"], json!("diverged"), "{resp}");
     assert_eq!(
-        read(&b, "README.md").as_deref(),
+        b.read("README.md").as_deref(),
         Some("version b\n"),
         "sync must not touch the work tree"
     );
@@ -180,8 +175,7 @@ fn conflicting_edits_diverge_without_touching_files_then_resume() {
 fn unreachable_remote_loses_nothing() {
     let sb = Sandbox::new();
     let (remote, a, _b) = two_clones(&sb);
-    sb.write_config("", &[("a", &a.path, SYNC)]);
-    let _d = sb.start();
+    let _d = sb.serve_one("a", &a, SYNC);
     let away = remote.path.with_extension("away");
     std::fs::rename(&remote.path, &away).unwrap();
     a.write("offline.md", "written offline\n");
@@ -203,8 +197,7 @@ fn unreachable_remote_loses_nothing() {
 fn sync_off_is_reported_and_refused() {
     let sb = Sandbox::new();
     let nb = sb.repo("plain");
-    sb.write_config("", &[("plain", &nb.path, "")]);
-    let _d = sb.start();
+    let _d = sb.serve_one("plain", &nb, "");
     let mut c = sb.client();
     assert!(c.status_of("plain")["sync"].is_null());
     c.err("sync", json!({"notebook": "plain"}), "bad_request");
@@ -214,8 +207,7 @@ fn sync_off_is_reported_and_refused() {
 fn no_sync_runs_while_a_client_holds_the_lock() {
     let sb = Sandbox::new();
     let (_remote, a, b) = two_clones(&sb);
-    sb.write_config("", &[("b", &b.path, SYNC)]);
-    let _d = sb.start();
+    let _d = sb.serve_one("b", &b, SYNC);
     let mut holder = sb.client();
     holder.ok("lock", json!({"notebook": "b"}));
     let tracking = b.git(&["rev-parse", "refs/remotes/origin/main"]);
@@ -232,7 +224,7 @@ fn no_sync_runs_while_a_client_holds_the_lock() {
             "a fetch ran inside a hold"
         );
         assert!(
-            read(&b, "news.md").is_none(),
+            b.read("news.md").is_none(),
             "sync changed the work tree inside a hold"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -241,7 +233,7 @@ fn no_sync_runs_while_a_client_holds_the_lock() {
     wait_for(
         Duration::from_secs(20),
         "the sync after the release",
-        || (read(&b, "news.md").as_deref() == Some("news\n")).then_some(()),
+        || (b.read("news.md").as_deref() == Some("news\n")).then_some(()),
     );
 }
 
@@ -274,7 +266,7 @@ fn merge_commits_made_by_sync_carry_the_notebook_author() {
     wait_for(Duration::from_secs(20), "the merge pushed", || {
         (remote.git(&["rev-parse", "main"]) == b.git(&["rev-parse", "HEAD"])).then_some(())
     });
-    assert_eq!(read(&b, "from-a.md").as_deref(), Some("a\n"));
+    assert_eq!(b.read("from-a.md").as_deref(), Some("a\n"));
     assert_eq!(b.status_porcelain(), "");
     b.assert_fsck_clean();
 }
@@ -385,7 +377,7 @@ fn a_kill_during_a_sync_checkout_is_recovered_at_the_next_start() {
     a.commit_all("a slow file, v1");
     a.git(&["push", "-q", "origin", "main"]);
     b.git(&["pull", "-q", "--no-rebase", "origin", "main"]);
-    assert_eq!(read(&b, "late.slow").as_deref(), Some("v1\n"));
+    assert_eq!(b.read("late.slow").as_deref(), Some("v1\n"));
     a.write("late.slow", "v2\n");
     let ca = a.commit_all("the slow file, v2");
     a.git(&["push", "-q", "origin", "main"]);
@@ -415,7 +407,7 @@ fn a_kill_during_a_sync_checkout_is_recovered_at_the_next_start() {
     );
     assert!(git_dir.join(gitlockd::sync::CHECKOUT_NOTE).exists());
     assert!(
-        read(&b, "late.slow").is_none(),
+        b.read("late.slow").is_none(),
         "git unlinked v1 before smudging v2"
     );
 
@@ -453,7 +445,7 @@ fn a_kill_during_a_sync_checkout_is_recovered_at_the_next_start() {
                 .status
                 .success();
             (has_a
-                && read(&b, "late.slow").as_deref() == Some("v2\n")
+                && b.read("late.slow").as_deref() == Some("v2\n")
                 && b.status_porcelain().is_empty())
             .then_some(())
         },

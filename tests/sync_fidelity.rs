@@ -7,108 +7,14 @@
 
 mod git_util;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use git_util::{assert_fsck_clean, assert_status_clean, git, git_try, home, tempdir, write};
+use git_util::sync_world::{cli, commit_all, read, rev, sync_ok, World};
+use git_util::{assert_status_clean, git, git_try, home, tempdir, write};
 use gitlockd::config::SyncConfig;
-use gitlockd::sync::{sync_once_as, sync_once_with, Author, GitCli, Integration, SyncOutcome};
-use tempfile::TempDir;
-
-fn cli() -> GitCli {
-    let home = home();
-    GitCli {
-        env: vec![
-            ("HOME".into(), home.as_os_str().to_owned()),
-            (
-                "GIT_CONFIG_GLOBAL".into(),
-                home.join(".gitconfig").into_os_string(),
-            ),
-            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
-            (
-                "XDG_CONFIG_HOME".into(),
-                home.join("empty").into_os_string(),
-            ),
-        ],
-        timeout: Duration::from_secs(60),
-        ..GitCli::default()
-    }
-}
-
-fn sync_ok(dir: &Path) -> SyncOutcome {
-    match sync_once_with(dir, &SyncConfig::default(), true, &cli()) {
-        Ok(o) => o,
-        Err(e) => panic!("sync of {} failed: {e}", dir.display()),
-    }
-}
-
-/// A bare remote whose first commit holds `base` files (written in a), and
-/// clones a and b; `config` is set in both clones (b: before its checkout).
-struct World {
-    _dir: TempDir,
-    root: PathBuf,
-    remote: PathBuf,
-    a: PathBuf,
-    b: PathBuf,
-}
-
-impl World {
-    fn new(base: &[(&str, &str)], config: &[(&str, &str)]) -> World {
-        let dir = tempdir();
-        let root = dir.path().canonicalize().expect("canonical");
-        git(
-            &root,
-            &["init", "--quiet", "--bare", "-b", "main", "remote.git"],
-        );
-        git(&root, &["clone", "--quiet", "remote.git", "a"]);
-        let a = root.join("a");
-        for (k, v) in config {
-            git(&a, &["config", k, v]);
-        }
-        write(&a, "readme.md", "line 1\nline 2\nline 3\n");
-        for (rel, content) in base {
-            write(&a, rel, content);
-        }
-        commit_all(&a, "base");
-        git(&a, &["push", "--quiet", "origin", "main"]);
-        let mut args = vec!["clone".to_string(), "--quiet".to_string()];
-        for (k, v) in config {
-            args.push("-c".into());
-            args.push(format!("{k}={v}"));
-        }
-        args.extend(["remote.git".to_string(), "b".to_string()]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        git(&root, &args);
-        World {
-            remote: root.join("remote.git"),
-            a,
-            b: root.join("b"),
-            root,
-            _dir: dir,
-        }
-    }
-
-    fn check(&self) {
-        for r in [&self.remote, &self.a, &self.b] {
-            assert_fsck_clean(r);
-        }
-    }
-}
-
-fn commit_all(dir: &Path, msg: &str) -> String {
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "--quiet", "-m", msg]);
-    rev(dir, "HEAD")
-}
-
-fn rev(dir: &Path, r: &str) -> String {
-    git(dir, &["rev-parse", "--verify", r]).trim().to_string()
-}
-
-fn read(dir: &Path, rel: &str) -> String {
-    std::fs::read_to_string(dir.join(rel)).expect("read")
-}
+use gitlockd::sync::{sync_once_as, sync_once_with, Author, GitCli, Integration};
 
 /// The stored (cleaned) content of `rel` at `rev`.
 fn blob(dir: &Path, rev: &str, rel: &str) -> String {

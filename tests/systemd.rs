@@ -10,12 +10,12 @@ mod support;
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram, UnixStream};
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{bin, Sandbox};
+use support::{answers_ping, bin, monotonic_usec, Sandbox};
 
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/gitlockd.service");
 
@@ -207,16 +207,6 @@ fn unit_has_the_promised_settings() {
 // NOTIFY_SOCKET
 
 /// CLOCK_MONOTONIC in microseconds, as systemd's MONOTONIC_USEC.
-fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes into the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000
-}
-
 /// The next datagram on `sock` as text, waiting at most `timeout`.
 fn next_message(sock: &UnixDatagram, timeout: Duration, what: &str) -> String {
     sock.set_read_timeout(Some(timeout)).unwrap();
@@ -252,18 +242,6 @@ fn assert_drained(sock: &UnixDatagram) {
     sock.set_nonblocking(false).unwrap();
 }
 
-fn ping_once(socket: &Path) -> bool {
-    use std::io::{BufRead, BufReader, Write};
-    let Ok(mut c) = UnixStream::connect(socket) else {
-        return false;
-    };
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    c.write_all(b"{\"id\":1,\"cmd\":\"ping\"}\n").unwrap();
-    let mut line = String::new();
-    BufReader::new(&c).read_line(&mut line).unwrap();
-    line.contains("\"ok\":true")
-}
-
 fn expect_ready(msg: &str, notebooks: usize) {
     assert_eq!(
         field(msg, "READY"),
@@ -292,7 +270,7 @@ fn notifications_on_start_reload_and_stop() {
     let ready = next_message(&notify, Duration::from_secs(20), "READY=1 after start");
     expect_ready(&ready, 1);
     assert!(
-        ping_once(&sb.socket),
+        answers_ping(&sb.socket, Duration::from_secs(5)),
         "READY=1 sent before the socket answers ping"
     );
     assert_eq!(sb.client().status_of("nb1")["name"], "nb1");
@@ -333,7 +311,7 @@ fn notifications_on_start_reload_and_stop() {
     );
     let ready = next_message(&notify, Duration::from_secs(20), "READY=1 (bad config)");
     expect_ready(&ready, 2);
-    assert!(ping_once(&sb.socket));
+    assert!(answers_ping(&sb.socket, Duration::from_secs(5)));
 
     // SIGTERM: a change still pending is committed, STOPPING=1 is sent, the
     // socket file goes away and the exit code is 0.
@@ -397,7 +375,7 @@ fn no_notify_socket_no_problem_and_unreachable_socket_is_harmless() {
         daemon.log_text().contains("SIGHUP").then_some(())
     });
     assert!(start.elapsed() < Duration::from_secs(10));
-    assert!(ping_once(&sb.socket));
+    assert!(answers_ping(&sb.socket, Duration::from_secs(5)));
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(40)), Some(0));
 }

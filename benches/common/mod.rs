@@ -328,27 +328,13 @@ impl Sandbox {
 
     /// Writes a config (socket, defaults, lock) with these notebooks (name, path, extra TOML).
     pub fn write_config(&self, defaults: &str, notebooks: &[(&str, &Path, &str)]) {
-        let mut text = format!(
-            "socket = {:?}\n\n[defaults]\n{defaults}\n\n[lock]\ntimeout = \"30s\"\n",
-            self.socket.display().to_string()
-        );
-        for (name, path, extra) in notebooks {
-            text.push_str(&format!(
-                "\n[[notebook]]\nname = {name:?}\npath = {:?}\n{extra}\n",
-                path.display().to_string()
-            ));
-        }
+        let text = sandbox::config_text(&self.socket, defaults, "timeout = \"30s\"", notebooks);
         std::fs::write(&self.config, text).unwrap();
     }
 
     /// Starts the release daemon on the written config; waits until it answers ping.
     pub fn start_daemon(&self) -> Daemon {
         let log = self.root.join(format!("daemon-{}.log", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
         let mut cmd = Command::new(bin());
         cmd.args(["--config", self.config.to_str().unwrap()])
             .env_clear();
@@ -360,12 +346,7 @@ impl Sandbox {
         }
         cmd.env("RUST_LOG", "info");
         let started = Instant::now();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
+        let child = sandbox::spawn_logged(&mut cmd, &log);
         let mut d = Daemon {
             child,
             log,
@@ -413,19 +394,7 @@ pub struct Daemon {
 impl Daemon {
     fn wait_ready(&self, socket: &Path) {
         let end = Instant::now() + Duration::from_secs(300);
-        loop {
-            if let Ok(c) = UnixStream::connect(socket) {
-                c.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                let mut w = &c;
-                if w.write_all(b"{\"cmd\":\"ping\"}\n").is_ok() {
-                    let mut line = String::new();
-                    if BufReader::new(&c).read_line(&mut line).is_ok()
-                        && line.contains("\"ok\":true")
-                    {
-                        return;
-                    }
-                }
-            }
+        while !sandbox::answers_ping(socket, Duration::from_secs(5)) {
             assert!(
                 Instant::now() < end,
                 "daemon never became ready\n{}",

@@ -9,11 +9,28 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::support::{wait_for, Daemon, Repo, Sandbox};
+use super::support::{skip, wait_for, Daemon, Repo, Sandbox};
 
 /// An unprivileged user for the daemon: root reads files whatever their
 /// mode, so an unreadable file needs a daemon that is not root.
 pub const NOBODY: u32 = 65534;
+
+/// Whether this process runs as root, the only user that can act as
+/// [`NOBODY`].
+pub fn is_root() -> bool {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() == 0 }
+}
+
+/// Whether the test can act as a second user; if not, its skip is recorded.
+pub fn can_act_as_nobody() -> bool {
+    if !is_root() {
+        skip(&format!(
+            "needs root to act as a second user (uid {NOBODY})"
+        ));
+    }
+    is_root()
+}
 
 /// Hands the whole sandbox to [`NOBODY`] and lets root's git CLI (the
 /// oracle) read a repository it does not own.
@@ -43,19 +60,9 @@ pub fn start_as_nobody(sb: &Sandbox) -> Daemon {
 
 /// [`start_as_nobody`] for any uid.
 pub fn start_as(sb: &Sandbox, uid: u32) -> Daemon {
-    let log = sb.root.join(format!("daemon-{uid}.log"));
-    let file = std::fs::File::create(&log).unwrap();
-    let mut cmd = sb.command(&["--config", sb.config.to_str().unwrap()]);
-    cmd.env("RUST_LOG", "info,gitlockd=debug")
-        .uid(uid)
-        .gid(uid)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file);
-    let d = Daemon {
-        child: cmd.spawn().unwrap(),
-        log,
-    };
+    let mut cmd = sb.daemon_command();
+    cmd.uid(uid).gid(uid);
+    let d = sb.spawn_command(cmd);
     wait_for(Duration::from_secs(20), "the daemon answers nobody", || {
         let out = sb
             .command(&["--socket", sb.socket.to_str().unwrap(), "status", "--json"])

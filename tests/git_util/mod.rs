@@ -9,13 +9,15 @@
 pub mod sandbox;
 
 #[allow(unused_imports)]
-pub use sandbox::skip;
+pub use sandbox::{skip, Rng};
+
+pub mod sync_world;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use gitlockd::git::GitManager;
+use gitlockd::git::{AutoCommitOptions, AutoCommitOutcome, GitError, GitManager, GitProgram};
 use tempfile::TempDir;
 
 /// The sandbox shared by every test of this binary: its folders and the
@@ -150,4 +152,44 @@ pub fn assert_status_clean(dir: &Path) {
 /// Lines of `git` output, trimmed.
 pub fn lines(s: &str) -> Vec<String> {
     s.lines().map(str::to_string).collect()
+}
+
+/// The options every in-process test commits with: a notebook named "nb",
+/// everything else as a daemon defaults it.
+pub fn opts() -> AutoCommitOptions {
+    AutoCommitOptions {
+        notebook: "nb".into(),
+        ..AutoCommitOptions::default()
+    }
+}
+
+/// Auto-commits the changed `paths` (relative) with [`opts`]: the outcome or
+/// the error, for tests that expect a failure.
+pub fn try_auto(gm: &GitManager, paths: &[&str]) -> Result<AutoCommitOutcome, GitError> {
+    let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    gm.auto_commit_on_change(&paths, &opts())
+}
+
+/// Auto-commits the changed `paths` (relative) with [`opts`], which must
+/// succeed.
+pub fn auto(gm: &GitManager, paths: &[&str]) -> AutoCommitOutcome {
+    try_auto(gm, paths).expect("auto-commit")
+}
+
+/// The git that gitlockd runs in these tests, isolated like the oracle: the
+/// sandbox's HOME and global config, no system config (passed in `env`:
+/// `std::env::set_var` is not thread-safe).
+pub fn program() -> GitProgram {
+    let home = home();
+    GitProgram {
+        env: vec![
+            ("HOME".into(), home.as_os_str().to_owned()),
+            (
+                "GIT_CONFIG_GLOBAL".into(),
+                home.join(".gitconfig").into_os_string(),
+            ),
+            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
+        ],
+        ..GitProgram::default()
+    }
 }

@@ -9,9 +9,11 @@
 //! (XDG_RUNTIME_DIR), `tmp/` (TMPDIR), `books/` (the notebooks).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// Who commits in a sandbox: the global `user.name` and `user.email`.
 pub struct Identity {
@@ -148,4 +150,82 @@ pub fn skip(reason: &str) {
 pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}
+
+/// A small seeded generator (xorshift64*) for randomised tests: the seed is
+/// printed, so a failing run can be replayed exactly; no extra dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        // A zero state would stay zero forever.
+        let mut x = self.0.max(1);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// One of `xs`.
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len())]
+    }
+}
+
+/// The text of a gitlockd config: the `socket`, a `[defaults]` and a
+/// `[lock]` table with these lines, then one `[[notebook]]` table for each
+/// (name, path, extra TOML lines).
+pub fn config_text(
+    socket: &Path,
+    defaults: &str,
+    lock: &str,
+    notebooks: &[(&str, &Path, &str)],
+) -> String {
+    let mut text = format!(
+        "socket = {:?}\n\n[defaults]\n{defaults}\n\n[lock]\n{lock}\n",
+        socket.display().to_string()
+    );
+    for (name, path, extra) in notebooks {
+        text.push_str(&format!(
+            "\n[[notebook]]\nname = {name:?}\npath = {:?}\n{extra}\n",
+            path.display().to_string()
+        ));
+    }
+    text
+}
+
+/// Starts `cmd` (a daemon) with stdin closed and stdout and stderr appended
+/// to `log`: the file a failing test or bench prints.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("cannot open the daemon log {}: {e}", log.display()));
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()))
+}
+
+/// Whether a daemon answers `ping` with ok on a new connection to `socket`,
+/// waiting at most `patience` for the answer: the readiness probe.
+pub fn answers_ping(socket: &Path, patience: Duration) -> bool {
+    let Ok(mut c) = UnixStream::connect(socket) else {
+        return false;
+    };
+    c.set_read_timeout(Some(patience)).ok();
+    if c.write_all(b"{\"cmd\":\"ping\"}\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    BufReader::new(&c).read_line(&mut line).is_ok() && line.contains("\"ok\":true")
 }

@@ -4,22 +4,30 @@
 //! Waits are bounded, labelled polls; a failure prints the daemon's log and
 //! each repository's `git status` and `git log`. The world itself (folders,
 //! git config, the git oracle, skip notes) is `tests/sandbox`, shared with
-//! `tests/git_util` and `benches/common`.
+//! `tests/git_util` and `benches/common`. Here: the per-test [`Sandbox`];
+//! `daemon`, `repo` and `client` are the three things a test drives, and
+//! `served` the set-ups and bounds the test files share.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../sandbox/mod.rs"]
 pub mod sandbox;
 
-#[allow(unused_imports)]
-pub use sandbox::{on_path, skip};
+mod client;
+mod daemon;
+mod repo;
+mod served;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+#[allow(unused_imports)]
+pub use sandbox::{answers_ping, on_path, skip, Rng};
+
+pub use client::Client;
+pub use daemon::Daemon;
+pub use repo::Repo;
+pub use served::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-use serde_json::{json, Value};
 
 /// The binary under test.
 pub fn bin() -> PathBuf {
@@ -75,21 +83,26 @@ impl Sandbox {
         repo
     }
 
+    /// The text of a config with these `[[notebook]]` entries (name, path,
+    /// extra TOML lines): a 100ms debounce and a 5s lock timeout, then
+    /// `defaults` and `lock` lines in those tables.
+    pub fn config_text(
+        &self,
+        defaults: &str,
+        lock: &str,
+        notebooks: &[(&str, &Path, &str)],
+    ) -> String {
+        sandbox::config_text(
+            &self.socket,
+            &format!("debounce = \"100ms\"\n{defaults}"),
+            &format!("timeout = \"5s\"\n{lock}"),
+            notebooks,
+        )
+    }
+
     /// Writes a config with these `[[notebook]]` entries (name, path, extra TOML lines).
     pub fn write_config(&self, defaults: &str, notebooks: &[(&str, &Path, &str)]) {
-        let mut text = format!(
-            "socket = {:?}\n\n[defaults]\ndebounce = \"100ms\"\n{defaults}\n\n[lock]\ntimeout = \"5s\"\n",
-            self.socket.display().to_string()
-        );
-        for (name, path, extra) in notebooks {
-            text.push_str(&format!(
-                "\n[[notebook]]\nname = {name:?}\npath = {:?}\n{extra}\n",
-                path.display().to_string()
-            ));
-        }
-        let tmp = self.config.with_extension("tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(tmp, &self.config).unwrap();
+        self.write_config_lock(defaults, "", notebooks);
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -125,6 +138,37 @@ impl Sandbox {
     /// Like [`Sandbox::spawn`], with the daemon's working directory set to
     /// `cwd` (None: inherit the test's).
     pub fn spawn_in(&self, cwd: Option<&Path>, extra_env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = self.daemon_command();
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        self.spawn_command(cmd)
+    }
+
+    /// Like [`Sandbox::spawn`] without waiting, with these variables removed
+    /// from the daemon's environment (e.g. `XDG_RUNTIME_DIR`).
+    pub fn spawn_without(&self, remove: &[&str]) -> Daemon {
+        let mut cmd = self.daemon_command();
+        for var in remove {
+            cmd.env_remove(var);
+        }
+        self.spawn_command(cmd)
+    }
+
+    /// The daemon on this sandbox's config, logging at debug level for the
+    /// log a failing test prints.
+    pub fn daemon_command(&self) -> Command {
+        let mut cmd = self.command(&["--config", self.config.to_str().unwrap()]);
+        cmd.env("RUST_LOG", "info,gitlockd=debug");
+        cmd
+    }
+
+    /// Starts `cmd` (a [`Sandbox::daemon_command`]) with its output in a log
+    /// file of its own.
+    pub fn spawn_command(&self, mut cmd: Command) -> Daemon {
         let log = self.root.join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -132,312 +176,18 @@ impl Sandbox {
                 .unwrap()
                 .as_nanos()
         ));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = self.command(&["--config", self.config.to_str().unwrap()]);
-        cmd.env("RUST_LOG", "info,gitlockd=debug");
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        if let Some(dir) = cwd {
-            cmd.current_dir(dir);
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
+        let child = sandbox::spawn_logged(&mut cmd, &log);
         Daemon { child, log }
     }
 
     pub fn client(&self) -> Client {
         Client::connect(&self.socket)
     }
-}
 
-/// A failing test prints every notebook's `git status` and `git log`, after
-/// the daemon's log (a test declares its daemon after its sandbox, so the
-/// daemon is dropped first).
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let Ok(entries) = std::fs::read_dir(self.root.join("books")) else {
-            return;
-        };
-        let mut repos: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.join(".git").exists())
-            .collect();
-        repos.sort();
-        for repo in repos {
-            sandbox::report_if_failing(&repo, &self.env);
-        }
-    }
-}
-
-/// A running daemon; killed when dropped.
-pub struct Daemon {
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Daemon {
-    pub fn wait_ready(&self, sb: &Sandbox) {
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut c) = UnixStream::connect(&sb.socket) {
-                c.set_read_timeout(Some(Duration::from_secs(2))).ok();
-                if c.write_all(b"{\"cmd\":\"ping\"}\n").is_ok() {
-                    let mut line = String::new();
-                    if BufReader::new(&c).read_line(&mut line).is_ok()
-                        && line.contains("\"ok\":true")
-                    {
-                        return;
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < end,
-                "daemon never became ready\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn signal(&self, sig: i32) {
-        unsafe {
-            libc::kill(self.child.id() as i32, sig);
-        }
-    }
-
-    /// Waits for exit and returns the exit code.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < end,
-                "daemon did not exit\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops the daemon as systemd would (SIGTERM: it commits what is
-    /// pending) and checks it exited 0. Quiesces the repositories before a
-    /// `git fsck`, which misreads objects written while it runs.
-    pub fn stop(&mut self) {
-        self.signal(libc::SIGTERM);
-        let code = self.wait_exit(Duration::from_secs(30));
-        assert_eq!(
-            code,
-            Some(0),
-            "daemon exit after SIGTERM\n{}",
-            self.log_text()
-        );
-    }
-
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "--- daemon log ({}) ---\n{}",
-                self.log.display(),
-                self.log_text()
-            );
-        }
-    }
-}
-
-/// A git repository probed with the git CLI.
-pub struct Repo {
-    pub path: PathBuf,
-    pub env: Vec<(String, String)>,
-}
-
-impl Repo {
-    pub fn git_output(&self, args: &[&str]) -> Output {
-        sandbox::git_command(&self.path, &self.env)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    pub fn git(&self, args: &[&str]) -> String {
-        let out = self.git_output(args);
-        assert!(
-            out.status.success(),
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    pub fn write(&self, rel: &str, content: &str) {
-        let p = self.path.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-
-    pub fn head(&self) -> Option<String> {
-        let out = self.git_output(&["rev-parse", "--verify", "-q", "HEAD"]);
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
-    pub fn count(&self) -> usize {
-        match self.head() {
-            None => 0,
-            Some(_) => self.git(&["rev-list", "--count", "HEAD"]).parse().unwrap(),
-        }
-    }
-
-    /// The blob at HEAD:rel, if any.
-    pub fn blob(&self, rel: &str) -> Option<String> {
-        let out = self.git_output(&["cat-file", "blob", &format!("HEAD:{rel}")]);
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
-    }
-
-    pub fn wait_committed(&self, rel: &str, content: &str) {
-        wait_for(Duration::from_secs(10), &format!("{rel} committed"), || {
-            (self.blob(rel).as_deref() == Some(content)).then_some(())
-        });
-    }
-
-    pub fn status_porcelain(&self) -> String {
-        self.git(&["status", "--porcelain"])
-    }
-
-    pub fn assert_fsck_clean(&self) {
-        let out = self.git_output(&["fsck", "--full", "--no-dangling", "--no-progress"]);
-        assert!(
-            out.status.success(),
-            "git fsck failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-/// A JSON-lines connection to the control socket.
-pub struct Client {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-    seq: u64,
-}
-
-impl Client {
-    pub fn connect(path: &Path) -> Client {
-        let s = UnixStream::connect(path).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Client {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-            seq: 0,
-        }
-    }
-
-    pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).unwrap();
-    }
-
-    /// The next line, or `None` once the daemon closed the connection.
-    pub fn recv_or_eof(&mut self) -> Option<Value> {
-        let mut line = String::new();
-        let n = self.reader.read_line(&mut line).unwrap();
-        (n > 0).then(|| serde_json::from_str(&line).unwrap())
-    }
-
-    pub fn recv(&mut self) -> Value {
-        let mut line = String::new();
-        let n = self.reader.read_line(&mut line).unwrap();
-        assert!(n > 0, "connection closed");
-        serde_json::from_str(&line).unwrap()
-    }
-
-    pub fn request(&mut self, cmd: &str, args: Value) -> Value {
-        self.seq += 1;
-        let mut obj = json!({"id": self.seq, "cmd": cmd});
-        if let Value::Object(extra) = args {
-            obj.as_object_mut().unwrap().extend(extra);
-        }
-        let mut line = serde_json::to_vec(&obj).unwrap();
-        line.push(b'\n');
-        self.send_raw(&line);
-        let resp = self.recv();
-        assert_eq!(resp["id"], json!(self.seq), "id echo: {resp}");
-        resp
-    }
-
-    pub fn ok(&mut self, cmd: &str, args: Value) -> Value {
-        let resp = self.request(cmd, args.clone());
-        assert_eq!(resp["ok"], json!(true), "{cmd} {args} failed: {resp}");
-        resp
-    }
-
-    pub fn err(&mut self, cmd: &str, args: Value, code: &str) -> Value {
-        let resp = self.request(cmd, args.clone());
-        assert_eq!(resp["ok"], json!(false), "{cmd} {args} should fail: {resp}");
-        assert_eq!(resp["error"]["code"], json!(code), "{cmd} {args}: {resp}");
-        resp
-    }
-
-    pub fn status_of(&mut self, name: &str) -> Value {
-        let resp = self.ok("status", json!({}));
-        resp["notebooks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["name"] == json!(name))
-            .cloned()
-            .unwrap_or_else(|| panic!("status lacks {name}: {resp}"))
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Additions for the socket / CLI / stress tests (issue 4).
-
-impl Sandbox {
     /// Like [`Sandbox::write_config`], with extra lines in the `[lock]` table
     /// (e.g. `max_hold = "1s"`).
     pub fn write_config_lock(&self, defaults: &str, lock: &str, notebooks: &[(&str, &Path, &str)]) {
-        let mut text = format!(
-            "socket = {:?}\n\n[defaults]\ndebounce = \"100ms\"\n{defaults}\n\n[lock]\ntimeout = \"5s\"\n{lock}\n",
-            self.socket.display().to_string()
-        );
-        for (name, path, extra) in notebooks {
-            text.push_str(&format!(
-                "\n[[notebook]]\nname = {name:?}\npath = {:?}\n{extra}\n",
-                path.display().to_string()
-            ));
-        }
-        let tmp = self.config.with_extension("tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(tmp, &self.config).unwrap();
+        self.write_config_text(&self.config_text(defaults, lock, notebooks));
     }
 
     /// Runs a client subcommand with this working directory.
@@ -462,109 +212,7 @@ impl Sandbox {
             .spawn()
             .unwrap()
     }
-}
 
-impl Repo {
-    /// Asserts HEAD does not move during `window` (a bounded "nothing happens" check).
-    pub fn assert_head_stays(&self, window: Duration, what: &str) {
-        let before = self.head();
-        let end = Instant::now() + window;
-        while Instant::now() < end {
-            assert_eq!(self.head(), before, "HEAD moved {what}");
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        assert_eq!(self.head(), before, "HEAD moved {what}");
-    }
-}
-
-impl Client {
-    /// Sends a request without waiting for its answer; returns its id.
-    pub fn send(&mut self, cmd: &str, args: Value) -> u64 {
-        self.seq += 1;
-        let mut obj = json!({"id": self.seq, "cmd": cmd});
-        if let Value::Object(extra) = args {
-            obj.as_object_mut().unwrap().extend(extra);
-        }
-        let mut line = serde_json::to_vec(&obj).unwrap();
-        line.push(b'\n');
-        self.send_raw(&line);
-        self.seq
-    }
-
-    /// The next line if one arrives within `window`; None on silence.
-    /// Panics if the connection closed.
-    pub fn recv_within(&mut self, window: Duration) -> Option<Value> {
-        self.reader
-            .get_ref()
-            .set_read_timeout(Some(window))
-            .unwrap();
-        let mut line = String::new();
-        let got = self.reader.read_line(&mut line);
-        self.reader
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        match got {
-            Ok(0) => panic!("connection closed"),
-            Ok(_) => Some(serde_json::from_str(&line).unwrap()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                assert!(line.is_empty(), "half a line arrived: {line:?}");
-                None
-            }
-            Err(e) => panic!("read failed: {e}"),
-        }
-    }
-
-    /// Reads until EOF (answers before it are returned); panics if the
-    /// connection stays open longer than `timeout`.
-    pub fn wait_closed(&mut self, timeout: Duration) -> Vec<Value> {
-        self.reader
-            .get_ref()
-            .set_read_timeout(Some(timeout))
-            .unwrap();
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(0) => return lines,
-                Ok(_) => lines.push(serde_json::from_str(&line).unwrap()),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return lines,
-                Err(e) => panic!("connection not closed within {timeout:?}: {e}; got {lines:?}"),
-            }
-        }
-    }
-
-    /// The underlying stream (for shutdown, raw writes).
-    pub fn stream(&self) -> &UnixStream {
-        &self.writer
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Helpers added for the daemon behaviour tests (issue 3).
-
-/// Polls `cond` for the whole of `duration`; panics naming `what` as soon as
-/// it is false. For bounded "nothing happens" observations.
-pub fn holds_for(duration: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + duration;
-    loop {
-        assert!(
-            cond(),
-            "expected {what} for {duration:?}, but it stopped holding"
-        );
-        if Instant::now() >= end {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-impl Sandbox {
     /// A git repository at `path` (anywhere, e.g. outside /tmp for editor
     /// tests), initialised with this sandbox's git environment.
     pub fn repo_at(&self, path: &Path) -> Repo {
@@ -591,240 +239,7 @@ impl Sandbox {
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(tmp, &self.config).unwrap();
     }
-}
 
-impl Daemon {
-    /// Waits until the log contains `needle`; returns the whole log.
-    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
-        let end = Instant::now() + timeout;
-        loop {
-            let text = self.log_text();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                Instant::now() < end,
-                "timed out after {timeout:?} waiting for {needle:?} in the daemon log\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Repo {
-    /// Stages everything and commits with the git CLI.
-    pub fn commit_all(&self, message: &str) -> String {
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
-        self.head().unwrap()
-    }
-
-    /// Paths a commit changed (both sides of renames; `--root` for the first).
-    pub fn commit_paths(&self, rev: &str) -> Vec<String> {
-        let out = self.git(&[
-            "diff-tree",
-            "--no-commit-id",
-            "--name-only",
-            "-r",
-            "--root",
-            "--no-renames",
-            rev,
-        ]);
-        out.lines()
-            .map(str::to_string)
-            .filter(|l| !l.is_empty())
-            .collect()
-    }
-
-    /// Every path any commit reachable from any ref ever contained.
-    pub fn ever_committed(&self) -> std::collections::BTreeSet<String> {
-        if self.head().is_none() {
-            return Default::default();
-        }
-        let out = self.git(&["log", "--all", "--format=", "--name-only", "--no-renames"]);
-        out.lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Paths in HEAD's tree with their modes: (mode, path).
-    pub fn head_tree(&self) -> Vec<(String, String, String)> {
-        if self.head().is_none() {
-            return Vec::new();
-        }
-        let out = self.git_output(&["ls-tree", "-r", "-z", "HEAD"]);
-        assert!(out.status.success());
-        out.stdout
-            .split(|b| *b == 0)
-            .filter(|e| !e.is_empty())
-            .map(|e| {
-                let e = String::from_utf8_lossy(e);
-                let (meta, path) = e.split_once('\t').unwrap();
-                let mut it = meta.split(' ');
-                let mode = it.next().unwrap().to_string();
-                let _kind = it.next();
-                let oid = it.next().unwrap().to_string();
-                (mode, oid, path.to_string())
-            })
-            .collect()
-    }
-
-    /// Mode of `rel` in HEAD, if present.
-    pub fn head_mode(&self, rel: &str) -> Option<String> {
-        self.head_tree()
-            .into_iter()
-            .find(|(_, _, p)| p == rel)
-            .map(|(m, _, _)| m)
-    }
-
-    /// Files (and symlinks) on disk, relative, skipping `.git` and what `skip` rejects.
-    pub fn disk_files(&self, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
-        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>, skip: &dyn Fn(&str) -> bool) {
-            let Ok(rd) = std::fs::read_dir(dir) else {
-                return;
-            };
-            for entry in rd.flatten() {
-                let path = entry.path();
-                let rel = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .to_string();
-                if rel == ".git" || skip(&rel) {
-                    continue;
-                }
-                let Ok(ft) = entry.file_type() else { continue };
-                if ft.is_dir() {
-                    walk(root, &path, out, skip);
-                } else {
-                    out.push(rel);
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.path, &self.path, &mut out, skip);
-        out.sort();
-        out
-    }
-
-    /// Differences between the work tree and HEAD, without trusting the
-    /// index: blob ids of HEAD compared with `git hash-object` of the files.
-    /// Empty when everything on disk is committed exactly.
-    pub fn uncommitted(&self, skip: &dyn Fn(&str) -> bool) -> Vec<String> {
-        let head: std::collections::BTreeMap<String, String> = self
-            .head_tree()
-            .into_iter()
-            .filter(|(m, _, _)| m != "120000")
-            .map(|(_, oid, p)| (p, oid))
-            .collect();
-        let disk: Vec<String> = self
-            .disk_files(skip)
-            .into_iter()
-            .filter(|p| !self.path.join(p).is_symlink())
-            .collect();
-        let mut diffs = Vec::new();
-        if !disk.is_empty() {
-            let mut cmd = Command::new("git");
-            cmd.arg("-C")
-                .arg(&self.path)
-                .args(["hash-object", "--no-filters", "--stdin-paths"]);
-            for (k, v) in &self.env {
-                cmd.env(k, v);
-            }
-            let mut child = cmd
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let input = disk.join("\n") + "\n";
-            let mut stdin = child.stdin.take().unwrap();
-            let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-            let out = child.wait_with_output().unwrap();
-            let _ = writer.join();
-            if !out.status.success() {
-                // A file vanished between the walk and the hash: report, let the caller poll again.
-                return vec!["(work tree changed while hashing)".into()];
-            }
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_string)
-                .collect();
-            for (p, id) in disk.iter().zip(ids) {
-                if head.get(p) != Some(&id) {
-                    diffs.push(format!("{p} (not on HEAD or different)"));
-                }
-            }
-        }
-        for p in head.keys() {
-            if !disk.contains(p) && !skip(p) {
-                diffs.push(format!("{p} (on HEAD but not on disk)"));
-            }
-        }
-        diffs
-    }
-
-    /// Waits until every file on disk equals HEAD.
-    pub fn wait_all_committed(&self, timeout: Duration, skip: &dyn Fn(&str) -> bool) {
-        let end = Instant::now() + timeout;
-        loop {
-            let diffs = self.uncommitted(skip);
-            if diffs.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < end,
-                "timed out after {timeout:?} waiting for every file to be committed; still different:\n  {}",
-                diffs.join("\n  ")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Every commit on HEAD changes its tree compared with its first parent.
-    pub fn assert_no_empty_commits(&self) {
-        if self.head().is_none() {
-            return;
-        }
-        let out = self.git(&["log", "--format=%H %T %P"]);
-        let mut tree_of = std::collections::HashMap::new();
-        let rows: Vec<Vec<String>> = out
-            .lines()
-            .map(|l| l.split(' ').map(str::to_string).collect())
-            .collect();
-        for r in &rows {
-            tree_of.insert(r[0].clone(), r[1].clone());
-        }
-        for r in &rows {
-            if let Some(parent) = r.get(2) {
-                if let Some(pt) = tree_of.get(parent) {
-                    assert_ne!(
-                        pt, &r[1],
-                        "commit {} is empty (same tree as its parent)",
-                        r[0]
-                    );
-                }
-            } else {
-                let files = self.git(&["ls-tree", "-r", "--name-only", &r[0]]);
-                assert!(!files.is_empty(), "root commit {} is empty", r[0]);
-            }
-        }
-    }
-
-    /// Waits until HEAD differs from `from`; returns the new HEAD.
-    pub fn wait_head_moves(&self, from: Option<&str>, timeout: Duration) -> String {
-        wait_for(timeout, "HEAD to move", || {
-            let h = self.head();
-            (h.as_deref() != from).then_some(h).flatten()
-        })
-    }
-}
-
-impl Sandbox {
     /// Starts the daemon and waits until `status` lists every one of
     /// `names`: the socket answers `ping` while notebooks are still opening
     /// (and catching up), so `start` alone does not mean they are served.
@@ -835,34 +250,41 @@ impl Sandbox {
     }
 }
 
-impl Daemon {
-    /// Waits until `status` lists every one of `names`.
-    pub fn wait_serving(&self, sb: &Sandbox, names: &[&str]) {
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            let listed = sb.client().status_names();
-            if names.iter().all(|n| listed.iter().any(|l| l == n)) {
-                return;
-            }
-            assert!(
-                Instant::now() < end,
-                "status never listed {names:?} (it lists {listed:?})\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+/// A failing test prints every notebook's `git status` and `git log`, after
+/// the daemon's log (a test declares its daemon after its sandbox, so the
+/// daemon is dropped first).
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.root.join("books")) else {
+            return;
+        };
+        let mut repos: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join(".git").exists())
+            .collect();
+        repos.sort();
+        for repo in repos {
+            sandbox::report_if_failing(&repo, &self.env);
         }
     }
 }
 
-impl Client {
-    /// Names of the notebooks `status` lists.
-    pub fn status_names(&mut self) -> Vec<String> {
-        let resp = self.ok("status", json!({}));
-        resp["notebooks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| e["name"].as_str().map(str::to_string))
-            .collect()
+/// Polls `cond` for the whole of `duration`; panics naming `what` as soon as
+/// it is false. For bounded "nothing happens" observations.
+pub fn holds_for(duration: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + duration;
+    loop {
+        assert!(
+            cond(),
+            "expected {what} for {duration:?}, but it stopped holding"
+        );
+        if Instant::now() >= end {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
