@@ -738,22 +738,38 @@ fn responses() {
     ));
 }
 
+/// A `status` answer as the protocol types read it.
+fn status_answer(v: Value) -> gitlockd::status::StatusAnswer {
+    serde_json::from_value(v).unwrap()
+}
+
+/// A typed `lock` object.
+fn lock_status(v: Value) -> gitlockd::status::LockStatus {
+    serde_json::from_value(v).unwrap()
+}
+
 #[test]
 fn status_table() {
-    let resp = json!({"id": 1, "ok": true, "notebooks": [
+    let answer = status_answer(json!({"notebooks": [
         {"name": "notes", "path": "/home/u/notes", "branch": "main",
          "head": "0123456789abcdef0123456789abcdef01234567", "pending": 2, "paused": false,
          "state": "idle",
-         "lock": {"held": true, "mode": "exclusive", "holders": [{"kind": "client", "pid": 123}], "waiters": 2},
-         "last_commit": {"id": "fedcba9876543210fedcba9876543210fedcba98", "time": "2024-01-02T03:04:05Z"},
-         "last_error": null},
-        {"name": "w", "path": "/w", "branch": null, "head": null, "pending": ["a", "b", "c"],
+         "lock": {"held": true, "mode": "exclusive",
+                  "holders": [{"owner": 4, "label": "client pid 123", "mode": "exclusive",
+                               "depth": 1, "held_ms": 3}],
+                  "waiters": 2},
+         "last_commit": {"id": "fedcba9876543210fedcba9876543210fedcba98", "files": 1,
+                         "time": "2024-01-02T03:04:05Z"},
+         "last_error": null, "sync": null},
+        {"name": "w", "path": "/w", "branch": null, "head": null, "pending": 3,
          "paused": true, "state": "waiting: merge in progress",
          "lock": {"held": false, "mode": null, "holders": [], "waiters": 0},
          "last_commit": null, "last_error": "git: index.lock exists\nretrying",
-         "sync": {"remote": "origin", "branch": "main", "state": "diverged", "ahead": 1, "behind": 2}}
-    ]});
-    let text = format_status(resp.as_object().unwrap());
+         "sync": {"remote": "origin", "branch": "main", "state": "diverged", "ahead": 1,
+                  "behind": 2, "last_sync": null, "last_error": null, "next_try": null,
+                  "diverged_ref": null}}
+    ]}));
+    let text = gitlockd::client::status_table(&answer);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].starts_with("NAME   PATH"), "{text}");
@@ -780,31 +796,34 @@ fn status_table() {
     assert_eq!(&lines[1][col..col + 9], "exclusive");
     assert_eq!(&lines[2][col..col + 4], "free");
 
-    let empty = format_status(json!({"notebooks": []}).as_object().unwrap());
+    let empty = gitlockd::client::status_table(&status_answer(json!({"notebooks": []})));
     assert_eq!(empty, "no notebooks configured\n");
 }
 
 #[test]
-fn lock_column_tolerates_shapes() {
-    let f = |v: Value| format_lock(Some(&v));
+fn lock_column() {
+    let f = |v: Value| lock_summary(&lock_status(v));
+    let holder = |owner: u64, label: Value, mode: &str| json!({"owner": owner, "label": label, "mode": mode, "depth": 1, "held_ms": 1});
     assert_eq!(
-        f(json!({"held": false, "holders": [], "waiters": 0})),
+        f(json!({"held": false, "mode": null, "holders": [], "waiters": 0})),
         "free"
     );
-    assert_eq!(f(json!({"held": false, "waiters": 1})), "free, 1 waiting");
     assert_eq!(
-        f(json!({"held": true, "mode": "shared", "holders": 2, "waiters": [{"pid": 1}]})),
-        "shared by 2 holders, 1 waiting"
+        f(json!({"held": false, "mode": null, "holders": [], "waiters": 1})),
+        "free, 1 waiting"
     );
     assert_eq!(
-        f(json!({"held": true, "mode": "shared", "holders": ["daemon", {"pid": 9}]})),
-        "shared by daemon, pid 9"
+        f(json!({"held": true, "mode": "shared",
+                 "holders": [holder(1, json!("vim pid 7"), "shared"), holder(2, json!("sync job"), "shared")],
+                 "waiters": 1})),
+        "shared by vim pid 7, sync job, 1 waiting"
     );
+    // A holder without a label is named by its owner id.
     assert_eq!(
-        f(json!({"mode": "exclusive", "holders": [{"label": "auto-commit"}]})),
-        "exclusive by auto-commit"
+        f(json!({"held": true, "mode": "exclusive",
+                 "holders": [holder(9, Value::Null, "exclusive")], "waiters": 0})),
+        "exclusive by owner 9"
     );
-    assert_eq!(format_lock(None), "-");
 }
 
 #[test]

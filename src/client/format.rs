@@ -1,12 +1,10 @@
 //! The human output of `status` and `log`: daemon answers laid out as aligned tables.
 //!
-//! The CLI formats the typed `status` answer ([`status_table`],
-//! [`lock_summary`], [`pending_lines`]). The `format_*` functions over JSON
-//! take an answer of any shape (another version's, or hand-written) and lay
-//! it out through the same row and column code, tolerating what they do not
-//! know.
+//! `status` is read as the protocol's typed answer ([`status_table`],
+//! [`lock_summary`], [`pending_lines`]): a reply of another shape is refused
+//! when it is parsed, never half-shown. `log` is still laid out from JSON.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::status::{LastCommit, LockStatus, NotebookStatus, StatusAnswer, SyncStatus};
 
@@ -48,42 +46,6 @@ fn short_id(id: &str) -> String {
     }
 }
 
-/// A count from a number, or the length of a list.
-fn count(value: Option<&Value>) -> Option<u64> {
-    match value? {
-        Value::Number(n) => n.as_u64(),
-        Value::Array(items) => Some(items.len() as u64),
-        Value::Object(map) => Some(map.len() as u64),
-        _ => None,
-    }
-}
-
-/// A lock holder, e.g. "client pid 123".
-fn holder(value: &Value) -> String {
-    let Value::Object(map) = value else {
-        return cell(value);
-    };
-    for key in ["description", "desc", "label"] {
-        if let Some(Value::String(s)) = map.get(key) {
-            return s.clone();
-        }
-    }
-    let kind = ["kind", "type", "owner", "who"]
-        .iter()
-        .find_map(|k| map.get(*k).and_then(Value::as_str));
-    let pid = map.get("pid").filter(|p| !p.is_null()).map(cell);
-    match (kind, pid) {
-        (Some(kind), Some(pid)) => format!("{kind} pid {pid}"),
-        (Some(kind), None) => kind.to_string(),
-        (None, Some(pid)) => format!("pid {pid}"),
-        (None, None) => match map.get("owner").and_then(Value::as_u64) {
-            // The protocol's holder without a label.
-            Some(owner) => format!("owner {owner}"),
-            None => value.to_string(),
-        },
-    }
-}
-
 /// The LOCK column from its parts: "free", or e.g. "exclusive by client pid
 /// 123, 2 waiting"; `holders` is already one phrase (empty: none known).
 fn lock_text(held: bool, mode: Option<&str>, holders: &str, waiters: u64) -> String {
@@ -121,34 +83,6 @@ pub fn lock_summary(lock: &LockStatus) -> String {
     )
 }
 
-/// The LOCK column of a `lock` object of any shape (holders as a list or a
-/// count, `held` missing, ...).
-pub fn format_lock(lock: Option<&Value>) -> String {
-    let Some(Value::Object(lock)) = lock else {
-        return lock.map(cell).unwrap_or_else(|| "-".into());
-    };
-    let held = match lock.get("held") {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) > 0,
-        Some(Value::Null) | None => count(lock.get("holders")).unwrap_or(0) > 0,
-        Some(_) => true,
-    };
-    let holders = match lock.get("holders") {
-        Some(Value::Array(list)) => list.iter().map(holder).collect::<Vec<_>>().join(", "),
-        Some(Value::Number(n)) => {
-            let n = n.as_u64().unwrap_or(0);
-            format!("{n} holder{}", if n == 1 { "" } else { "s" })
-        }
-        _ => String::new(),
-    };
-    lock_text(
-        held,
-        lock.get("mode").and_then(Value::as_str),
-        &holders,
-        count(lock.get("waiters")).unwrap_or(0),
-    )
-}
-
 /// The LAST-COMMIT column from an id and a time, either maybe unknown.
 fn commit_text(id: Option<&str>, time: Option<&str>) -> Option<String> {
     match (id.map(short_id), time) {
@@ -165,41 +99,9 @@ fn last_commit_text(last: Option<&LastCommit>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// The LAST-COMMIT column of a `last_commit` of any shape.
-fn format_last_commit(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::String(s)) if !s.is_empty() => short_id(s),
-        Some(Value::Object(map)) => {
-            let id = map
-                .get("id")
-                .or_else(|| map.get("commit"))
-                .and_then(Value::as_str);
-            let time = map.get("time").and_then(Value::as_str);
-            commit_text(id, time).unwrap_or_else(|| Value::Object(map.clone()).to_string())
-        }
-        Some(other) => cell(other),
-        None => "-".into(),
-    }
-}
-
 /// An error as one line: `None` when there is none.
 fn error_text(error: Option<&str>) -> Option<String> {
     error.filter(|e| !e.is_empty()).map(text)
-}
-
-/// An error of any shape as one line: a string, or an object's `message`.
-fn format_error(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::Null => None,
-        Value::String(s) => error_text(Some(s)),
-        Value::Object(map) => Some(
-            map.get("message")
-                .and_then(Value::as_str)
-                .map(|m| m.replace('\n', " "))
-                .unwrap_or_else(|| Value::Object(map.clone()).to_string()),
-        ),
-        other => Some(cell(other)),
-    }
 }
 
 /// The SYNC column of a typed entry: e.g. "origin/main ok +1 -0".
@@ -211,22 +113,6 @@ fn sync_text(sync: &SyncStatus) -> String {
         text(&sync.state),
         sync.ahead,
         sync.behind
-    )
-}
-
-/// The SYNC column of a `sync` object of any shape, or "-" when sync is off.
-fn format_sync(value: Option<&Value>) -> String {
-    let Some(Value::Object(sync)) = value else {
-        return "-".into();
-    };
-    let s = |key: &str| sync.get(key).map(cell).unwrap_or_else(|| "?".into());
-    format!(
-        "{}/{} {} +{} -{}",
-        s("remote"),
-        s("branch"),
-        s("state"),
-        s("ahead"),
-        s("behind")
     )
 }
 
@@ -267,37 +153,6 @@ impl StatusRow {
             last_commit: last_commit_text(nb.last_commit.as_ref()),
             sync: nb.sync.as_ref().map(sync_text),
             error: error_text(nb.last_error.as_deref())
-                .or(sync_error)
-                .unwrap_or_else(|| "-".into()),
-        }
-    }
-
-    /// The row of an entry of any shape.
-    fn json(nb: &Value) -> StatusRow {
-        let field = |key: &str| nb.get(key);
-        let text = |key: &str| field(key).map(cell).unwrap_or_else(|| "-".into());
-        let sync = field("sync").filter(|s| !s.is_null());
-        let sync_error = sync
-            .and_then(|s| format_error(s.get("last_error")))
-            .map(|e| format!("sync: {e}"));
-        StatusRow {
-            name: text("name"),
-            path: text("path"),
-            branch: text("branch"),
-            head: field("head")
-                .and_then(Value::as_str)
-                .map(short_id)
-                .unwrap_or_else(|| text("head")),
-            pending: match count(field("pending")) {
-                Some(n) => n.to_string(),
-                None => text("pending"),
-            },
-            paused: text("paused"),
-            state: text("state"),
-            lock: format_lock(field("lock")),
-            last_commit: format_last_commit(field("last_commit")),
-            sync: sync.map(|s| format_sync(Some(s))),
-            error: format_error(field("last_error"))
                 .or(sync_error)
                 .unwrap_or_else(|| "-".into()),
         }
@@ -382,15 +237,6 @@ pub fn status_table(answer: &StatusAnswer) -> String {
     status_rows(answer.notebooks.iter().map(StatusRow::typed).collect())
 }
 
-/// The human `status` table of a `status` answer of any shape.
-pub fn format_status(resp: &Map<String, Value>) -> String {
-    let notebooks = match resp.get("notebooks") {
-        Some(Value::Array(list)) => list.as_slice(),
-        _ => &[],
-    };
-    status_rows(notebooks.iter().map(StatusRow::json).collect())
-}
-
 /// The human `log`: one `SHORTID  TIME  AUTHOR  SUMMARY` line per commit.
 pub fn format_log(commits: &Value) -> String {
     let Value::Array(commits) = commits else {
@@ -449,25 +295,6 @@ pub fn pending_lines(answer: &StatusAnswer) -> String {
         .collect()
 }
 
-/// The `--pending` part of a `status` answer of any shape.
-pub fn format_pending(resp: &Map<String, Value>) -> String {
-    let notebooks = match resp.get("notebooks") {
-        Some(Value::Array(list)) => list.as_slice(),
-        _ => &[],
-    };
-    let mut out = String::new();
-    for nb in notebooks {
-        let name = nb.get("name").map(cell).unwrap_or_else(|| "-".into());
-        let paths: Option<Vec<String>> = match nb.get("pending_paths") {
-            Some(Value::Array(list)) => Some(list.iter().map(cell).collect()),
-            _ => None,
-        };
-        let error = nb.get("pending_error").and_then(Value::as_str);
-        out.push_str(&pending_part(&name, paths.as_deref(), error));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -512,14 +339,6 @@ mod tests {
              "skipped_large": [], "skipped_unreadable": [], "sync": null},
         ]}))
         .unwrap()
-    }
-
-    #[test]
-    fn the_typed_table_reads_as_the_json_one_did() {
-        let answer = answer();
-        let wire = crate::control::answers::to_fields(&answer);
-        assert_eq!(status_table(&answer), format_status(&wire));
-        assert_eq!(pending_lines(&answer), format_pending(&wire));
     }
 
     #[test]

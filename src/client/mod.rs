@@ -34,10 +34,7 @@ pub use conn::{
     exit_code_for, parse_response, ClientError, EXIT_CANNOT_EXEC, EXIT_ERROR, EXIT_NOT_FOUND,
     EXIT_OK, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_USAGE,
 };
-pub use format::{
-    format_lock, format_log, format_pending, format_status, lock_summary, pending_lines,
-    status_table,
-};
+pub use format::{format_log, lock_summary, pending_lines, status_table};
 pub use lock::exit_code_of;
 pub use time::local as local_time;
 
