@@ -29,6 +29,7 @@ pub mod identity;
 mod index_cache;
 mod message;
 mod paths;
+mod pending;
 pub mod probe;
 mod read;
 mod refresh;

@@ -13,22 +13,20 @@ use std::time::Duration;
 use git2::build::TreeUpdateBuilder;
 use git2::{
     Commit, Delta, Diff, DiffFindOptions, DiffOptions, ErrorCode, FileMode, Index, Oid, Repository,
-    Signature, Status, StatusOptions, Tree,
+    Signature, Tree,
 };
 
 use super::error::git_err;
 use super::features::{self, GitFeature};
 use super::index_cache::{IndexCache, IndexFileStamp};
 use super::message::{render_changes_message, ChangeKind, FileChange};
-use super::read::{is_fs_race, READ_ATTEMPTS};
-use super::refresh;
 use super::stage::Stager;
 use super::{
     busy_state, AutoCommitOptions, AutoCommitOutcome, GitError, GitManager,
     DEFAULT_MESSAGE_TEMPLATE,
 };
 use crate::filter::PathFilter;
-use crate::lock::{LockMode, OwnerId};
+use crate::lock::LockMode;
 
 /// How often a commit is redone from the top when HEAD moved under it.
 const MAX_ATTEMPTS: u32 = 10;
@@ -239,106 +237,6 @@ impl GitManager {
         }
     }
 
-    /// Every path whose work-tree state differs from HEAD or the index (new,
-    /// modified, deleted, both sides of a rename), honouring git's ignore
-    /// rules and `opts.filter`: what to commit after a restart or a lost
-    /// event. Stale stat data of unchanged files is refreshed in the index
-    /// first (see `refresh`); nothing else in it changes.
-    pub fn pending_changes(&self, opts: &AutoCommitOptions) -> Result<Vec<PathBuf>, GitError> {
-        let _hold = self.hold(LockMode::Shared)?;
-        let repo = self.open()?;
-        let needs_git = features::detect(&repo, false)
-            .iter()
-            .any(|f| matches!(f, GitFeature::SparseCheckout | GitFeature::SplitIndex));
-        if needs_git {
-            return self.pending_changes_via_git(&opts.filter);
-        }
-        self.refresh_stat_data(&repo);
-        let mut so = StatusOptions::new();
-        so.include_untracked(true)
-            .recurse_untracked_dirs(true)
-            .include_ignored(false)
-            .include_unmodified(false)
-            .exclude_submodules(true)
-            .update_index(false);
-        let mut attempt = 1;
-        let statuses = loop {
-            match repo.statuses(Some(&mut so)) {
-                Ok(statuses) => break statuses,
-                // A file changed while libgit2 read it: look again.
-                Err(e) if attempt < READ_ATTEMPTS && is_fs_race(&e) => attempt += 1,
-                // An index libgit2 cannot read (split or sparse index): ask git.
-                Err(e) if is_unreadable_index(&e) => {
-                    return self.pending_changes_via_git(&opts.filter)
-                }
-                Err(e) => return Err(git_err(&repo, "listing changed files")(e)),
-            }
-        };
-        let mut out = BTreeSet::new();
-        for entry in statuses.iter() {
-            let status = entry.status();
-            if status.is_empty() || status.contains(Status::IGNORED) {
-                continue;
-            }
-            let bytes = entry.path_bytes();
-            // A directory entry is a nested repository: never staged.
-            if bytes.ends_with(b"/") {
-                continue;
-            }
-            let path = PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
-            if !opts.filter.is_excluded(&path) {
-                out.insert(path);
-            }
-        }
-        Ok(out.into_iter().collect())
-    }
-
-    /// Write fresh stat data for the index entries whose files are unchanged
-    /// but whose stat data is stale (a copied or restored notebook), hashing
-    /// them in parallel. Best effort: when the lock cannot be had exclusively
-    /// at once, the index is busy or locked, or another process rewrites it
-    /// meanwhile, nothing is written and the scan hashes as before.
-    fn refresh_stat_data(&self, repo: &Repository) {
-        let Ok(_hold) = self.lock.try_lock(OwnerId::current(), LockMode::Exclusive) else {
-            return;
-        };
-        let mut loaded = match writable_index(repo, &self.index_cache) {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                tracing::debug!(root = %self.root.display(), error = %e, "stat data not refreshed");
-                return;
-            }
-        };
-        let mtime = loaded.stamp.mtime();
-        if !refresh::looks_stale(&self.root, &loaded.index, mtime)
-            || !refresh::raw_bytes_are_blobs(repo, &loaded.index)
-        {
-            keep_index(&self.index_cache, loaded);
-            return;
-        }
-        let done = match refresh::refresh(&self.root, &mut loaded.index, loaded.stamp.mtime()) {
-            Ok(done) => done,
-            Err(e) => {
-                tracing::debug!(root = %self.root.display(), error = %e, "stat data not refreshed");
-                return;
-            }
-        };
-        if done.updated == 0 {
-            keep_index(&self.index_cache, loaded);
-            return;
-        }
-        match write_index(repo, &mut loaded) {
-            Ok(Attempt::Done(())) => {
-                tracing::info!(root = %self.root.display(), hashed = done.hashed, refreshed = done.updated, "refreshed stale stat data in the index");
-                keep_index(&self.index_cache, loaded);
-            }
-            Ok(Attempt::Again(_)) => {}
-            Err(e) => {
-                tracing::debug!(root = %self.root.display(), error = %e, "stat data not refreshed")
-            }
-        }
-    }
-
     /// Stage `rels` and commit, redone from the top (bounded) when HEAD moved
     /// meanwhile, so another process's commit is never reverted by ours.
     /// Through libgit2 when it honours everything the repository asks for,
@@ -461,7 +359,7 @@ impl GitManager {
 }
 
 /// One pass of a retried operation.
-enum Attempt<T> {
+pub(super) enum Attempt<T> {
     /// Finished.
     Done(T),
     /// Another process rewrote the index (whose lock file this is) while we
@@ -470,16 +368,19 @@ enum Attempt<T> {
 }
 
 /// The index as loaded, and the file's stamp from just before loading it.
-struct LoadedIndex {
-    index: Index,
-    stamp: IndexFileStamp,
+pub(super) struct LoadedIndex {
+    pub(super) index: Index,
+    pub(super) stamp: IndexFileStamp,
 }
 
 /// The index, up to date with the file, when committing is allowed now: no
 /// operation in progress, no conflicts, no foreign `index.lock`. Checked
 /// before anything is written. Starts from the index kept after our last
 /// write when there is one (libgit2 re-reads it if the file changed since).
-fn writable_index(repo: &Repository, cache: &IndexCache) -> Result<LoadedIndex, GitError> {
+pub(super) fn writable_index(
+    repo: &Repository,
+    cache: &IndexCache,
+) -> Result<LoadedIndex, GitError> {
     if let Some(state) = busy_state(repo.state()) {
         return Err(GitError::Busy {
             state: state.to_string(),
@@ -517,7 +418,10 @@ fn writable_index(repo: &Repository, cache: &IndexCache) -> Result<LoadedIndex, 
 /// Write the index back, unless another process rewrote it since we loaded
 /// it: writing ours would undo their staging (libgit2, unlike git, does not
 /// hold `index.lock` from read to write), so the caller starts again.
-fn write_index(repo: &Repository, loaded: &mut LoadedIndex) -> Result<Attempt<()>, GitError> {
+pub(super) fn write_index(
+    repo: &Repository,
+    loaded: &mut LoadedIndex,
+) -> Result<Attempt<()>, GitError> {
     if IndexFileStamp::of(repo) != loaded.stamp {
         return Ok(Attempt::Again(repo.path().join("index.lock")));
     }
@@ -530,7 +434,7 @@ fn write_index(repo: &Repository, loaded: &mut LoadedIndex) -> Result<Attempt<()
 }
 
 /// Keep the index just written for the next operation.
-fn keep_index(cache: &Arc<IndexCache>, loaded: LoadedIndex) {
+pub(super) fn keep_index(cache: &Arc<IndexCache>, loaded: LoadedIndex) {
     let conflicts = loaded.index.has_conflicts();
     cache.keep(loaded.index, loaded.stamp, conflicts);
 }
@@ -758,7 +662,7 @@ fn file_mode(mode: i32) -> FileMode {
 
 /// libgit2 cannot read this index: a split index (`link`), a sparse index
 /// (`sdir`), or another extension it does not know.
-fn is_unreadable_index(e: &git2::Error) -> bool {
+pub(super) fn is_unreadable_index(e: &git2::Error) -> bool {
     e.class() == git2::ErrorClass::Index && e.message().contains("extension")
 }
 
