@@ -37,6 +37,7 @@ mod restore;
 mod sources;
 mod stage;
 mod tracked_ignored;
+mod untracked;
 mod via_git;
 mod write;
 

@@ -2,16 +2,22 @@
 //! change in the work tree, with stale stat data refreshed first.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use git2::{Repository, Status, StatusOptions};
+use git2::{DiffOptions, FileMode, Index, Repository, Status, StatusOptions};
 
 use super::error::git_err;
 use super::features::{self, GitFeature};
 use super::read::{is_fs_race, READ_ATTEMPTS};
 use super::refresh;
-use super::write::{is_unreadable_index, keep_index, writable_index, write_index, Attempt};
+use super::refresh::Look;
+use super::sources::Sources;
+use super::untracked;
+use super::write::{
+    head_commit, is_unreadable_index, keep_index, writable_index, write_index, Attempt,
+};
 use super::{AutoCommitOptions, GitError, GitManager};
 use crate::lock::{LockMode, OwnerId};
 
@@ -29,6 +35,12 @@ impl GitManager {
             .any(|f| matches!(f, GitFeature::SparseCheckout | GitFeature::SplitIndex));
         if needs_git {
             return self.pending_changes_via_git(&opts.filter);
+        }
+        if let Some(found) = self.pending_by_scan(&repo) {
+            return Ok(found
+                .into_iter()
+                .filter(|p| !opts.filter.is_excluded(p))
+                .collect());
         }
         self.refresh_stat_data(&repo);
         let mut so = StatusOptions::new();
@@ -68,6 +80,65 @@ impl GitManager {
             }
         }
         Ok(out.into_iter().collect())
+    }
+
+    /// The pending changes from one look at every tracked file (the refresh
+    /// pass, which also writes fresh stat data back when the lock allows),
+    /// the index against HEAD, and a walk for untracked files: each file is
+    /// `stat`ed once, where libgit2's status would `stat` it again after the
+    /// refresh. `None` when the index or the configuration asks for what
+    /// only libgit2's status handles (attributes or `core.autocrlf`, which
+    /// change what a file's blob is; conflicts, skip-worktree or
+    /// intent-to-add entries; `core.ignoreCase`; `core.symlinks` off): then
+    /// nothing was written and the caller asks libgit2.
+    fn pending_by_scan(&self, repo: &Repository) -> Option<BTreeSet<PathBuf>> {
+        let exclusive = self
+            .lock
+            .try_lock(OwnerId::current(), LockMode::Exclusive)
+            .ok();
+        let mut loaded = writable_index(repo, &self.index_cache).ok()?;
+        let mut sources = Sources::new(repo, &self.root);
+        if !scan_handles(repo, &loaded.index) {
+            keep_index(&self.index_cache, loaded);
+            return None;
+        }
+        let look = Look {
+            judge: true,
+            filemode: sources.filemode(),
+            apply: exclusive.is_some(),
+        };
+        let mtime = loaded.stamp.mtime();
+        let scan = refresh::look_at_files(&self.root, &mut loaded.index, mtime, look);
+        let mut found: BTreeSet<PathBuf> = scan
+            .changed
+            .into_iter()
+            .map(|p| PathBuf::from(OsStr::from_bytes(&p)))
+            .collect();
+        let staged = staged_paths(repo, &loaded.index);
+        found.extend(untracked::untracked_files(
+            repo,
+            &self.root,
+            &loaded.index,
+            &mut sources,
+        ));
+        let done = scan.refreshed;
+        if done.updated == 0 {
+            keep_index(&self.index_cache, loaded);
+        } else {
+            match write_index(repo, &mut loaded) {
+                Ok(Attempt::Done(())) => {
+                    tracing::info!(root = %self.root.display(), hashed = done.hashed, refreshed = done.updated, "refreshed stale stat data in the index");
+                    keep_index(&self.index_cache, loaded);
+                }
+                // Rewritten by another process meanwhile: ours is dropped.
+                Ok(Attempt::Again(_)) => {}
+                Err(e) => {
+                    tracing::debug!(root = %self.root.display(), error = %e, "stat data not refreshed")
+                }
+            }
+        }
+        found.extend(staged?);
+        Some(found)
     }
 
     /// Write fresh stat data for the index entries whose files are unchanged
@@ -115,4 +186,59 @@ impl GitManager {
             }
         }
     }
+}
+
+/// Entry flags (extended) only libgit2's status handles here.
+const SKIP_WORKTREE: u16 = 1 << 14;
+const INTENT_TO_ADD: u16 = 1 << 13;
+
+/// Whether `pending_by_scan` sees what libgit2's status would: files are
+/// their raw bytes, entries plain (stage 0, files, symlinks or gitlinks),
+/// paths case-sensitive and symlinks real.
+fn scan_handles(repo: &Repository, index: &Index) -> bool {
+    let config = repo.config().and_then(|mut c| c.snapshot()).ok();
+    let flag = |key: &str, default: bool| {
+        config
+            .as_ref()
+            .and_then(|c| c.get_bool(key).ok())
+            .unwrap_or(default)
+    };
+    if flag("core.ignorecase", false) || !flag("core.symlinks", true) {
+        return false;
+    }
+    refresh::raw_bytes_are_blobs(repo, index)
+        && index.iter().all(|e| {
+            e.flags & 0x3000 == 0
+                && e.flags_extended & (SKIP_WORKTREE | INTENT_TO_ADD) == 0
+                && matches!(e.mode, 0o100644 | 0o100755 | 0o120000 | 0o160000)
+        })
+}
+
+/// Paths staged but not committed: the index against HEAD's tree (every
+/// entry when there is no commit yet). Submodules are left out, as in the
+/// status. `None` when libgit2 cannot compare them.
+fn staged_paths(repo: &Repository, index: &Index) -> Option<Vec<PathBuf>> {
+    let head = head_commit(repo).ok()?;
+    let tree = match head {
+        Some(commit) => Some(commit.tree().ok()?),
+        None => None,
+    };
+    let mut opts = DiffOptions::new();
+    opts.ignore_submodules(true);
+    let diff = repo
+        .diff_tree_to_index(tree.as_ref(), Some(index), Some(&mut opts))
+        .ok()?;
+    let gitlink_or_none = |m: FileMode| matches!(m, FileMode::Commit | FileMode::Unreadable);
+    let mut out = Vec::new();
+    for delta in diff.deltas() {
+        if gitlink_or_none(delta.old_file().mode()) && gitlink_or_none(delta.new_file().mode()) {
+            continue;
+        }
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(path) = file.path() {
+                out.push(path.to_path_buf());
+            }
+        }
+    }
+    Some(out)
 }

@@ -15,7 +15,7 @@
 //! never touched, and an entry whose file differs keeps its old stat data
 //! (the scan then reports the file as changed, as before).
 
-use std::ffi::{CString, OsStr};
+use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -117,6 +117,48 @@ pub(super) fn refresh(
     index: &mut Index,
     index_mtime: Option<(i64, i64)>,
 ) -> Result<Refreshed, git2::Error> {
+    let look = Look {
+        judge: false,
+        filemode: true,
+        apply: true,
+    };
+    Ok(look_at_files(root, index, index_mtime, look).refreshed)
+}
+
+/// What one pass over every tracked file should do.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Look {
+    /// Decide for every entry whether its file differs from it (hashing
+    /// where stat data cannot tell), for the pending list.
+    pub judge: bool,
+    /// `core.fileMode`: the owner's executable bit counts (git's rule).
+    pub filemode: bool,
+    /// Write fresh stat data into the (in-memory) index.
+    pub apply: bool,
+}
+
+/// What a pass over every tracked file found.
+#[derive(Debug, Default)]
+pub(super) struct Scan {
+    /// Entries hashed and entries given fresh stat data.
+    pub refreshed: Refreshed,
+    /// With `Look::judge`: tracked paths whose file differs from the entry
+    /// (content, kind, executable bit) or is gone. A file that could not be
+    /// read or that changed during the pass is listed too: committing an
+    /// unchanged file is a no-op, missing a changed one is not.
+    pub changed: Vec<Vec<u8>>,
+}
+
+/// One `fstatat` per eligible entry (on all cores), hashing the files whose
+/// stat data does not prove them unchanged; see [`Look`] for what is done
+/// with the answers. Entries that are not eligible (gitlinks, conflicts,
+/// skip-worktree, intent-to-add) are not looked at.
+pub(super) fn look_at_files(
+    root: &Path,
+    index: &mut Index,
+    index_mtime: Option<(i64, i64)>,
+    look: Look,
+) -> Scan {
     let (now_s, now_ns) = coarse_now();
     let cutoff = (now_s - 1, now_ns);
     let total = index.len();
@@ -124,7 +166,7 @@ pub(super) fn refresh(
         .map(usize::from)
         .unwrap_or(1)
         .clamp(1, 8);
-    let mut out = Refreshed::default();
+    let mut out = Scan::default();
     // In batches: copies of a million entries (paths included) would cost
     // more memory than the index itself. Positions stay valid: only stat
     // fields change.
@@ -134,26 +176,30 @@ pub(super) fn refresh(
             .filter(eligible)
             .collect();
         let chunk = batch.len().div_ceil(threads).max(1);
-        let results: Vec<(usize, Vec<IndexEntry>)> = std::thread::scope(|s| {
+        let results: Vec<Part> = std::thread::scope(|s| {
             let handles: Vec<_> = batch
                 .chunks(chunk)
-                .map(|part| s.spawn(move || check_part(root, part, index_mtime, cutoff)))
+                .map(|part| s.spawn(move || check_part(root, part, index_mtime, cutoff, look)))
                 .collect();
             handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        for (hashed, updated) in results {
-            out.hashed += hashed;
-            for entry in updated {
+        for part in results {
+            out.refreshed.hashed += part.hashed;
+            out.changed.extend(part.changed);
+            if !look.apply {
+                continue;
+            }
+            for entry in part.updated {
                 if set_stat_in_place(index, &entry) {
-                    out.updated += 1;
+                    out.refreshed.updated += 1;
                 }
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// libgit2's in-memory flag for an entry known to match its file (it skips
@@ -217,7 +263,18 @@ fn is_racy(e: &IndexEntry, index_mtime: Option<(i64, i64)>) -> bool {
     })
 }
 
-/// One thread's share: (entries hashed, entries with new stat data).
+/// One thread's share of a pass.
+#[derive(Default)]
+struct Part {
+    /// Entries whose content was hashed.
+    hashed: usize,
+    /// Entries whose content matched, with the file's stat data.
+    updated: Vec<IndexEntry>,
+    /// Paths judged changed (only with `Look::judge`).
+    changed: Vec<Vec<u8>>,
+}
+
+/// One thread's share.
 ///
 /// Files are looked at relative to their folder (`fstatat`, `openat` on one
 /// descriptor per folder, the index being sorted by path): a full path
@@ -227,9 +284,9 @@ fn check_part(
     part: &[IndexEntry],
     index_mtime: Option<(i64, i64)>,
     cutoff: (i64, i64),
-) -> (usize, Vec<IndexEntry>) {
-    let mut hashed = 0;
-    let mut updated = Vec::new();
+    look: Look,
+) -> Part {
+    let mut out = Part::default();
     let mut folder: Option<(Vec<u8>, Option<Dir>)> = None;
     for e in part {
         let (dir, name) = match e.path.iter().rposition(|&b| b == b'/') {
@@ -237,15 +294,25 @@ fn check_part(
             None => (&e.path[..0], &e.path[..]),
         };
         if folder.as_ref().is_none_or(|(d, _)| d.as_slice() != dir) {
-            folder = Some((dir.to_vec(), Dir::open(&root.join(OsStr::from_bytes(dir)))));
+            folder = Some((dir.to_vec(), Dir::open_under(root, dir)));
         }
+        // A folder that is gone, is a symlink or cannot be opened: git sees
+        // its files as deleted (or cannot read them).
+        let changed = |out: &mut Part| {
+            if look.judge {
+                out.changed.push(e.path.clone());
+            }
+        };
         let Some((_, Some(dirfd))) = &folder else {
+            changed(&mut out);
             continue;
         };
         let Ok(name) = CString::new(name) else {
+            changed(&mut out);
             continue;
         };
         let Some(st) = dirfd.stat(&name) else {
+            changed(&mut out);
             continue;
         };
         let before = Stamp::of_stat(&st);
@@ -253,35 +320,83 @@ fn check_part(
         if before.matches(e) && !racy {
             continue;
         }
-        // Same kind, same executable bit and same size, or it changed.
+        // Same kind and, per git's rule (the owner's bit, unless
+        // core.fileMode is off), the same executable bit, or it changed.
         let kind = st.st_mode & libc::S_IFMT;
         let kind_matches = if kind == libc::S_IFLNK {
             e.mode == 0o120000
         } else if kind == libc::S_IFREG {
-            let exec = st.st_mode & 0o111 != 0;
+            let exec = if look.filemode {
+                st.st_mode & 0o100 != 0
+            } else {
+                e.mode == 0o100755
+            };
             e.mode == if exec { 0o100755 } else { 0o100644 }
         } else {
             false
         };
-        if !kind_matches || e.file_size != st.st_size as u32 || before.mtime >= cutoff {
+        if !kind_matches {
+            changed(&mut out);
             continue;
         }
-        hashed += 1;
-        if dirfd.content_id(&name, kind == libc::S_IFLNK, st.st_size as usize) != Some(e.id)
-            || dirfd.stat(&name).map(|s| Stamp::of_stat(&s)) != Some(before)
-        {
+        let size_differs = e.file_size != st.st_size as u32;
+        // git takes a recorded size that differs as a change without reading
+        // the file; a recorded 0 (set by `read-tree`) proves nothing.
+        if size_differs && e.file_size != 0 {
+            changed(&mut out);
             continue;
         }
-        updated.push(with_stat(e, &st));
+        let recent = before.mtime >= cutoff;
+        if !look.judge && (size_differs || recent) {
+            continue;
+        }
+        out.hashed += 1;
+        if dirfd.content_id(&name, kind == libc::S_IFLNK, st.st_size as usize) != Some(e.id) {
+            changed(&mut out);
+            continue;
+        }
+        if dirfd.stat(&name).map(|s| Stamp::of_stat(&s)) != Some(before) {
+            // Rewritten while it was read.
+            changed(&mut out);
+            continue;
+        }
+        if !size_differs && !recent {
+            out.updated.push(with_stat(e, &st));
+        }
     }
-    (hashed, updated)
+    out
 }
 
 /// An open folder, for looking at its files by name.
 struct Dir(std::os::fd::OwnedFd);
 
 impl Dir {
-    /// `None` when it is gone or not a folder (its entries are left alone).
+    /// The folder `rel` (notebook-relative, "" = the root) opened one
+    /// component at a time without following symlinks, as git sees paths:
+    /// a symlink where a folder was makes the files below it gone. `None`
+    /// when it is gone, not a folder or cannot be opened.
+    fn open_under(root: &Path, rel: &[u8]) -> Option<Dir> {
+        let mut dir = Dir::open(root)?;
+        for part in rel.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+            let name = CString::new(part).ok()?;
+            // SAFETY: a valid descriptor and NUL-terminated name; the
+            // descriptor returned is owned by the `OwnedFd` alone.
+            dir = unsafe {
+                let fd = libc::openat(
+                    dir.0.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                );
+                if fd < 0 {
+                    return None;
+                }
+                Dir(std::os::fd::OwnedFd::from_raw_fd(fd))
+            };
+        }
+        Some(dir)
+    }
+
+    /// `path` (absolute), `None` when it is gone or not a folder.
     fn open(path: &Path) -> Option<Dir> {
         let path = CString::new(path.as_os_str().as_bytes()).ok()?;
         // SAFETY: a valid NUL-terminated path; the descriptor returned is
