@@ -273,3 +273,28 @@ fn an_unborn_branch_lists_everything_staged_and_new() {
     assert_scan_matches_git(root);
     assert_eq!(oracle(root).len(), 2);
 }
+
+#[test]
+fn a_soft_reset_lists_what_the_index_holds_beyond_head() {
+    // The index's own tree id stays valid (and is not HEAD's): compared
+    // entry by entry.
+    let dir = original();
+    let root = dir.path();
+    write(root, "later.md", "later\n");
+    write(root, "d0/e0/f0.md", "changed later\n");
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-qm", "later"]);
+    git(root, &["reset", "-q", "--soft", "HEAD~1"]);
+    assert_scan_matches_git(root);
+    assert_eq!(oracle(root).len(), 2);
+}
+
+#[test]
+fn an_index_in_version_4_is_read_alike() {
+    let src = original();
+    let copy = copy_of(src.path());
+    let root = copy.path();
+    git(root, &["update-index", "--index-version", "4"]);
+    change_everything(root);
+    assert_scan_matches_git(root);
+}

@@ -21,6 +21,7 @@
 //! `index_cache` (the index kept between commits), `refresh` (stale stat
 //! data written back at a scan).
 
+mod cached_tree;
 pub(crate) mod cli;
 mod error;
 pub mod features;

@@ -8,15 +8,17 @@ use std::path::PathBuf;
 
 use git2::{DiffOptions, FileMode, Index, Repository, Status, StatusOptions};
 
+use super::cached_tree;
 use super::error::git_err;
 use super::features::{self, GitFeature};
+use super::index_cache::IndexFileStamp;
 use super::read::{is_fs_race, READ_ATTEMPTS};
 use super::refresh;
 use super::refresh::Look;
 use super::sources::Sources;
 use super::untracked;
 use super::write::{
-    head_commit, is_unreadable_index, keep_index, writable_index, write_index, Attempt,
+    head_commit, is_unreadable_index, keep_index, writable_index, write_index, Attempt, LoadedIndex,
 };
 use super::{AutoCommitOptions, GitError, GitManager};
 use crate::lock::{LockMode, OwnerId};
@@ -114,7 +116,7 @@ impl GitManager {
             .into_iter()
             .map(|p| PathBuf::from(OsStr::from_bytes(&p)))
             .collect();
-        let staged = staged_paths(repo, &loaded.index);
+        let staged = staged_paths(repo, &loaded);
         found.extend(untracked::untracked_files(
             repo,
             &self.root,
@@ -214,15 +216,26 @@ fn scan_handles(repo: &Repository, index: &Index) -> bool {
         })
 }
 
-/// Paths staged but not committed: the index against HEAD's tree (every
+/// Paths staged but not committed: none when the index file's own tree id
+/// is HEAD's (see `cached_tree`), else the index against HEAD's tree (every
 /// entry when there is no commit yet). Submodules are left out, as in the
 /// status. `None` when libgit2 cannot compare them.
-fn staged_paths(repo: &Repository, index: &Index) -> Option<Vec<PathBuf>> {
+fn staged_paths(repo: &Repository, loaded: &LoadedIndex) -> Option<Vec<PathBuf>> {
     let head = head_commit(repo).ok()?;
     let tree = match head {
         Some(commit) => Some(commit.tree().ok()?),
         None => None,
     };
+    if let Some(tree) = &tree {
+        // Only if the file read is the one the index was loaded from.
+        let file = repo.path().join("index");
+        let cached =
+            cached_tree::root_tree(&file).filter(|_| IndexFileStamp::of(repo) == loaded.stamp);
+        if cached == Some(tree.id()) {
+            return Some(Vec::new());
+        }
+    }
+    let index = &loaded.index;
     let mut opts = DiffOptions::new();
     opts.ignore_submodules(true);
     let diff = repo

@@ -171,9 +171,9 @@ pub(super) fn look_at_files(
     // more memory than the index itself. Positions stay valid: only stat
     // fields change.
     for start in (0..total).step_by(BATCH) {
-        let batch: Vec<IndexEntry> = (start..(start + BATCH).min(total))
-            .filter_map(|i| index.get(i))
-            .filter(eligible)
+        let batch: Vec<(usize, IndexEntry)> = (start..(start + BATCH).min(total))
+            .filter_map(|i| index.get(i).map(|e| (i, e)))
+            .filter(|(_, e)| eligible(e))
             .collect();
         let chunk = batch.len().div_ceil(threads).max(1);
         let results: Vec<Part> = std::thread::scope(|s| {
@@ -192,8 +192,8 @@ pub(super) fn look_at_files(
             if !look.apply {
                 continue;
             }
-            for entry in part.updated {
-                if set_stat_in_place(index, &entry) {
+            for (pos, entry) in part.updated {
+                if set_stat_in_place(index, pos, &entry) {
                     out.refreshed.updated += 1;
                 }
             }
@@ -206,32 +206,34 @@ pub(super) fn look_at_files(
 /// the racily-clean check when the index is written).
 const UPTODATE: u16 = 1 << 2;
 
-/// Give the index's own entry for `fresh.path` the stat data of `fresh`, in
-/// place, if it still has `fresh`'s id and mode; false when it does not.
+/// Give the index's own entry at `pos` (for `fresh.path`) the stat data of
+/// `fresh`, in place, if it still has `fresh`'s path, id and mode; false
+/// when it does not.
 ///
 /// `Index::add` would do the same at a much higher price: it checks that the
 /// object exists and invalidates the cached tree of every directory above
 /// the path (a linear scan of each directory's children: quadratic on a
 /// million files), though stat data is not part of any tree. git's own
 /// refresh keeps the cached trees, and so does this.
-fn set_stat_in_place(index: &mut Index, fresh: &IndexEntry) -> bool {
-    let Ok(path) = CString::new(fresh.path.clone()) else {
-        return false;
-    };
+fn set_stat_in_place(index: &mut Index, pos: usize, fresh: &IndexEntry) -> bool {
     // SAFETY: `index.raw()` is the live `git_index` owned by `index`, which
     // is borrowed mutably, so nothing else reads or writes it meanwhile.
-    // `git_index_get_bypath` returns the index's own entry (or NULL), valid
-    // until the index changes; it is used before returning. libgit2 writes
+    // `git_index_get_byindex` returns the index's own entry (or NULL), valid
+    // until the index changes; it is used before returning, and its path is
+    // a NUL-terminated string owned by the index. libgit2 writes
     // stat fields through this same pointer itself (`truncate_racily_clean`
     // in index.c). Only stat fields and the in-memory UPTODATE flag change:
     // the path, id, mode, flags and so the lookup keys stay as they were.
     unsafe {
-        let found = libgit2_sys::git_index_get_bypath(index.raw(), path.as_ptr(), 0);
-        if found.is_null() {
+        let found = libgit2_sys::git_index_get_byindex(index.raw(), pos as libc::size_t);
+        if found.is_null() || (*found).path.is_null() {
             return false;
         }
         let entry = &mut *found.cast_mut();
-        if entry.id.id != *fresh.id.as_bytes() || entry.mode != fresh.mode {
+        if std::ffi::CStr::from_ptr(entry.path).to_bytes() != fresh.path.as_slice()
+            || entry.id.id != *fresh.id.as_bytes()
+            || entry.mode != fresh.mode
+        {
             return false;
         }
         entry.ctime = libgit2_sys::git_index_time {
@@ -268,8 +270,9 @@ fn is_racy(e: &IndexEntry, index_mtime: Option<(i64, i64)>) -> bool {
 struct Part {
     /// Entries whose content was hashed.
     hashed: usize,
-    /// Entries whose content matched, with the file's stat data.
-    updated: Vec<IndexEntry>,
+    /// Entries whose content matched (position, entry with the file's stat
+    /// data).
+    updated: Vec<(usize, IndexEntry)>,
     /// Paths judged changed (only with `Look::judge`).
     changed: Vec<Vec<u8>>,
 }
@@ -281,14 +284,14 @@ struct Part {
 /// lookup per call was a third of the pass.
 fn check_part(
     root: &Path,
-    part: &[IndexEntry],
+    part: &[(usize, IndexEntry)],
     index_mtime: Option<(i64, i64)>,
     cutoff: (i64, i64),
     look: Look,
 ) -> Part {
     let mut out = Part::default();
     let mut folder: Option<(Vec<u8>, Option<Dir>)> = None;
-    for e in part {
+    for (pos, e) in part {
         let (dir, name) = match e.path.iter().rposition(|&b| b == b'/') {
             Some(i) => (&e.path[..i], &e.path[i + 1..]),
             None => (&e.path[..0], &e.path[..]),
@@ -355,13 +358,11 @@ fn check_part(
             changed(&mut out);
             continue;
         }
-        if dirfd.stat(&name).map(|s| Stamp::of_stat(&s)) != Some(before) {
-            // Rewritten while it was read.
-            changed(&mut out);
-            continue;
-        }
+        // Recording `before` is safe without a second look: the file's
+        // mtime is over a second old, so any write since `before` (during the
+        // read too) left other times than these, and the next scan hashes it.
         if !size_differs && !recent {
-            out.updated.push(with_stat(e, &st));
+            out.updated.push((*pos, with_stat(e, &st)));
         }
     }
     out
@@ -456,13 +457,24 @@ impl Dir {
             }
             std::fs::File::from_raw_fd(fd)
         };
-        let mut data = Vec::with_capacity(size + 1);
-        (&file).take(size as u64 + 1).read_to_end(&mut data).ok()?;
+        // Read until `size` bytes are in, like git: a regular file's read
+        // comes back short only at its end, and the spare byte catches a
+        // file that grew, without one more `read` per file to see the end.
+        let mut data = vec![0u8; size + 1];
+        let mut got = 0;
+        while got < size {
+            match (&file).read(&mut data[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
         // More or fewer bytes than its size: it changed meanwhile.
-        if data.len() != size {
+        if got != size {
             return None;
         }
-        Oid::hash_object(ObjectType::Blob, &data).ok()
+        Oid::hash_object(ObjectType::Blob, &data[..size]).ok()
     }
 }
 
