@@ -10,6 +10,7 @@
 //! is read here; any doubt (another format, no extension, a root marked
 //! invalid) answers `None` and the caller compares entry by entry.
 
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use git2::Oid;
@@ -24,62 +25,112 @@ const EXTENDED: u16 = 0x4000;
 const NAME_MASK: u16 = 0x0fff;
 
 /// The valid tree id of the whole index in the index file at `path`, if it
-/// records one.
+/// records one. The file is streamed: a 1,000,000-entry index is 77 MiB.
 pub(super) fn root_tree(path: &Path) -> Option<Oid> {
-    let data = std::fs::read(path).ok()?;
-    root_tree_of(&data)
+    let file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut reader = Reader {
+        inner: BufReader::with_capacity(64 * 1024, file),
+        at: 0,
+    };
+    root_tree_from(&mut reader, len)
 }
 
-/// The same from the file's bytes.
-fn root_tree_of(data: &[u8]) -> Option<Oid> {
-    if data.len() < 12 + ID_LEN || &data[..4] != b"DIRC" {
+/// The same from a reader of an index file of `len` bytes.
+fn root_tree_from<R: Read>(r: &mut Reader<R>, len: u64) -> Option<Oid> {
+    let header: [u8; 12] = r.array()?;
+    if &header[..4] != b"DIRC" {
         return None;
     }
-    let version = u32::from_be_bytes(data[4..8].try_into().ok()?);
-    let count = u32::from_be_bytes(data[8..12].try_into().ok()?);
+    let version = u32::from_be_bytes(header[4..8].try_into().ok()?);
+    let count = u32::from_be_bytes(header[8..12].try_into().ok()?);
     if !(2..=4).contains(&version) {
         return None;
     }
-    let end = data.len() - ID_LEN;
-    let mut at = 12;
     for _ in 0..count {
-        at = skip_entry(data, at, version)?;
+        skip_entry(r, version)?;
     }
-    // Extensions: a 4-byte signature, a 4-byte size, the data.
-    while at + 8 <= end {
-        let size = u32::from_be_bytes(data[at + 4..at + 8].try_into().ok()?) as usize;
-        let body = data.get(at + 8..at + 8 + size)?;
-        if &data[at..at + 4] == b"TREE" {
-            return root_of_tree_extension(body);
+    // Extensions (a 4-byte signature, a 4-byte size, the data) up to the
+    // trailer's checksum.
+    let end = len.checked_sub(ID_LEN as u64)?;
+    while r.at + 8 <= end {
+        let head: [u8; 8] = r.array()?;
+        let size = u64::from(u32::from_be_bytes(head[4..8].try_into().ok()?));
+        if &head[..4] == b"TREE" {
+            // The root's record comes first and is short.
+            let mut first = vec![0u8; size.min(128) as usize];
+            r.exact(&mut first)?;
+            return root_of_tree_extension(&first);
         }
-        at += 8 + size;
+        r.skip(size)?;
     }
     None
 }
 
-/// The offset just past the entry at `at`.
-fn skip_entry(data: &[u8], at: usize, version: u32) -> Option<usize> {
-    let flags = u16::from_be_bytes(data.get(at + 60..at + 62)?.try_into().ok()?);
-    let mut path = at + ENTRY_FIXED;
+/// A reader that counts the bytes it has gone past.
+struct Reader<R> {
+    inner: R,
+    at: u64,
+}
+
+impl<R: Read> Reader<R> {
+    fn exact(&mut self, buf: &mut [u8]) -> Option<()> {
+        self.inner.read_exact(buf).ok()?;
+        self.at += buf.len() as u64;
+        Some(())
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let mut buf = [0u8; N];
+        self.exact(&mut buf)?;
+        Some(buf)
+    }
+
+    fn skip(&mut self, n: u64) -> Option<()> {
+        let copied = std::io::copy(&mut (&mut self.inner).take(n), &mut std::io::sink()).ok()?;
+        self.at += copied;
+        (copied == n).then_some(())
+    }
+
+    /// Bytes up to and including the next NUL; how many.
+    fn through_nul(&mut self) -> Option<u64> {
+        let mut n = 0;
+        loop {
+            let [b] = self.array::<1>()?;
+            n += 1;
+            if b == 0 {
+                return Some(n);
+            }
+        }
+    }
+}
+
+/// Go past one index entry.
+fn skip_entry<R: Read>(r: &mut Reader<R>, version: u32) -> Option<()> {
+    let fixed: [u8; ENTRY_FIXED] = r.array()?;
+    let flags = u16::from_be_bytes(fixed[60..62].try_into().ok()?);
+    let mut head = ENTRY_FIXED as u64;
     if version >= 3 && flags & EXTENDED != 0 {
-        path += 2;
+        r.skip(2)?;
+        head += 2;
     }
     if version == 4 {
         // A varint (bytes to drop from the previous path), then the rest of
         // the path up to its NUL; no padding.
-        while *data.get(path)? & 0x80 != 0 {
-            path += 1;
-        }
-        path += 1;
-        let nul = data.get(path..)?.iter().position(|&b| b == 0)?;
-        return Some(path + nul + 1);
+        while r.array::<1>()?[0] & 0x80 != 0 {}
+        r.through_nul()?;
+        return Some(());
     }
-    let len = match flags & NAME_MASK {
-        NAME_MASK => data.get(path..)?.iter().position(|&b| b == 0)?,
-        n => usize::from(n),
+    // The path and one to eight NULs pad the entry to a multiple of eight.
+    let total = match flags & NAME_MASK {
+        NAME_MASK => {
+            let through = r.through_nul()?;
+            let total = (head + through - 1 + 8) & !7;
+            return r.skip(total - head - through);
+        }
+        n => (head + u64::from(n) + 8) & !7,
     };
-    // One to eight NULs pad the entry to a multiple of eight bytes.
-    Some(at + ((path - at + len + 8) & !7))
+    r.skip(total - head)
 }
 
 /// The root's id from a TREE extension: its first record is the root, as
@@ -98,6 +149,11 @@ fn root_of_tree_extension(body: &[u8]) -> Option<Oid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn root_tree_of(data: &[u8]) -> Option<Oid> {
+        let mut r = Reader { inner: data, at: 0 };
+        root_tree_from(&mut r, data.len() as u64)
+    }
 
     /// An index file with `paths` as entries (version 2) and `tree` as its
     /// extensions.

@@ -21,7 +21,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use git2::{Binding, Index, IndexEntry, IndexTime, ObjectType, Oid, Repository};
+use git2::{Binding, Index, IndexEntry, ObjectType, Oid, Repository};
 
 use super::stage::{coarse_now, Stamp};
 
@@ -179,7 +179,10 @@ pub(super) fn look_at_files(
         let results: Vec<Part> = std::thread::scope(|s| {
             let handles: Vec<_> = batch
                 .chunks(chunk)
-                .map(|part| s.spawn(move || check_part(root, part, index_mtime, cutoff, look)))
+                .enumerate()
+                .map(|(i, part)| {
+                    s.spawn(move || check_part(root, part, i * chunk, index_mtime, cutoff, look))
+                })
                 .collect();
             handles
                 .into_iter()
@@ -192,8 +195,11 @@ pub(super) fn look_at_files(
             if !look.apply {
                 continue;
             }
-            for (pos, entry) in part.updated {
-                if set_stat_in_place(index, pos, &entry) {
+            for (at, st) in part.updated {
+                let Some((pos, entry)) = batch.get(at) else {
+                    continue;
+                };
+                if set_stat_in_place(index, *pos, entry, &st) {
                     out.refreshed.updated += 1;
                 }
             }
@@ -206,16 +212,16 @@ pub(super) fn look_at_files(
 /// the racily-clean check when the index is written).
 const UPTODATE: u16 = 1 << 2;
 
-/// Give the index's own entry at `pos` (for `fresh.path`) the stat data of
-/// `fresh`, in place, if it still has `fresh`'s path, id and mode; false
-/// when it does not.
+/// Give the index's own entry at `pos` the file's stat data `st`, in place,
+/// if it still has the path, id and mode of `seen` (the entry as the file
+/// was checked against); false when it does not.
 ///
 /// `Index::add` would do the same at a much higher price: it checks that the
 /// object exists and invalidates the cached tree of every directory above
 /// the path (a linear scan of each directory's children: quadratic on a
 /// million files), though stat data is not part of any tree. git's own
 /// refresh keeps the cached trees, and so does this.
-fn set_stat_in_place(index: &mut Index, pos: usize, fresh: &IndexEntry) -> bool {
+fn set_stat_in_place(index: &mut Index, pos: usize, seen: &IndexEntry, st: &libc::stat) -> bool {
     // SAFETY: `index.raw()` is the live `git_index` owned by `index`, which
     // is borrowed mutably, so nothing else reads or writes it meanwhile.
     // `git_index_get_byindex` returns the index's own entry (or NULL), valid
@@ -230,25 +236,26 @@ fn set_stat_in_place(index: &mut Index, pos: usize, fresh: &IndexEntry) -> bool 
             return false;
         }
         let entry = &mut *found.cast_mut();
-        if std::ffi::CStr::from_ptr(entry.path).to_bytes() != fresh.path.as_slice()
-            || entry.id.id != *fresh.id.as_bytes()
-            || entry.mode != fresh.mode
+        if std::ffi::CStr::from_ptr(entry.path).to_bytes() != seen.path.as_slice()
+            || entry.id.id != *seen.id.as_bytes()
+            || entry.mode != seen.mode
         {
             return false;
         }
+        // As git records stat data: in 32 bits.
         entry.ctime = libgit2_sys::git_index_time {
-            seconds: fresh.ctime.seconds(),
-            nanoseconds: fresh.ctime.nanoseconds(),
+            seconds: st.st_ctime as i32,
+            nanoseconds: st.st_ctime_nsec as u32,
         };
         entry.mtime = libgit2_sys::git_index_time {
-            seconds: fresh.mtime.seconds(),
-            nanoseconds: fresh.mtime.nanoseconds(),
+            seconds: st.st_mtime as i32,
+            nanoseconds: st.st_mtime_nsec as u32,
         };
-        entry.dev = fresh.dev;
-        entry.ino = fresh.ino;
-        entry.uid = fresh.uid;
-        entry.gid = fresh.gid;
-        entry.file_size = fresh.file_size;
+        entry.dev = st.st_dev as u32;
+        entry.ino = st.st_ino as u32;
+        entry.uid = st.st_uid;
+        entry.gid = st.st_gid;
+        entry.file_size = st.st_size as u32;
         entry.flags_extended |= UPTODATE;
     }
     true
@@ -270,9 +277,8 @@ fn is_racy(e: &IndexEntry, index_mtime: Option<(i64, i64)>) -> bool {
 struct Part {
     /// Entries whose content was hashed.
     hashed: usize,
-    /// Entries whose content matched (position, entry with the file's stat
-    /// data).
-    updated: Vec<(usize, IndexEntry)>,
+    /// Entries whose content matched: where in the batch, the file's stat.
+    updated: Vec<(usize, libc::stat)>,
     /// Paths judged changed (only with `Look::judge`).
     changed: Vec<Vec<u8>>,
 }
@@ -285,13 +291,14 @@ struct Part {
 fn check_part(
     root: &Path,
     part: &[(usize, IndexEntry)],
+    offset: usize,
     index_mtime: Option<(i64, i64)>,
     cutoff: (i64, i64),
     look: Look,
 ) -> Part {
     let mut out = Part::default();
     let mut folder: Option<(Vec<u8>, Option<Dir>)> = None;
-    for (pos, e) in part {
+    for (at, (_, e)) in part.iter().enumerate().map(|(i, x)| (offset + i, x)) {
         let (dir, name) = match e.path.iter().rposition(|&b| b == b'/') {
             Some(i) => (&e.path[..i], &e.path[i + 1..]),
             None => (&e.path[..0], &e.path[..]),
@@ -362,7 +369,7 @@ fn check_part(
         // mtime is over a second old, so any write since `before` (during the
         // read too) left other times than these, and the next scan hashes it.
         if !size_differs && !recent {
-            out.updated.push((*pos, with_stat(e, &st)));
+            out.updated.push((at, st));
         }
     }
     out
@@ -475,23 +482,5 @@ impl Dir {
             return None;
         }
         Oid::hash_object(ObjectType::Blob, &data[..size]).ok()
-    }
-}
-
-/// `e` with the file's stat data (as git records it, in 32 bits).
-fn with_stat(e: &IndexEntry, st: &libc::stat) -> IndexEntry {
-    IndexEntry {
-        ctime: IndexTime::new(st.st_ctime as i32, st.st_ctime_nsec as u32),
-        mtime: IndexTime::new(st.st_mtime as i32, st.st_mtime_nsec as u32),
-        dev: st.st_dev as u32,
-        ino: st.st_ino as u32,
-        mode: e.mode,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        file_size: st.st_size as u32,
-        id: e.id,
-        flags: e.flags,
-        flags_extended: e.flags_extended,
-        path: e.path.clone(),
     }
 }

@@ -122,33 +122,49 @@ struct Walk<'w, 'a> {
 
 impl Walk<'_, '_> {
     /// Walk folder `rel` ("" = the root), whose tracked entries are `lo..hi`.
+    ///
+    /// The names are sorted and walked alongside the index's entries (both
+    /// in byte order), so a tracked file costs one comparison, not a search.
     fn folder(&mut self, rel: &[u8], lo: usize, hi: usize) {
         let Ok(listing) = std::fs::read_dir(self.root.join(OsStr::from_bytes(rel))) else {
             return;
         };
-        for item in listing.flatten() {
-            let name = item.file_name();
+        let mut items: Vec<(std::ffi::OsString, std::fs::FileType)> = listing
+            .flatten()
+            .filter_map(|item| Some((item.file_name(), item.file_type().ok()?)))
+            .filter(|(name, _)| name.as_bytes() != b".git")
+            .collect();
+        items.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let skip = if rel.is_empty() { 0 } else { rel.len() + 1 };
+        // The entry's path below this folder.
+        let below = |i: usize| {
+            self.entries
+                .at(i)
+                .map_or(&[][..], |(p, _)| p.get(skip..).unwrap_or_default())
+        };
+        let mut cursor = lo;
+        let mut dirs = Vec::new();
+        let mut files = Vec::new();
+        for (name, kind) in &items {
             let name = name.as_bytes();
-            if name == b".git" {
-                continue;
+            while cursor < hi && below(cursor) < name {
+                cursor += 1;
             }
-            let mut path = Vec::with_capacity(rel.len() + 1 + name.len());
-            if !rel.is_empty() {
-                path.extend_from_slice(rel);
-                path.push(b'/');
-            }
-            path.extend_from_slice(name);
-            let Ok(kind) = item.file_type() else {
-                continue;
-            };
+            let tracked = cursor < hi && below(cursor) == name;
             if kind.is_dir() {
-                self.subfolder(path, lo, hi);
-            } else if (kind.is_file() || kind.is_symlink())
-                && self.entries.find(lo, hi, &path).is_none()
-                && !self.ignored(&path)
-            {
+                dirs.push(name);
+            } else if (kind.is_file() || kind.is_symlink()) && !tracked {
+                files.push(name);
+            }
+        }
+        for name in files {
+            let path = join(rel, name);
+            if !self.ignored(&path) {
                 self.found.push(PathBuf::from(OsStr::from_bytes(&path)));
             }
+        }
+        for name in dirs {
+            self.subfolder(join(rel, name), lo, hi);
         }
     }
 
@@ -173,4 +189,15 @@ impl Walk<'_, '_> {
         let rel = Path::new(OsStr::from_bytes(path));
         self.sources.may_be_ignored(rel) && self.repo.is_path_ignored(rel).unwrap_or(false)
     }
+}
+
+/// `rel/name` ("" = the root).
+fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = Vec::with_capacity(rel.len() + 1 + name.len());
+    if !rel.is_empty() {
+        path.extend_from_slice(rel);
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
 }
