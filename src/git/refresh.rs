@@ -6,10 +6,13 @@
 //! longer match the files, though their content does. Without this, every
 //! scan hashes every such file again (libgit2's status hashes one at a time
 //! and never writes what it learnt back): 100,000 files took 7.6 s at every
-//! start. Here the files are hashed on all cores, and the entries whose
-//! content matched get the files' current stat data, written back to the
-//! index like `git update-index --refresh` does: the next scan (and the
-//! user's own `git status`) finds them clean by `stat` alone.
+//! start. Here the files are hashed, and the entries whose content matched
+//! get the files' current stat data, written back to the index like `git
+//! update-index --refresh` does: the next scan (and the user's own `git
+//! status`) finds them clean by `stat` alone.
+//!
+//! The same pass also judges each tracked file (changed or not) for the
+//! start-up scan (`pending`), so no file is `stat`ed twice.
 //!
 //! Only stat data changes: an entry's object id, mode, flags and path are
 //! never touched, and an entry whose file differs keeps its old stat data
@@ -149,7 +152,7 @@ pub(super) struct Scan {
     pub changed: Vec<Vec<u8>>,
 }
 
-/// One `fstatat` per eligible entry (on all cores), hashing the files whose
+/// One `fstatat` per eligible entry, hashing the files whose
 /// stat data does not prove them unchanged; see [`Look`] for what is done
 /// with the answers. Entries that are not eligible (gitlinks, conflicts,
 /// skip-worktree, intent-to-add) are not looked at.
@@ -162,10 +165,18 @@ pub(super) fn look_at_files(
     let (now_s, now_ns) = coarse_now();
     let cutoff = (now_s - 1, now_ns);
     let total = index.len();
-    let threads = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1)
-        .clamp(1, 8);
+    // The judging scan runs on one thread: on two cores, two threads took
+    // 20 % more CPU (436 vs 364 ms on 100,000 stale files; the kernel's
+    // per-process descriptor table and folder entries are shared) for 20 %
+    // less wall time, and its target is CPU (no more than `git status`).
+    let threads = if look.judge {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+            .clamp(1, 8)
+    };
     let mut out = Scan::default();
     // In batches: copies of a million entries (paths included) would cost
     // more memory than the index itself. Positions stay valid: only stat
