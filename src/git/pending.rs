@@ -91,8 +91,11 @@ impl GitManager {
     /// refresh. `None` when the index or the configuration asks for what
     /// only libgit2's status handles (attributes or `core.autocrlf`, which
     /// change what a file's blob is; conflicts, skip-worktree or
-    /// intent-to-add entries; `core.ignoreCase`; `core.symlinks` off): then
-    /// nothing was written and the caller asks libgit2.
+    /// intent-to-add entries; `core.ignoreCase`; `core.symlinks` off; an
+    /// index libgit2 cannot compare with HEAD): the caller asks libgit2.
+    ///
+    /// The index is kept for the next operation only under the exclusive
+    /// lock, as `index_cache` requires.
     fn pending_by_scan(&self, repo: &Repository) -> Option<BTreeSet<PathBuf>> {
         let exclusive = self
             .lock
@@ -101,7 +104,9 @@ impl GitManager {
         let mut loaded = writable_index(repo, &self.index_cache).ok()?;
         let mut sources = Sources::new(repo, &self.root);
         if !scan_handles(repo, &loaded.index) {
-            keep_index(&self.index_cache, loaded);
+            if exclusive.is_some() {
+                keep_index(&self.index_cache, loaded);
+            }
             return None;
         }
         let look = Look {
@@ -124,7 +129,9 @@ impl GitManager {
             &mut sources,
         ));
         let done = scan.refreshed;
-        if done.updated == 0 {
+        if exclusive.is_none() {
+            // Nothing refreshed (`apply` was off) and nothing kept.
+        } else if done.updated == 0 {
             keep_index(&self.index_cache, loaded);
         } else {
             match write_index(repo, &mut loaded) {
