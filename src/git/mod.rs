@@ -24,6 +24,7 @@
 //! `index_cache` (the index kept between commits), `refresh` (stale stat
 //! data written back at a scan).
 
+mod cached_tree;
 pub(crate) mod cli;
 mod error;
 pub mod features;
@@ -33,6 +34,7 @@ mod index;
 mod index_cache;
 mod message;
 mod paths;
+mod pending;
 pub mod probe;
 mod read;
 mod refresh;
@@ -42,6 +44,7 @@ mod stage;
 mod stamp;
 mod tracked_ignored;
 mod tree;
+mod untracked;
 mod via_git;
 mod write;
 

@@ -75,6 +75,11 @@ impl Sources {
         }
     }
 
+    /// `core.fileMode`: whether the executable bit of a file counts.
+    pub(super) fn filemode(&self) -> bool {
+        !self.filemode_off
+    }
+
     /// False when no ignore rule can match `rel` (so it is not ignored).
     pub(super) fn may_be_ignored(&mut self, rel: &Path) -> bool {
         if self.global_ignore {
