@@ -127,3 +127,19 @@ fn status_reads_a_notebook_syncing_to_its_checked_out_branch() {
     assert!(out.lines().next().unwrap().contains("  SYNC  "), "{out}");
     assert!(out.contains(" origin/- "), "{out}");
 }
+
+/// `--pending` lists what the next commit takes: a file over
+/// `max_file_size` is skipped by the commit (and listed in
+/// `skipped_large`), so it is not pending.
+#[test]
+fn status_pending_leaves_out_files_over_max_file_size() {
+    let sb = Sandbox::new();
+    let (r, _d) = serve(&sb, "max_file_size = \"1KiB\"", |_| {});
+    let mut c = sb.client();
+    c.ok("pause", json!({"notebook": "nb"}));
+    r.write("big.bin", &"x".repeat(2000));
+    r.write("small.md", "small\n");
+    let resp = c.ok("status", json!({"pending": true}));
+    let entry = &resp["notebooks"][0];
+    assert_eq!(entry["pending_paths"], json!(["small.md"]), "{entry}");
+}

@@ -241,8 +241,8 @@ impl Connection {
     }
 
     /// The paths the next commit would take, by the committer's own listing
-    /// (git's ignores, the notebook's `ignore` globs and editor temporaries
-    /// apply), read under a shared hold taken only if it is free now: while
+    /// (git's ignores, the notebook's `ignore` globs, editor temporaries and
+    /// `max_file_size` apply), read under a shared hold taken only if it is free now: while
     /// someone else holds the lock, the list is left out and
     /// `pending_error` says who holds it, because `status` never waits.
     async fn pending_now(&mut self, nb: Arc<Notebook>) -> PendingFields {
@@ -264,7 +264,16 @@ impl Connection {
         let owner = self.owner;
         let task = tokio::task::spawn_blocking(move || {
             let _hold = guard;
-            with_owner(owner, || nb.git().pending_changes(nb.commit_options()))
+            let opts = nb.commit_options();
+            let mut paths = with_owner(owner, || nb.git().pending_changes(opts))?;
+            // Files over max_file_size are not taken (they are in
+            // `skipped_large`), so they are not what the next commit takes.
+            let root = nb.git().root().to_path_buf();
+            paths.retain(|p| {
+                std::fs::symlink_metadata(root.join(p))
+                    .map_or(true, |m| !m.is_file() || m.len() <= opts.max_file_size)
+            });
+            Ok(paths)
         });
         match task.await {
             Ok(Ok(paths)) => PendingFields {
