@@ -8,6 +8,11 @@
 " The notebook is found from the file's folder; gitlockd must be on PATH.
 " After a restore or undo the buffer is re-read (`:checktime` asks first
 " when it has unsaved changes).
+" Line continuations below need 'cpoptions' without C: set it to Vim's
+" default while sourcing (vi-compatible mode, `vim -u NONE`), then restore it.
+let s:save_cpo = &cpo
+set cpo&vim
+
 function! s:Gitlockd(args) abort
   let l:out = system('gitlockd ' . join(map(copy(a:args), 'shellescape(v:val)'), ' '))
   echo substitute(l:out, '\n\+$', '', '')
@@ -23,3 +28,6 @@ command! -nargs=1 GitlockdRestoreAt call s:Gitlockd(['restore', expand('%:p:h'),
       \ '--at', <q-args>]) | checktime
 command! -nargs=? GitlockdUndo call s:Gitlockd(['undo', expand('%:p:h')]
       \ + (empty(<q-args>) ? [] : [<q-args>])) | checktime
+
+let &cpo = s:save_cpo
+unlet s:save_cpo

@@ -114,7 +114,7 @@ SIGQUIT (CMD receives the terminal's Ctrl-C itself) and forwards SIGTERM and SIG
 Exits 75 without running CMD when the wait times out, 69 when the daemon is not reachable, \
 127 when CMD is not found and 126 when it cannot be executed.",
         override_usage = "gitlockd lock [OPTIONS] <NOTEBOOK> -- <CMD> [ARGS]...",
-        after_help = "Example: gitlockd lock notes --timeout 10s -- git pull --rebase"
+        after_help = "Example: gitlockd lock notes --timeout 10s -- git -C ~/notes pull --rebase\n\nCMD runs in the current directory, not in the notebook: name the notebook's folder (git -C, absolute paths) or cd into it first."
     )]
     Lock {
         /// Notebook name, or a path to the notebook or anything inside it

@@ -109,6 +109,19 @@ fn vim_recipe_commits_the_current_file_with_a_message() {
     );
 }
 
+/// Without `-N`, `vim -u NONE` runs vi-compatible ('cpoptions' has `C`),
+/// where line continuations are errors: the recipe must set 'cpoptions'
+/// itself while it is sourced, as any plugin file has to.
+#[test]
+fn vim_recipe_works_in_vi_compatible_mode() {
+    run_vim_like(
+        "vim",
+        &["-Es", "-u", "NONE", "-i", "NONE"],
+        format!("source {}", recipe("gitlockd.vim").display()),
+        "written from vi-compatible vim",
+    );
+}
+
 #[test]
 fn neovim_recipe_commits_the_current_file_with_a_message() {
     run_vim_like(
