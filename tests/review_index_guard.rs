@@ -68,7 +68,10 @@ fn a_commit_by_git_between_two_commits_is_never_reverted() {
     auto(&gm, &["c.md"]);
     assert_eq!(git(d, &["show", "HEAD:a.md"]), "by the user\n");
     assert!(git_try(d, &["cat-file", "-e", "HEAD:u.md"]).status.code() != Some(0));
-    assert_eq!(git(d, &["log", "--format=%s", "-3"]).lines().nth(1), Some("user rm"));
+    assert_eq!(
+        git(d, &["log", "--format=%s", "-3"]).lines().nth(1),
+        Some("user rm")
+    );
     assert_status_clean(d);
     assert_fsck_clean(d);
 }
@@ -143,10 +146,16 @@ fn git_writing_the_index_in_a_loop_never_loses_its_staging() {
     user.join().expect("user's git");
     let staged = staged(&d);
     for i in 0..40 {
-        assert!(staged.contains(&format!("A\tu/{i:02}.md\n")), "u/{i:02}.md lost\n{staged}");
+        assert!(
+            staged.contains(&format!("A\tu/{i:02}.md\n")),
+            "u/{i:02}.md lost\n{staged}"
+        );
     }
     let committed = git(&d, &["ls-tree", "-r", "--name-only", "HEAD"]);
-    assert!(!committed.contains("u/"), "the user's staging went into our commits");
+    assert!(
+        !committed.contains("u/"),
+        "the user's staging went into our commits"
+    );
     for i in 0..40 {
         assert!(committed.contains(&format!("g/{i:02}.md")), "{committed}");
     }
