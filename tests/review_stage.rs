@@ -411,3 +411,47 @@ fn names_with_newlines_and_non_utf8_bytes_are_committed_as_git_adds_them() {
     commit_matches(d, &gm, &batch[1..], &expected);
     assert_status_clean(d);
 }
+
+#[test]
+fn a_file_swapped_for_a_fifo_while_staged_never_blocks_the_commit() {
+    // A file and a FIFO trade places without pause: a stager that read the
+    // path after looking at it as a regular file would open the FIFO and
+    // wait forever for a writer.
+    let (dir, gm) = started();
+    let d = dir.path().to_path_buf();
+    write(&d, "f.md", "file\n");
+    auto(&gm, &["f.md"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (d, stop) = (d.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let tmp = d.join(format!("swap{}", n % 2));
+                let _ = std::fs::remove_file(&tmp);
+                if n % 2 == 0 {
+                    mkfifo(&tmp);
+                } else {
+                    std::fs::write(&tmp, format!("version {n}\n")).expect("write");
+                }
+                std::fs::rename(&tmp, d.join("f.md")).expect("rename");
+            }
+        })
+    };
+    let gm2 = gm.clone();
+    let result = within("auto-commits of a file swapped for a FIFO", move || {
+        for _ in 0..300 {
+            gm2.auto_commit_on_change(&paths(&["f.md"]), &opts())?;
+            gm2.auto_commit_overdue(&paths(&["f.md"]), &opts())?;
+        }
+        Ok::<(), gitlockd::git::GitError>(())
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    swapper.join().expect("swapper");
+    result.expect("auto-commits");
+    // Whatever was committed is a version the file had.
+    let blob = git(&d, &["show", "HEAD:f.md"]);
+    assert!(blob == "file\n" || blob.starts_with("version "), "{blob:?}");
+    assert_fsck_clean(&d);
+}

@@ -563,7 +563,12 @@ fn unreadable(full: &Path, meta: &std::fs::Metadata) -> Option<String> {
     if !meta.is_file() {
         return None;
     }
-    match std::fs::File::open(full) {
+    // Non-blocking: the path may have become a FIFO since `meta` was taken.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(full);
+    match opened {
         Err(e) if e.kind() == ErrorKind::PermissionDenied => Some(e.to_string()),
         _ => None,
     }
