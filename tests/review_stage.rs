@@ -427,7 +427,7 @@ fn commits_next_to_a_fifo_swap(d: &Path, gm: &GitManager, rounds: u32, errors_ok
                 n += 1;
                 let tmp = d.join(format!("swap{}", n % 2));
                 let _ = std::fs::remove_file(&tmp);
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     mkfifo(&tmp);
                 } else {
                     std::fs::write(&tmp, format!("version {n}\n")).expect("write");
