@@ -38,9 +38,15 @@ fn head_tree(d: &Path) -> String {
     git(d, &["rev-parse", "HEAD^{tree}"]).trim().to_string()
 }
 
-/// `git ls-tree -r HEAD` (mode, type, blob, path) for a failure message.
+/// `git ls-tree -r <rev>` (mode, type, blob, path) for a failure message
+/// (an oracle's tree exists only in its copy: then git's complaint).
 fn listing(d: &Path, rev: &str) -> String {
-    git(d, &["ls-tree", "-r", rev])
+    let out = git_try(d, &["ls-tree", "-r", rev]);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Auto-commits `paths` and checks HEAD's tree against `expected`.
@@ -489,4 +495,83 @@ fn on_the_git_route_a_file_swapped_for_a_fifo_never_blocks_the_commit() {
         ..program()
     });
     commits_next_to_a_fifo_swap(&d, &gm, 40, true);
+}
+
+#[test]
+fn attribute_sources_set_between_rounds_are_honoured() {
+    let (dir, gm) = started();
+    let d = dir.path();
+    // The first round saw no repository-wide attributes; now two appear.
+    write(d, ".git/info/attributes", "*.lf text eol=lf\n");
+    let attrs = tempdir();
+    std::fs::write(attrs.path().join("attributes"), "*.auto text=auto\n").expect("write");
+    git(
+        d,
+        &[
+            "config",
+            "core.attributesFile",
+            attrs.path().join("attributes").to_str().expect("utf-8"),
+        ],
+    );
+    std::fs::create_dir(d.join("n")).expect("mkdir");
+    for rel in ["a.lf", "b.auto", "c.md", "n/a.lf", "n/b.auto", "n/c.md"] {
+        std::fs::write(d.join(rel), "x\r\ny\r\n").expect("write");
+    }
+    let expected = oracle_tree(d, &["."]);
+    commit_matches(d, &gm, &paths(&["a.lf", "b.auto", "c.md", "n"]), &expected);
+    assert_eq!(git(d, &["show", "HEAD:n/b.auto"]), "x\ny\n");
+    assert_eq!(git(d, &["show", "HEAD:c.md"]), "x\r\ny\r\n");
+}
+
+#[test]
+fn without_core_symlinks_a_tracked_link_stays_a_link() {
+    // core.symlinks=false (a checkout on a filesystem without symlinks):
+    // the link is a plain file holding its target, and `git add` keeps the
+    // entry a link when that file changes.
+    let (dir, gm) = started();
+    let d = dir.path();
+    git(d, &["config", "core.symlinks", "false"]);
+    write(d, "link", "base.md");
+    let blob = git(d, &["hash-object", "-w", "link"]);
+    git(
+        d,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("120000,{},link", blob.trim()),
+        ],
+    );
+    git(d, &["commit", "-q", "-m", "a link"]);
+    write(d, "link", "other.md");
+    let expected = oracle_tree(d, &["."]);
+    commit_matches(d, &gm, &paths(&["link"]), &expected);
+    assert_eq!(
+        git(d, &["ls-tree", "HEAD", "link"]).get(..6),
+        Some("120000")
+    );
+}
+
+#[test]
+fn without_core_symlinks_a_commit_of_everything_keeps_a_tracked_link_a_link() {
+    let (dir, gm) = started();
+    let d = dir.path();
+    git(d, &["config", "core.symlinks", "false"]);
+    write(d, "link", "base.md");
+    let blob = git(d, &["hash-object", "-w", "link"]);
+    git(
+        d,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("120000,{},link", blob.trim()),
+        ],
+    );
+    git(d, &["commit", "-q", "-m", "a link"]);
+    write(d, "link", "other.md");
+    write(d, "new.md", "n\n");
+    let expected = oracle_tree(d, &["."]);
+    gm.commit("everything", None).expect("commit");
+    assert_eq!(head_tree(d), expected, "{}", listing(d, "HEAD"));
 }

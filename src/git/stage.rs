@@ -167,6 +167,33 @@ impl<'a> Stager<'a> {
         full: &Path,
         meta: &std::fs::Metadata,
     ) -> Result<(), GitError> {
+        // With `core.symlinks` off a tracked link is checked out as a plain
+        // file holding its target; git keeps its entry a link when that file
+        // changes, libgit2 would make it a regular file.
+        let link = meta.is_file()
+            && !self.sources.has_symlinks()
+            && index.get_path(rel, 0).is_some_and(|e| e.mode == LINK_MODE);
+        self.stage_file_as_found(index, rel, full, meta)?;
+        match index.get_path(rel, 0) {
+            Some(mut entry) if link && entry.mode != LINK_MODE => {
+                entry.mode = LINK_MODE;
+                index.add(&entry).map_err(git_err(
+                    self.repo,
+                    format!("keeping {} a symbolic link", rel.display()),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Stager::stage_file`] with the mode libgit2 takes from the file.
+    fn stage_file_as_found(
+        &mut self,
+        index: &mut Index,
+        rel: &Path,
+        full: &Path,
+        meta: &std::fs::Metadata,
+    ) -> Result<(), GitError> {
         let previous = index.get_path(rel, 0);
         if previous.is_none() && self.ignored(rel)? {
             return Ok(());
@@ -432,6 +459,17 @@ impl<'a> Stager<'a> {
                 }
             }
         };
+        // Tracked links, checked out as plain files without `core.symlinks`:
+        // kept links below (see `stage_file`).
+        let links: Vec<PathBuf> = if self.sources.has_symlinks() {
+            Vec::new()
+        } else {
+            index
+                .iter()
+                .filter(|e| e.mode == LINK_MODE)
+                .map(|e| PathBuf::from(OsStr::from_bytes(&e.path)))
+                .collect()
+        };
         // "*" matches every path; an empty pathspec would crash git2 0.21's
         // callback (it reads the NULL "matched pathspec").
         let all = ["*"];
@@ -459,6 +497,18 @@ impl<'a> Stager<'a> {
             // The caller drops this index and commits through git.
             self.needs_git = needs_git;
             return Ok(());
+        }
+        for rel in links {
+            match index.get_path(&rel, 0) {
+                Some(mut entry) if entry.mode != LINK_MODE && entry.mode & 0o170000 == 0o100000 => {
+                    entry.mode = LINK_MODE;
+                    index.add(&entry).map_err(git_err(
+                        self.repo,
+                        format!("keeping {} a symbolic link", rel.display()),
+                    ))?;
+                }
+                _ => {}
+            }
         }
         self.recheck.extend(unsettled);
         self.skipped_large.sort();
@@ -552,6 +602,9 @@ fn tracked_under(index: &Index, rel: &Path) -> Vec<PathBuf> {
         .map(|e| PathBuf::from(OsStr::from_bytes(&e.path)))
         .collect()
 }
+
+/// The mode of a symbolic link's index entry.
+const LINK_MODE: u32 = 0o120000;
 
 /// The stage bits of an index entry's flags (0 = a normal entry).
 const STAGE_MASK: u16 = 0x3000;
