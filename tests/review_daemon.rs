@@ -56,3 +56,34 @@ fn global_ignore_files_created_while_the_daemon_runs_apply() {
     let files = nb.git(&["ls-tree", "-r", "--name-only", "HEAD"]);
     assert!(!files.contains(".private"), "{files}");
 }
+
+#[test]
+fn the_default_ignore_file_under_home_applies_without_xdg_config_home() {
+    let sb = Sandbox::new();
+    let base = sb.repo_with_base("nb");
+    sb.write_config("", &[("nb", &base.path, "")]);
+    let d = sb.spawn_without(&["XDG_CONFIG_HOME"]);
+    d.wait_ready(&sb);
+    d.wait_serving(&sb, &["nb"]);
+    // The oracle's git without XDG_CONFIG_HOME too: ~/.config/git/ignore.
+    let nb = Repo {
+        path: base.path.clone(),
+        env: sb
+            .env
+            .iter()
+            .filter(|(k, _)| k != "XDG_CONFIG_HOME")
+            .cloned()
+            .collect(),
+    };
+    let dir = sb.root.join("home/.config/git");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ignore"), "*.secret\n").unwrap();
+    nb.write("a.secret", "s\n");
+    nb.write("new/c.secret", "s\n");
+    nb.write("new/e.md", "e\n");
+    committed(&nb, "new/e.md", "e\n");
+    git_agrees(&nb);
+    let files = nb.git(&["ls-tree", "-r", "--name-only", "HEAD"]);
+    assert!(!files.contains(".secret"), "{files}");
+    drop(d);
+}
