@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{GitError, GitManager};
@@ -124,7 +125,12 @@ pub(super) fn split_unreadable(
     for rel in files {
         let full = root.join(&rel);
         match std::fs::symlink_metadata(&full) {
-            Ok(m) if m.is_file() => match std::fs::File::open(&full) {
+            // Non-blocking: the path may have become a FIFO since the stat.
+            Ok(m) if m.is_file() => match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&full)
+            {
                 Err(e) if e.kind() == ErrorKind::PermissionDenied => {
                     unreadable.push((rel, e.to_string()));
                 }

@@ -29,6 +29,9 @@ pub(super) struct Sources {
     autocrlf: bool,
     /// `core.filemode` is off: libgit2 keeps the recorded executable bit.
     filemode_off: bool,
+    /// `core.symlinks` is off: libgit2 keeps a tracked link a link when its
+    /// file (a plain file holding the target) changes.
+    symlinks_off: bool,
     /// Folder (notebook-relative, "" = root) → a `.gitignore` in it or above.
     ignore_dirs: HashMap<PathBuf, bool>,
     /// Folder → a `.gitattributes` (work tree or index) in it or above.
@@ -64,12 +67,17 @@ impl Sources {
             .as_ref()
             .and_then(|c| c.get_bool("core.filemode").ok())
             .is_some_and(|on| !on);
+        let symlinks_off = config
+            .as_ref()
+            .and_then(|c| c.get_bool("core.symlinks").ok())
+            .is_some_and(|on| !on);
         Sources {
             root: root.to_path_buf(),
             global_ignore,
             global_attributes,
             autocrlf,
             filemode_off,
+            symlinks_off,
             ignore_dirs: HashMap::new(),
             attr_dirs: HashMap::new(),
         }
@@ -105,11 +113,19 @@ impl Sources {
         !self.filemode_off
     }
 
+    /// `core.symlinks` is on (the default): links are links in the work tree.
+    pub(super) fn has_symlinks(&self) -> bool {
+        !self.symlinks_off
+    }
+
     /// True when libgit2 would store `rel`'s bytes unchanged with the mode
     /// taken from the file: no attributes, no `core.autocrlf`, and
-    /// `core.filemode` on.
+    /// `core.filemode` and `core.symlinks` on.
     pub(super) fn raw_blob(&mut self, rel: &Path, index: &Index) -> bool {
-        !self.autocrlf && !self.filemode_off && !self.may_have_attributes(rel, index)
+        !self.autocrlf
+            && !self.filemode_off
+            && !self.symlinks_off
+            && !self.may_have_attributes(rel, index)
     }
 
     fn ignore_file_at_or_above(&mut self, dir: &Path) -> bool {

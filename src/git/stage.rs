@@ -9,9 +9,9 @@
 //! `max_delay` ([`Stager::take_as_read`]): then it is staged as it was read.
 
 use std::ffi::OsStr;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -68,8 +68,8 @@ pub(crate) struct Stager<'a> {
 /// streamed by libgit2's `add_path`).
 const RAW_BLOB_MAX: u64 = 4 << 20;
 
-/// Reads of a file that keeps changing, past `max_delay`, before the last
-/// one is taken as it is (see [`Stager::restage_as_read`]).
+/// Reads of a file that keeps changing, past `max_delay`, before it is left
+/// for a recheck when none was whole (see [`Stager::restage_as_read`]).
 const AS_READ_ATTEMPTS: u32 = 10;
 
 impl<'a> Stager<'a> {
@@ -104,8 +104,9 @@ impl<'a> Stager<'a> {
     /// recently to settle) as it was read, instead of putting its entry back
     /// for a recheck. For a batch past `max_delay`: a file rewritten every
     /// few milliseconds changes during every read, and rechecking it round
-    /// after round postpones its commit without bound. What was read is a
-    /// state the file had; its later changes make the next commit. The entry
+    /// after round postpones its commit without bound. The first read that
+    /// saw no change from start to end is a state the file had; its later
+    /// changes make the next commit (no such read: a recheck after all). The entry
     /// gets stat data no file has (see [`smudge`]), so git and gitlockd
     /// compare the content next time instead of trusting the stat.
     pub fn take_as_read(&mut self, on: bool) {
@@ -166,6 +167,33 @@ impl<'a> Stager<'a> {
         full: &Path,
         meta: &std::fs::Metadata,
     ) -> Result<(), GitError> {
+        // With `core.symlinks` off a tracked link is checked out as a plain
+        // file holding its target; git keeps its entry a link when that file
+        // changes, libgit2 would make it a regular file.
+        let link = meta.is_file()
+            && !self.sources.has_symlinks()
+            && index.get_path(rel, 0).is_some_and(|e| e.mode == LINK_MODE);
+        self.stage_file_as_found(index, rel, full, meta)?;
+        match index.get_path(rel, 0) {
+            Some(mut entry) if link && entry.mode != LINK_MODE => {
+                entry.mode = LINK_MODE;
+                index.add(&entry).map_err(git_err(
+                    self.repo,
+                    format!("keeping {} a symbolic link", rel.display()),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Stager::stage_file`] with the mode libgit2 takes from the file.
+    fn stage_file_as_found(
+        &mut self,
+        index: &mut Index,
+        rel: &Path,
+        full: &Path,
+        meta: &std::fs::Metadata,
+    ) -> Result<(), GitError> {
         let previous = index.get_path(rel, 0);
         if previous.is_none() && self.ignored(rel)? {
             return Ok(());
@@ -215,7 +243,7 @@ impl<'a> Stager<'a> {
             if Stamp::now(full) != Some(before) {
                 // Changed or deleted while we read it (libgit2 fails when the
                 // size moves under it): look again later.
-                if self.as_read && self.restage_as_read(index, rel, full, raw, false)? {
+                if self.as_read && self.restage_as_read(index, rel, full, raw)? {
                     return Ok(());
                 }
                 self.restore(index, rel, previous)?;
@@ -225,10 +253,8 @@ impl<'a> Stager<'a> {
             return Err(e);
         }
         if !settled || Stamp::now(full) != Some(before) {
-            if self.as_read {
-                return self
-                    .restage_as_read(index, rel, full, raw, true)
-                    .map(|_| ());
+            if self.as_read && self.restage_as_read(index, rel, full, raw)? {
+                return Ok(());
             }
             self.restore(index, rel, previous)?;
             self.recheck.push(rel.to_path_buf());
@@ -238,48 +264,65 @@ impl<'a> Stager<'a> {
 
     /// Past `max_delay`, a file that changed while it was staged: staged
     /// again until one read sees it unchanged from start to end (a state it
-    /// really had, not a save caught between its truncation and its write),
-    /// at most [`AS_READ_ATTEMPTS`] times; else the last read stays. Its
-    /// entry is smudged either way: the stat data may not describe what was
-    /// read. False when nothing could be staged (`staged`: a first read is).
+    /// really had, not a save caught between its truncation and its write,
+    /// nor pages of two versions of a file rewritten in place), at most
+    /// [`AS_READ_ATTEMPTS`] times. That entry is smudged: the stat data may
+    /// not describe what was read. False when no read was whole: the caller
+    /// puts the previous entry back (a torn read is content the file never
+    /// held, so it is never committed).
     fn restage_as_read(
         &mut self,
         index: &mut Index,
         rel: &Path,
         full: &Path,
         raw: bool,
-        mut staged: bool,
     ) -> Result<bool, GitError> {
         for attempt in 0..AS_READ_ATTEMPTS {
             if attempt > 0 {
                 // A writer's truncate and write are apart by microseconds.
                 std::thread::sleep(Duration::from_millis(1));
             }
-            // Gone or replaced: what was read stays; its own event follows.
+            // Gone or replaced: its own event follows.
             let Ok(meta) = std::fs::symlink_metadata(full) else {
-                break;
+                return Ok(false);
             };
             if !(meta.is_file() || meta.file_type().is_symlink()) || meta.len() > self.max_file_size
             {
-                break;
+                return Ok(false);
+            }
+            if raw && meta.is_file() && meta.len() <= RAW_BLOB_MAX {
+                // Read twice, stat data unchanged from the first stat to the
+                // last: a write in progress when the first read began leaves
+                // the stat data as it was (the times change when a write
+                // starts), but not both reads equal.
+                match (read_regular(full), read_regular(full)) {
+                    (Ok((data, before, _)), Ok((again, _, after)))
+                        if Stamp::of(&before) == Stamp::of(&after)
+                            && data.len() as u64 == before.len()
+                            && data == again =>
+                    {
+                        if add_buffer(self.repo, index, rel, &before, &data).is_err() {
+                            continue;
+                        }
+                        smudge(self.repo, index, rel)?;
+                        return Ok(true);
+                    }
+                    _ => continue,
+                }
             }
             let before = Stamp::of(&meta);
-            let raw = raw && meta.is_file() && meta.len() <= RAW_BLOB_MAX;
-            if add_file(self.repo, index, rel, full, &meta, raw).is_err() {
+            if add_file(self.repo, index, rel, full, &meta, false).is_err() {
                 continue;
             }
-            staged = true;
             let whole = index
                 .get_path(rel, 0)
                 .is_some_and(|e| e.file_size == before.len as u32);
             if whole && Stamp::now(full) == Some(before) {
-                break;
+                smudge(self.repo, index, rel)?;
+                return Ok(true);
             }
         }
-        if staged {
-            smudge(self.repo, index, rel)?;
-        }
-        Ok(staged)
+        Ok(false)
     }
 
     /// A directory, recursively, touching only what is under it: its files
@@ -416,6 +459,17 @@ impl<'a> Stager<'a> {
                 }
             }
         };
+        // Tracked links, checked out as plain files without `core.symlinks`:
+        // kept links below (see `stage_file`).
+        let links: Vec<PathBuf> = if self.sources.has_symlinks() {
+            Vec::new()
+        } else {
+            index
+                .iter()
+                .filter(|e| e.mode == LINK_MODE)
+                .map(|e| PathBuf::from(OsStr::from_bytes(&e.path)))
+                .collect()
+        };
         // "*" matches every path; an empty pathspec would crash git2 0.21's
         // callback (it reads the NULL "matched pathspec").
         let all = ["*"];
@@ -444,6 +498,18 @@ impl<'a> Stager<'a> {
             self.needs_git = needs_git;
             return Ok(());
         }
+        for rel in links {
+            match index.get_path(&rel, 0) {
+                Some(mut entry) if entry.mode != LINK_MODE && entry.mode & 0o170000 == 0o100000 => {
+                    entry.mode = LINK_MODE;
+                    index.add(&entry).map_err(git_err(
+                        self.repo,
+                        format!("keeping {} a symbolic link", rel.display()),
+                    ))?;
+                }
+                _ => {}
+            }
+        }
         self.recheck.extend(unsettled);
         self.skipped_large.sort();
         self.skipped_large.dedup();
@@ -455,9 +521,13 @@ impl<'a> Stager<'a> {
         changed.sort();
         changed.dedup();
         if self.as_read {
+            let mut torn = Vec::new();
             for p in std::mem::take(&mut changed) {
-                self.restage_as_read(index, &p, &root.join(&p), false, true)?;
+                if !self.restage_as_read(index, &p, &root.join(&p), false)? {
+                    torn.push(p);
+                }
             }
+            changed = torn;
         }
         if !changed.is_empty() {
             // The entries as they were: the on-disk index is still the old one.
@@ -533,6 +603,9 @@ fn tracked_under(index: &Index, rel: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The mode of a symbolic link's index entry.
+const LINK_MODE: u32 = 0o120000;
+
 /// The stage bits of an index entry's flags (0 = a normal entry).
 const STAGE_MASK: u16 = 0x3000;
 
@@ -543,7 +616,12 @@ fn unreadable(full: &Path, meta: &std::fs::Metadata) -> Option<String> {
     if !meta.is_file() {
         return None;
     }
-    match std::fs::File::open(full) {
+    // Non-blocking: the path may have become a FIFO since `meta` was taken.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(full);
+    match opened {
         Err(e) if e.kind() == ErrorKind::PermissionDenied => Some(e.to_string()),
         _ => None,
     }
@@ -579,7 +657,18 @@ fn add_raw(
     full: &Path,
     meta: &std::fs::Metadata,
 ) -> Result<(), GitError> {
-    let data = std::fs::read(full).map_err(io_err(format!("reading {}", full.display())))?;
+    let (data, _, _) = read_regular(full).map_err(io_err(format!("reading {}", full.display())))?;
+    add_buffer(repo, index, rel, meta, &data)
+}
+
+/// Stage `data` as `rel`'s content, with `meta`'s stat data (see [`add_raw`]).
+fn add_buffer(
+    repo: &Repository,
+    index: &mut Index,
+    rel: &Path,
+    meta: &std::fs::Metadata,
+    data: &[u8],
+) -> Result<(), GitError> {
     let entry = IndexEntry {
         ctime: IndexTime::new(meta.ctime() as i32, meta.ctime_nsec() as u32),
         mtime: IndexTime::new(meta.mtime() as i32, meta.mtime_nsec() as u32),
@@ -599,8 +688,30 @@ fn add_raw(
         path: rel.as_os_str().as_bytes().to_vec(),
     };
     index
-        .add_frombuffer(&entry, &data)
+        .add_frombuffer(&entry, data)
         .map_err(|e| git_err(repo, format!("staging {}", rel.display()))(e))
+}
+
+/// The bytes of the regular file at `full`, with its stat data from the open
+/// file before and after the read (equal when no write came between them).
+/// Never follows a symlink nor blocks on a FIFO that replaced the file since
+/// it was looked at: those are refused (the caller's stamp check sees why).
+fn read_regular(full: &Path) -> std::io::Result<(Vec<u8>, std::fs::Metadata, std::fs::Metadata)> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(full)?;
+    let before = file.metadata()?;
+    if !before.is_file() {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file any more",
+        ));
+    }
+    let mut data = Vec::with_capacity(before.len() as usize);
+    file.read_to_end(&mut data)?;
+    let after = file.metadata()?;
+    Ok((data, before, after))
 }
 
 /// Give `rel`'s entry a modification time no file has (0), keeping its

@@ -102,6 +102,8 @@ pub(super) async fn commit_round(
         batch
     };
     let batch_first_at = batch.first_at;
+    // Decided once: the recheck below depends on how the batch was staged.
+    let overdue = batch_first_at.is_some_and(|t| t.elapsed() >= shared.config.max_delay);
     let worker = shared.clone();
     let task = tokio::task::spawn_blocking(move || {
         let _hold = guard;
@@ -109,7 +111,7 @@ pub(super) async fn commit_round(
             let committed = if batch.paths.is_empty() && !batch.rescan {
                 Ok(AutoCommitOutcome::default())
             } else {
-                commit_batch(&worker, &batch)
+                commit_batch(&worker, &batch, overdue)
             };
             let sync = match (&committed, worker.config.sync.as_ref(), work) {
                 (Ok(_), Some(cfg), SyncWork::Full) => Some(
@@ -158,13 +160,19 @@ pub(super) async fn commit_round(
                 // its wait. `git add` committed it as it read it, so what is
                 // left is a newer change with a clock of its own (keeping the
                 // old one would commit a file under constant writes back to
-                // back, as if always overdue).
-                let via_git = !outcome.git_features.is_empty();
+                // back, as if always overdue). An overdue batch left out only
+                // files no read of which was whole: tried again max_delay
+                // later (at once would be a busy loop while the writer runs).
+                let fresh_clock = !outcome.git_features.is_empty() || overdue;
                 let now = Instant::now();
                 let mut pending = shared.pending.lock();
                 pending.paths.extend(outcome.recheck.iter().cloned());
                 pending.touch(now);
-                let first = if via_git { Some(now) } else { batch_first_at };
+                let first = if fresh_clock {
+                    Some(now)
+                } else {
+                    batch_first_at
+                };
                 pending.first_at = min_instant(pending.first_at, first);
             }
             Round::Done(Box::new(outcome))
@@ -199,7 +207,13 @@ fn requeue(shared: &Shared, batch: Batch) {
     pending.first_at = min_instant(pending.first_at, batch.first_at);
 }
 
-fn commit_batch(shared: &Shared, batch: &Batch) -> Result<AutoCommitOutcome, GitError> {
+/// Stage and commit `batch`; `overdue` (past `max_delay`): a file that keeps
+/// changing is committed as read (see `auto_commit_overdue`).
+fn commit_batch(
+    shared: &Shared,
+    batch: &Batch,
+    overdue: bool,
+) -> Result<AutoCommitOutcome, GitError> {
     let git = &shared.git;
     // A merge, rebase, ... in progress: say so before any scan. This looks at
     // a few files in .git only; conflicts in the index are caught by the commit.
@@ -217,9 +231,6 @@ fn commit_batch(shared: &Shared, batch: &Batch) -> Result<AutoCommitOutcome, Git
     }
     // Past max_delay, a file that keeps changing is committed as read:
     // putting it back for a recheck would postpone it again and again.
-    let overdue = batch
-        .first_at
-        .is_some_and(|t| t.elapsed() >= shared.config.max_delay);
     if overdue {
         git.auto_commit_overdue(&paths, &shared.options)
     } else {
