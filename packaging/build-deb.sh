@@ -13,7 +13,7 @@
 #
 # The package holds:
 #   /usr/bin/gitlockd
-#   /usr/lib/systemd/user/gitlockd.service        (not enabled: see ship-notes)
+#   /usr/lib/systemd/user/gitlockd.service        (not enabled: see the README, "Quick start as a systemd user service")
 #   /usr/share/man/man1/gitlockd.1.gz             (gitlockd man)
 #   /usr/share/bash-completion/completions/gitlockd
 #   /usr/share/zsh/vendor-completions/_gitlockd

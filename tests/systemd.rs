@@ -108,7 +108,7 @@ fn unit_passes_systemd_analyze_verify_without_output() {
 
 #[test]
 fn unit_edited_for_cargo_install_verifies() {
-    // What docs/ship-notes.md tells a `cargo install` user to do: ExecStart
+    // What the README tells a `cargo install` user to do: ExecStart
     // at %h/.cargo/bin/gitlockd. Verified with a HOME holding that binary.
     let Some(analyze) = systemd_analyze() else {
         support::skip("systemd-analyze is not installed");
