@@ -4,37 +4,12 @@
 
 mod support;
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{setup, Sandbox};
+use support::{describe, exits, ok, setup, text, Sandbox};
 
 const WINDOW: Duration = Duration::from_millis(600);
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-#[track_caller]
-fn ok(out: Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    text(&out.stdout)
-}
-
-#[track_caller]
-fn exits(out: &Output, code: i32) {
-    assert_eq!(out.status.code(), Some(code), "{}", describe(out));
-}
 
 /// Column start (in chars) of each header word of a table's first line.
 fn columns(header: &str) -> Vec<(String, usize)> {

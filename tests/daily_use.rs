@@ -6,30 +6,14 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use support::{wait_for, Daemon, Repo, Sandbox};
+use support::{ok, text, wait_for, Daemon, Repo, Sandbox};
 
 const LONG: Duration = Duration::from_secs(20);
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
-}
-
-#[track_caller]
-fn ok(out: Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
 
 /// A notebook `nb` whose first commit "base" (made by git) holds `a.md`
 /// ("a\n"), served with `extra` in its config entry. Bind all three: the

@@ -4,29 +4,12 @@
 
 mod support;
 
-use std::process::Output;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{wait_for, Repo, Sandbox};
+use support::{ok, text, wait_for, Repo, Sandbox};
 
 const LONG: Duration = Duration::from_secs(20);
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn ok(out: Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
 
 /// A repository `nb` with one commit, served with a 60 s lock timeout (so a
 /// status that waited for a hold would be plain to see) and `extra` in its

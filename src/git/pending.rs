@@ -17,7 +17,7 @@ use super::index::{
 use super::index_cache::IndexFileStamp;
 use super::read::{is_fs_race, READ_ATTEMPTS};
 use super::refresh;
-use super::refresh::Look;
+use super::refresh::{Look, Refreshed};
 use super::sources::Sources;
 use super::untracked;
 use super::write::head_commit;
@@ -129,23 +129,10 @@ impl GitManager {
             &loaded.index,
             &mut sources,
         ));
-        let done = scan.refreshed;
-        if exclusive.is_none() {
-            // Nothing refreshed (`apply` was off) and nothing kept.
-        } else if done.updated == 0 {
-            keep_index(&self.index_cache, loaded);
-        } else {
-            match write_index(repo, &mut loaded) {
-                Ok(Attempt::Done(())) => {
-                    tracing::info!(root = %self.root.display(), hashed = done.hashed, refreshed = done.updated, "refreshed stale stat data in the index");
-                    keep_index(&self.index_cache, loaded);
-                }
-                // Rewritten by another process meanwhile: ours is dropped.
-                Ok(Attempt::Again(_)) => {}
-                Err(e) => {
-                    tracing::debug!(root = %self.root.display(), error = %e, "stat data not refreshed")
-                }
-            }
+        // Without the exclusive lock nothing was refreshed (`apply` was off)
+        // and nothing may be kept.
+        if exclusive.is_some() {
+            self.write_back(repo, loaded, &scan.refreshed);
         }
         found.extend(staged?);
         Some(found)
@@ -181,6 +168,13 @@ impl GitManager {
                 return;
             }
         };
+        self.write_back(repo, loaded, &done);
+    }
+
+    /// Writes refreshed stat data back (when there is any) and keeps the
+    /// index for the next operation; the caller holds the exclusive lock.
+    /// An index another process rewrote meanwhile is dropped, not written.
+    fn write_back(&self, repo: &Repository, mut loaded: LoadedIndex, done: &Refreshed) {
         if done.updated == 0 {
             keep_index(&self.index_cache, loaded);
             return;

@@ -14,6 +14,7 @@ pub mod sandbox;
 
 mod client;
 mod daemon;
+mod output;
 mod repo;
 mod served;
 
@@ -22,6 +23,8 @@ pub use sandbox::{answers_ping, on_path, skip, Rng};
 
 pub use client::Client;
 pub use daemon::Daemon;
+#[allow(unused_imports)]
+pub use output::{describe, exits, ok, text};
 pub use repo::Repo;
 pub use served::*;
 
