@@ -93,7 +93,8 @@ fn status_reads_a_notebook_syncing_to_its_checked_out_branch() {
         .output()
         .unwrap();
     assert!(init.status.success(), "{}", text(&init.stderr));
-    // No `branch` in [notebook.sync]: the wire says null.
+    // No `branch` in [notebook.sync]: sync uses the checked-out branch's
+    // name on the remote, and status says so.
     let (_r, _d) = serve(
         &sb,
         "[notebook.sync]\nremote = \"origin\"\npull_interval = \"0s\"\n",
@@ -105,10 +106,10 @@ fn status_reads_a_notebook_syncing_to_its_checked_out_branch() {
     let json_out: Value = serde_json::from_str(&ok(sb.gl(&["status", "--json"]))).unwrap();
     let sync = &json_out["notebooks"][0]["sync"];
     assert_eq!(sync["remote"], json!("origin"), "{json_out}");
-    assert_eq!(sync["branch"], Value::Null, "{json_out}");
+    assert_eq!(sync["branch"], json!("main"), "{json_out}");
     let out = ok(sb.gl(&["status"]));
     assert!(out.lines().next().unwrap().contains("  SYNC  "), "{out}");
-    assert!(out.contains(" origin/- "), "{out}");
+    assert!(out.contains(" origin/main "), "{out}");
 }
 
 /// `--pending` lists what the next commit takes: a file over

@@ -105,7 +105,7 @@ impl Notebook {
         NotebookStatus {
             name: self.shared.name.clone(),
             path: self.root().display().to_string(),
-            branch,
+            branch: branch.clone(),
             head: head_id,
             pending,
             rescan_pending: rescan,
@@ -151,7 +151,7 @@ impl Notebook {
                     error: reason.clone(),
                 })
                 .collect(),
-            sync: health_sync(&self.shared, counts),
+            sync: health_sync(&self.shared, counts, branch.as_deref()),
             pending_list: None,
         }
     }
@@ -159,14 +159,22 @@ impl Notebook {
 
 /// The `sync` part of status; `counts`: live ahead/behind from local refs
 /// (else the last sync's).
-pub(super) fn health_sync(shared: &Shared, counts: Option<(usize, usize)>) -> Option<SyncStatus> {
+pub(super) fn health_sync(
+    shared: &Shared,
+    counts: Option<(usize, usize)>,
+    checked_out: Option<&str>,
+) -> Option<SyncStatus> {
     let cfg = shared.config.sync.as_ref()?;
     let guard = shared.sync_health.lock();
     let h = guard.as_ref()?;
     let (ahead, behind) = counts.unwrap_or((h.ahead, h.behind));
     Some(SyncStatus {
         remote: cfg.remote.clone(),
-        branch: cfg.branch.clone(),
+        // Sync follows the checked-out branch when the config names none.
+        branch: cfg
+            .branch
+            .clone()
+            .or_else(|| checked_out.map(str::to_string)),
         state: h.state.clone(),
         ahead,
         behind,
