@@ -147,14 +147,19 @@ impl StatusRow {
             branch: opt_text(nb.branch.as_deref()),
             head: nb.head.as_deref().map_or_else(|| "-".into(), short_id),
             pending: nb.pending.to_string(),
-            paused: yes_no(nb.paused),
+            paused: match (nb.paused, nb.paused_until.as_deref()) {
+                (true, Some(until)) => format!("until {}", super::time::local(until)),
+                (paused, _) => yes_no(paused),
+            },
             state: text(&nb.state),
             lock: lock_summary(&nb.lock),
             last_commit: last_commit_text(nb.last_commit.as_ref()),
             sync: nb.sync.as_ref().map(sync_text),
-            error: error_text(nb.last_error.as_deref())
-                .or(sync_error)
-                .unwrap_or_else(|| "-".into()),
+            error: match (error_text(nb.last_error.as_deref()), nb.next_try.as_deref()) {
+                (Some(e), Some(next)) => format!("{e} (next try {})", super::time::local(next)),
+                (Some(e), None) => e,
+                (None, _) => sync_error.unwrap_or_else(|| "-".into()),
+            },
         }
     }
 }
@@ -364,9 +369,23 @@ mod tests {
         assert!(lines[2].contains(" yes "), "{text}");
         assert!(lines[2].ends_with(" -"), "{text}");
         assert!(lines[3].contains(" free "), "{text}");
-        assert!(lines[3].ends_with("  not a git repository"), "{text}");
+        // A notebook that could not start says when it is tried again.
+        let next = super::super::time::local("2026-12-05T09:01:00Z");
+        assert!(
+            lines[3].ends_with(&format!("  not a git repository (next try {next})")),
+            "{text}"
+        );
         let col = lines[0].find("LOCK").unwrap();
         assert_eq!(&lines[3][col..col + 4], "free");
+        // A pause with an end says until when.
+        let mut paused = answer();
+        paused.notebooks[1].paused_until = Some("2026-12-05T10:00:00Z".into());
+        let until = super::super::time::local("2026-12-05T10:00:00Z");
+        assert!(
+            status_table(&paused).contains(&format!(" until {until} ")),
+            "{}",
+            status_table(&paused)
+        );
         assert_eq!(
             status_table(&StatusAnswer {
                 notebooks: Vec::new()
