@@ -1,0 +1,54 @@
+//! Error messages and small CLI edges found by a README walkthrough: each
+//! message names the problem and the fix, run against the real daemon.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Output;
+
+use serde_json::json;
+use support::setup;
+
+fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn lock_timeout_reads_in_whole_units_and_says_how_to_wait_longer() {
+    let (sb, _repos, _d) = setup(&["nb"]);
+    let mut holder = sb.client();
+    holder.ok("lock", json!({"notebook": "nb", "timeout_ms": 5000}));
+
+    // Over the socket: the same text, code timeout.
+    let mut c = sb.client();
+    let e = c.err(
+        "lock",
+        json!({"notebook": "nb", "timeout_ms": 200}),
+        "timeout",
+    );
+    let msg = e["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(msg.contains("timed out after 2"), "{e}");
+    assert!(msg.contains(" ms (held by"), "{e}");
+    assert!(!msg.contains("ms)") && !msg.contains('µ'), "{e}");
+    assert!(msg.contains("--timeout"), "{e}");
+
+    // From the CLI: exit 75 and the human wait on stderr.
+    let out = sb.gl(&["lock", "nb", "--timeout", "300ms", "--", "true"]);
+    assert_eq!(out.status.code(), Some(75), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let waited = err
+        .split("timed out after ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms (held by").next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(waited.is_some_and(|n| n >= 300), "{}", describe(&out));
+    assert!(err.contains("--timeout"), "{}", describe(&out));
+}
