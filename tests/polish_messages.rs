@@ -52,3 +52,47 @@ fn lock_timeout_reads_in_whole_units_and_says_how_to_wait_longer() {
     assert!(waited.is_some_and(|n| n >= 300), "{}", describe(&out));
     assert!(err.contains("--timeout"), "{}", describe(&out));
 }
+
+#[test]
+fn restore_at_before_the_history_names_the_oldest_commit_and_the_fix() {
+    let (sb, repos, _d) = setup(&["nb"]);
+    let r = &repos[0];
+    let oldest = r.git(&["log", "--format=%ct", "--reverse"]);
+    let oldest: i64 = oldest.lines().next().unwrap().trim().parse().unwrap();
+    let rfc = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(oldest as u64),
+    )
+    .to_string();
+
+    let mut c = sb.client();
+    let e = c.err(
+        "restore",
+        json!({"notebook": "nb", "path": "base.txt", "before": 1000}),
+        "not_found",
+    );
+    let msg = e["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(msg.contains(&format!("the history starts at {rfc}")), "{e}");
+    assert!(msg.contains("use a shorter --at (at most "), "{e}");
+    assert!(msg.contains("--rev"), "{e}");
+
+    let out = sb.gl(&["restore", "nb", "base.txt", "--at", "100000h"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains(&format!("the history starts at {rfc}")),
+        "{err}"
+    );
+    // The suggested --at is one the CLI takes, and it reaches the first commit.
+    let age = err
+        .split("(at most ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap()
+        .to_string();
+    let out = sb.gl(&["restore", "nb", "base.txt", "--at", &age]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(r.git_output(&["fsck", "--no-progress"]).status.success());
+}

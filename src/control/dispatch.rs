@@ -483,7 +483,7 @@ pub fn git_failure(e: &GitError) -> Failure {
     let code = match e {
         GitError::Busy { .. } | GitError::Refused { .. } => ErrorCode::Conflict,
         GitError::Forbidden { .. } => ErrorCode::Forbidden,
-        GitError::NotFound { .. } => ErrorCode::NotFound,
+        GitError::NotFound { .. } | GitError::BeforeHistory { .. } => ErrorCode::NotFound,
         GitError::Lock(LockError::UpgradeWouldDeadlock { .. }) => ErrorCode::Conflict,
         GitError::Lock(_) => ErrorCode::Timeout,
         _ => ErrorCode::Git,

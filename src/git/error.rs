@@ -36,6 +36,19 @@ pub enum GitError {
         /// What was looked for.
         what: String,
     },
+    /// `restore --at` reached back before the first commit.
+    #[error(
+        "no commit as old as {at}: the history starts at {oldest} ({age} ago); \
+         use a shorter --at (at most {age}) or name a commit with --rev"
+    )]
+    BeforeHistory {
+        /// The asked-for time (RFC 3339).
+        at: String,
+        /// The oldest commit's time (RFC 3339).
+        oldest: String,
+        /// How long ago the oldest commit was made, as `--at` takes it.
+        age: String,
+    },
     /// Waiting for the notebook lock failed.
     #[error("waiting for the notebook lock")]
     Lock(#[from] LockError),
