@@ -96,3 +96,47 @@ fn restore_at_before_the_history_names_the_oldest_commit_and_the_fix() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(r.git_output(&["fsck", "--no-progress"]).status.success());
 }
+
+#[test]
+fn commit_of_an_unknown_path_is_not_found_but_a_deleted_tracked_file_commits() {
+    let (sb, repos, _d) = setup(&["nb"]);
+    let r = &repos[0];
+
+    let before = r.count();
+    let out = sb.gl(&["commit", "nb", "no-such-file"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("no-such-file not found in"),
+        "{}",
+        describe(&out)
+    );
+    assert!(err.contains("check the spelling"), "{}", describe(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("nothing to commit"));
+    let mut c = sb.client();
+    c.err(
+        "commit",
+        json!({"notebook": "nb", "paths": ["sub/none.txt"]}),
+        "not_found",
+    );
+    assert_eq!(r.count(), before);
+
+    // Tracked but deleted: the deletion is committed (paused, so the
+    // auto-commit does not take it first).
+    c.ok("pause", json!({"notebook": "nb"}));
+    r.write("sub/gone.txt", "x\n");
+    r.git(&["add", "sub/gone.txt"]);
+    r.git(&["commit", "-q", "-m", "gone"]);
+    std::fs::remove_dir_all(r.path.join("sub")).unwrap();
+    let out = sb.gl(&["commit", "nb", "sub"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(r.blob("sub/gone.txt"), None);
+
+    // Staged but never committed, then removed from disk: still a known path.
+    r.write("staged.txt", "s\n");
+    r.git(&["add", "staged.txt"]);
+    std::fs::remove_file(r.path.join("staged.txt")).unwrap();
+    let out = sb.gl(&["commit", "nb", "staged.txt"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(r.git_output(&["fsck", "--no-progress"]).status.success());
+}

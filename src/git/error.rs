@@ -36,6 +36,18 @@ pub enum GitError {
         /// What was looked for.
         what: String,
     },
+    /// A path to commit that is in neither the work tree, the index nor HEAD.
+    #[error(
+        "{path} not found in {root}: it is not in the work tree, the index or the last commit; \
+         check the spelling (a relative path is taken from the current directory when it \
+         exists there, else from the notebook's root)"
+    )]
+    UnknownPath {
+        /// The notebook-relative path asked for.
+        path: PathBuf,
+        /// The notebook's root.
+        root: PathBuf,
+    },
     /// `restore --at` reached back before the first commit.
     #[error(
         "no commit as old as {at}: the history starts at {oldest} ({age} ago); \
