@@ -243,7 +243,7 @@ The pause is remembered across daemon restarts and reloads \
         notebook: PathBuf,
 
         /// Resume by itself after this long (e.g. 1h)
-        #[arg(long = "for", value_name = "DUR", value_parser = parse_duration)]
+        #[arg(long = "for", value_name = "DUR", value_parser = parse_positive_duration)]
         duration: Option<Duration>,
     },
 
@@ -604,6 +604,18 @@ fn env_entry(roff: &mut Roff, name: &str, text: &str) {
     roff.text([roman(text)]);
 }
 
+/// [`parse_duration`] refusing zero: `pause --for 0s` would end at once,
+/// which is never what was meant.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!(
+            "{text:?} is no time at all: give a positive duration (e.g. \"30m\", \"1h\"), \
+             or leave --for out to pause until `gitlockd resume`"
+        )),
+        d => Ok(d),
+    }
+}
+
 /// Parse a duration with a unit: "500ms", "30s", "2m", "1h" (several may be chained: "1m30s").
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || {
@@ -680,6 +692,9 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
         }
         assert!(parse_duration("18446744073709551615h").is_err());
+        assert!(parse_positive_duration("0s").is_err());
+        assert!(parse_positive_duration("0ms").is_err());
+        assert_eq!(parse_positive_duration("1ms"), Ok(Duration::from_millis(1)));
     }
 
     #[test]

@@ -140,3 +140,19 @@ fn commit_of_an_unknown_path_is_not_found_but_a_deleted_tracked_file_commits() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(r.git_output(&["fsck", "--no-progress"]).status.success());
 }
+
+#[test]
+fn pause_for_zero_is_a_usage_error() {
+    let (sb, _repos, _d) = setup(&["nb"]);
+    for zero in ["0s", "0ms", "0h0m"] {
+        let out = sb.gl(&["pause", "nb", "--for", zero]);
+        assert_eq!(out.status.code(), Some(2), "{zero}: {}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains("positive duration"), "{}", describe(&out));
+        assert!(err.contains("gitlockd resume"), "{}", describe(&out));
+    }
+    let mut c = sb.client();
+    assert_eq!(c.status_of("nb")["paused"], json!(false));
+    let out = sb.gl(&["pause", "nb", "--for", "1h"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
