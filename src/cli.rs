@@ -388,13 +388,39 @@ pub fn write_completions(shell: Shell, out: &mut dyn Write) {
     clap_complete::generate(shell, &mut cmd, "gitlockd", &mut script);
     let script = String::from_utf8_lossy(&script).into_owned();
     let script = match shell {
-        Shell::Bash => format!("{script}{}", bash_notebooks()),
+        Shell::Bash => format!("{}{}", bash_without_hidden(&script), bash_notebooks()),
         Shell::Zsh => zsh_notebooks(&script),
         Shell::Fish => format!("{script}{}", fish_notebooks()),
         _ => script,
     };
     // Nothing sensible is left to do if stdout fails.
     let _ = out.write_all(script.as_bytes());
+}
+
+/// clap's bash script offers hidden subcommands too: drop them from every
+/// `opts="..."` word list, so TAB never suggests `notebook-names` (which
+/// still runs, for the completion scripts that call it).
+fn bash_without_hidden(script: &str) -> String {
+    let hidden: Vec<String> = command()
+        .get_subcommands()
+        .filter(|sub| sub.is_hide_set())
+        .map(|sub| sub.get_name().to_string())
+        .collect();
+    let mut out = String::with_capacity(script.len());
+    for line in script.split_inclusive('\n') {
+        match line.split_once("opts=\"") {
+            Some((head, rest)) => {
+                let (words, tail) = rest.split_once('"').unwrap_or((rest, ""));
+                let kept: Vec<&str> = words
+                    .split(' ')
+                    .filter(|w| !hidden.iter().any(|h| h == w))
+                    .collect();
+                out.push_str(&format!("{head}opts=\"{}\"{tail}", kept.join(" ")));
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// Subcommands whose first positional argument is a NOTEBOOK.

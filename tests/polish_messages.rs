@@ -156,3 +156,30 @@ fn pause_for_zero_is_a_usage_error() {
     let out = sb.gl(&["pause", "nb", "--for", "1h"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 }
+
+#[test]
+fn bash_completion_does_not_offer_the_hidden_notebook_names() {
+    let (sb, _repos, _d) = setup(&["nb"]);
+    let out = sb.gl(&["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let script = String::from_utf8_lossy(&out.stdout).to_string();
+    let offered: Vec<&str> = script
+        .lines()
+        .filter(|l| l.trim_start().starts_with("opts=\""))
+        .collect();
+    assert!(offered.iter().any(|l| l.contains(" commit ")), "{script}");
+    for line in &offered {
+        assert!(
+            !line.split([' ', '"']).any(|w| w == "notebook-names"),
+            "{line}"
+        );
+    }
+    // The script still asks the hidden command for names, and it answers.
+    assert!(script.contains("notebook-names 2>/dev/null"), "{script}");
+    let out = sb
+        .command(&["--config", sb.config.to_str().unwrap(), "notebook-names"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "nb");
+}
