@@ -183,3 +183,19 @@ fn bash_completion_does_not_offer_the_hidden_notebook_names() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "nb");
 }
+
+#[test]
+fn start_up_error_names_the_notebook_once() {
+    let sb = support::Sandbox::new();
+    let r = sb.repo("br");
+    let dir = r.path.clone();
+    // A config git cannot parse: the repository cannot be opened.
+    std::fs::write(dir.join(".git/config"), "[core\n\tbroken = \n").unwrap();
+    sb.write_config("", &[("br", &dir, "")]);
+    let _d = sb.start();
+    let mut c = sb.client();
+    let st = c.wait_last_error("br", &["cannot start notebook br at"]);
+    let msg = st["last_error"].as_str().unwrap_or_default();
+    assert_eq!(msg.matches("notebook br").count(), 1, "{msg}");
+    assert!(!msg.contains("notebook br: "), "{msg}");
+}
