@@ -116,7 +116,7 @@ pub fn human_wait(d: Duration) -> String {
     }
     let tenths = (ms + 50) / 100;
     if tenths < 600 {
-        return if tenths % 10 == 0 {
+        return if tenths.is_multiple_of(10) {
             format!("{} s", tenths / 10)
         } else {
             format!("{}.{} s", tenths / 10, tenths % 10)
