@@ -243,7 +243,7 @@ The pause is remembered across daemon restarts and reloads \
         notebook: PathBuf,
 
         /// Resume by itself after this long (e.g. 1h)
-        #[arg(long = "for", value_name = "DUR", value_parser = parse_duration)]
+        #[arg(long = "for", value_name = "DUR", value_parser = parse_positive_duration)]
         duration: Option<Duration>,
     },
 
@@ -388,13 +388,39 @@ pub fn write_completions(shell: Shell, out: &mut dyn Write) {
     clap_complete::generate(shell, &mut cmd, "gitlockd", &mut script);
     let script = String::from_utf8_lossy(&script).into_owned();
     let script = match shell {
-        Shell::Bash => format!("{script}{}", bash_notebooks()),
+        Shell::Bash => format!("{}{}", bash_without_hidden(&script), bash_notebooks()),
         Shell::Zsh => zsh_notebooks(&script),
         Shell::Fish => format!("{script}{}", fish_notebooks()),
         _ => script,
     };
     // Nothing sensible is left to do if stdout fails.
     let _ = out.write_all(script.as_bytes());
+}
+
+/// clap's bash script offers hidden subcommands too: drop them from every
+/// `opts="..."` word list, so TAB never suggests `notebook-names` (which
+/// still runs, for the completion scripts that call it).
+fn bash_without_hidden(script: &str) -> String {
+    let hidden: Vec<String> = command()
+        .get_subcommands()
+        .filter(|sub| sub.is_hide_set())
+        .map(|sub| sub.get_name().to_string())
+        .collect();
+    let mut out = String::with_capacity(script.len());
+    for line in script.split_inclusive('\n') {
+        match line.split_once("opts=\"") {
+            Some((head, rest)) => {
+                let (words, tail) = rest.split_once('"').unwrap_or((rest, ""));
+                let kept: Vec<&str> = words
+                    .split(' ')
+                    .filter(|w| !hidden.iter().any(|h| h == w))
+                    .collect();
+                out.push_str(&format!("{head}opts=\"{}\"{tail}", kept.join(" ")));
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// Subcommands whose first positional argument is a NOTEBOOK.
@@ -604,6 +630,18 @@ fn env_entry(roff: &mut Roff, name: &str, text: &str) {
     roff.text([roman(text)]);
 }
 
+/// [`parse_duration`] refusing zero: `pause --for 0s` would end at once,
+/// which is never what was meant.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!(
+            "{text:?} is no time at all: give a positive duration (e.g. \"30m\", \"1h\"), \
+             or leave --for out to pause until `gitlockd resume`"
+        )),
+        d => Ok(d),
+    }
+}
+
 /// Parse a duration with a unit: "500ms", "30s", "2m", "1h" (several may be chained: "1m30s").
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || {
@@ -680,6 +718,9 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
         }
         assert!(parse_duration("18446744073709551615h").is_err());
+        assert!(parse_positive_duration("0s").is_err());
+        assert!(parse_positive_duration("0ms").is_err());
+        assert_eq!(parse_positive_duration("1ms"), Ok(Duration::from_millis(1)));
     }
 
     #[test]

@@ -291,7 +291,11 @@ async fn start_notebook(
         .await
         .map_err(|e| {
             // The whole chain: "opening the repository" alone does not say why.
-            let mut message = format!("cannot start notebook {name} at {}: {e}", path.display());
+            let mut message = format!(
+                "cannot start notebook {name} at {}: {}",
+                path.display(),
+                e.reason()
+            );
             let mut source = std::error::Error::source(&e);
             while let Some(cause) = source {
                 let text = cause.to_string();

@@ -105,12 +105,39 @@ impl LockMode {
     }
 }
 
+/// A wait as a person reads it: whole milliseconds under a second
+/// ("200 ms"), seconds with at most one decimal under a minute ("5 s",
+/// "1.5 s"), then minutes and seconds ("2 min 5 s"). Debug output of a
+/// `Duration` ("201.415086ms") is noise in an error message.
+pub fn human_wait(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1_000 {
+        return format!("{ms} ms");
+    }
+    let tenths = (ms + 50) / 100;
+    if tenths < 600 {
+        return if tenths.is_multiple_of(10) {
+            format!("{} s", tenths / 10)
+        } else {
+            format!("{}.{} s", tenths / 10, tenths % 10)
+        };
+    }
+    let secs = (ms + 500) / 1_000;
+    match (secs / 60, secs % 60) {
+        (m, 0) => format!("{m} min"),
+        (m, s) => format!("{m} min {s} s"),
+    }
+}
+
 /// Why a lock request did not succeed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LockError {
     /// The wait reached its deadline; the request left the queue.
     #[error(
-        "lock wait on {notebook} timed out after {waited:?} (held by {holders}; {queued} queued)"
+        "lock wait on {notebook} timed out after {} (held by {holders}; {queued} queued); \
+         wait longer (`gitlockd lock --timeout`, or lock.timeout in the config) \
+         or let the holder finish",
+        human_wait(*waited)
     )]
     Timeout {
         /// The notebook's path.
@@ -864,9 +891,32 @@ mod tests {
             )
             .unwrap_err();
         assert!(matches!(err, LockError::Timeout { .. }), "{err}");
+        let text = err.to_string();
+        // Whole milliseconds, not Debug's "30.412345ms".
+        let waited = text
+            .split("timed out after ")
+            .nth(1)
+            .and_then(|rest| rest.split(" ms (held by").next())
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(waited.is_some_and(|n| n >= 30), "{text}");
+        assert!(text.contains("--timeout"), "{text}");
         let snap = l.snapshot();
         assert_eq!(snap.waiters, 0);
         assert_eq!(snap.metrics.timeouts, 1);
+    }
+
+    #[test]
+    fn human_wait_reads_like_a_person_wrote_it() {
+        let ms = Duration::from_millis;
+        assert_eq!(human_wait(Duration::from_micros(201_415)), "201 ms");
+        assert_eq!(human_wait(ms(0)), "0 ms");
+        assert_eq!(human_wait(ms(999)), "999 ms");
+        assert_eq!(human_wait(ms(1_000)), "1 s");
+        assert_eq!(human_wait(ms(5_003)), "5 s");
+        assert_eq!(human_wait(ms(1_500)), "1.5 s");
+        assert_eq!(human_wait(ms(59_940)), "59.9 s");
+        assert_eq!(human_wait(ms(59_960)), "1 min");
+        assert_eq!(human_wait(ms(125_000)), "2 min 5 s");
     }
 
     #[test]

@@ -128,11 +128,12 @@ fn restore_at_takes_the_state_of_that_time() {
     ok(sb.gl(&["restore", "nb", "a.md", "--at", "30m"]));
     assert_eq!(r.blob("a.md").as_deref(), Some("one hour ago\n"));
 
-    // Older than the history: not found.
+    // Older than the history: not found, naming where it starts and the fix.
     let out = sb.gl(&["restore", "nb", "a.md", "--at", "100h"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("not found"),
+        text(&out.stderr).contains("the history starts at")
+            && text(&out.stderr).contains("use a shorter --at"),
         "{}",
         text(&out.stderr)
     );

@@ -346,8 +346,12 @@ impl Connection {
                 let paths = paths
                     .map(|ps| {
                         ps.iter()
-                            .map(|p| git.resolve_path(Path::new(p)))
-                            .collect::<Result<Vec<_>, _>>()
+                            .map(|p| {
+                                let rel = git.resolve_path(Path::new(p))?;
+                                git.require_known(&rel)?;
+                                Ok(rel)
+                            })
+                            .collect::<Result<Vec<_>, GitError>>()
                     })
                     .transpose()?;
                 git.commit_now(
@@ -483,7 +487,9 @@ pub fn git_failure(e: &GitError) -> Failure {
     let code = match e {
         GitError::Busy { .. } | GitError::Refused { .. } => ErrorCode::Conflict,
         GitError::Forbidden { .. } => ErrorCode::Forbidden,
-        GitError::NotFound { .. } => ErrorCode::NotFound,
+        GitError::NotFound { .. }
+        | GitError::BeforeHistory { .. }
+        | GitError::UnknownPath { .. } => ErrorCode::NotFound,
         GitError::Lock(LockError::UpgradeWouldDeadlock { .. }) => ErrorCode::Conflict,
         GitError::Lock(_) => ErrorCode::Timeout,
         _ => ErrorCode::Git,

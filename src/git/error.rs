@@ -36,6 +36,31 @@ pub enum GitError {
         /// What was looked for.
         what: String,
     },
+    /// A path to commit that is in neither the work tree, the index nor HEAD.
+    #[error(
+        "{path} not found in {root}: it is not in the work tree, the index or the last commit; \
+         check the spelling (a relative path is taken from the current directory when it \
+         exists there, else from the notebook's root)"
+    )]
+    UnknownPath {
+        /// The notebook-relative path asked for.
+        path: PathBuf,
+        /// The notebook's root.
+        root: PathBuf,
+    },
+    /// `restore --at` reached back before the first commit.
+    #[error(
+        "no commit as old as {at}: the history starts at {oldest} ({age} ago); \
+         use a shorter --at (at most {age}) or name a commit with --rev"
+    )]
+    BeforeHistory {
+        /// The asked-for time (RFC 3339).
+        at: String,
+        /// The oldest commit's time (RFC 3339).
+        oldest: String,
+        /// How long ago the oldest commit was made, as `--at` takes it.
+        age: String,
+    },
     /// Waiting for the notebook lock failed.
     #[error("waiting for the notebook lock")]
     Lock(#[from] LockError),

@@ -60,6 +60,40 @@ impl GitManager {
         Ok(out)
     }
 
+    /// `NotFound` unless `rel` (from [`GitManager::resolve_path`]) names
+    /// something in the work tree, the index or HEAD: a path in none of
+    /// them is a typo, and committing it would silently do nothing. A
+    /// deleted tracked file (or folder of them) stays valid, as committing
+    /// it records the deletion. Takes no lock.
+    pub fn require_known(&self, rel: &Path) -> Result<(), GitError> {
+        use std::os::unix::ffi::OsStrExt;
+        if rel.as_os_str().is_empty() || self.root.join(rel).symlink_metadata().is_ok() {
+            return Ok(());
+        }
+        let repo = self.open()?;
+        let ctx = "looking the path up in the index and HEAD";
+        let wanted = rel.as_os_str().as_bytes();
+        let index = repo.index().map_err(super::error::git_err(&repo, ctx))?;
+        let in_index = index.iter().any(|e| {
+            e.path == wanted
+                || (e.path.len() > wanted.len()
+                    && e.path.starts_with(wanted)
+                    && e.path[wanted.len()] == b'/')
+        });
+        let in_head = repo
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_tree().ok())
+            .is_some_and(|tree| tree.get_path(rel).is_ok());
+        if in_index || in_head {
+            return Ok(());
+        }
+        Err(GitError::UnknownPath {
+            path: rel.to_path_buf(),
+            root: self.root.clone(),
+        })
+    }
+
     /// `p` (absolute) relative to the root, also when spelled through a
     /// symlink of the root or one of its ancestors.
     fn strip_root(&self, p: &Path) -> Option<PathBuf> {

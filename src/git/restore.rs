@@ -309,21 +309,46 @@ fn commit_before(repo: &Repository, secs: i64) -> Result<Commit<'_>, GitError> {
             what: "a commit (the notebook has no history yet)".into(),
         });
     }
+    let mut oldest = i64::MAX;
     for id in walk {
         let id = id.map_err(git_err(repo, ctx))?;
         let commit = repo.find_commit(id).map_err(git_err(repo, ctx))?;
         if commit.time().seconds() <= secs {
             return Ok(commit);
         }
+        oldest = oldest.min(commit.time().seconds());
     }
-    Err(GitError::NotFound {
-        what: format!(
-            "a commit as old as {} (the history starts later)",
-            crate::notebook::rfc3339(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64)
-            )
-        ),
+    let rfc = |t: i64| {
+        crate::notebook::rfc3339(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64),
+        )
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Err(GitError::BeforeHistory {
+        at: rfc(secs),
+        oldest: rfc(oldest),
+        age: compact_age(now.saturating_sub(oldest)),
     })
+}
+
+/// `secs` floored to the units `--at` takes, written without spaces so it
+/// can be pasted back: "3h12m", "45s", "0s".
+fn compact_age(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
 }
 
 fn refuse_if_busy(repo: &Repository) -> Result<(), GitError> {

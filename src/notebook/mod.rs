@@ -108,6 +108,21 @@ pub enum StartError {
     },
 }
 
+impl StartError {
+    /// The reason without the "notebook NAME: " prefix, for a caller that
+    /// names the notebook itself (saying it twice reads as a stutter).
+    pub fn reason(&self) -> String {
+        match self {
+            StartError::Git { source, .. } => source.to_string(),
+            StartError::Filter { source, .. } => source.to_string(),
+            StartError::Create { path, source, .. } => {
+                format!("cannot create {}: {source}", path.display())
+            }
+            StartError::Task { message, .. } => format!("start-up task failed: {message}"),
+        }
+    }
+}
+
 /// Why a `sync` request did not succeed.
 #[derive(Debug, Clone)]
 pub enum SyncFailure {
