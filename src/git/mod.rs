@@ -419,6 +419,23 @@ impl GitManager {
     }
 }
 
+/// Stops libgit2 from caching tree objects in the process.
+///
+/// The cache keeps every tree under 4 KiB that an operation parsed (~8 KiB
+/// each with its entries) for as long as the repository handle lives. The
+/// start-up scan compares the whole index with HEAD's tree when the index's
+/// cache-tree is invalid, which it is after any commit of ours (we build the
+/// commit's tree from the parent's, not from the index): that kept ~6.5 MiB
+/// more at the peak on 100,000 files, for no reuse (every operation opens its
+/// own handle and reads each tree once). Measured: start-up peak 36.7 ->
+/// 30.0 MiB, CPU unchanged. Call before any thread starts.
+pub fn stop_caching_trees() {
+    // SAFETY: sets a libgit2 global; the caller runs before any other thread.
+    if let Err(e) = unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 0) } {
+        tracing::debug!(error = %e, "cannot limit libgit2's tree cache");
+    }
+}
+
 /// The name of the operation in progress, if any.
 pub(crate) fn busy_state(state: RepositoryState) -> Option<&'static str> {
     match state {
