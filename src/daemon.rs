@@ -48,7 +48,7 @@ pub const EXIT_CONFIG: i32 = 2;
 
 /// Runs the daemon in the foreground until a signal stops it; returns the exit code.
 pub fn run(options: DaemonOptions) -> i32 {
-    limit_malloc_arenas();
+    tune_malloc();
     crate::git::stop_caching_trees();
     let config = match config::load(&options.config_path) {
         Ok(c) => c,
@@ -477,7 +477,7 @@ impl Daemon {
 /// second arena's free top is never given back (`malloc_trim` does not trim
 /// a non-main arena's top), and RSS 12 s after a commit stayed at 17 MiB
 /// instead of 8 MiB, depending on heap layout.
-fn limit_malloc_arenas() {
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator tunable; called before any thread starts.
     unsafe {
